@@ -1,0 +1,1 @@
+"""The Starlette API: ingest, queries, live updates over server-sent events."""

@@ -1,0 +1,104 @@
+"""The Starlette application and its start-up wiring.
+
+With embedded ClickHouse (chdb) this process owns the data dir, so it also runs the ClickHouse
+sink in a thread: only one process may open a chdb directory. With ``CLICKHOUSE_URL`` set the
+sink is a process of its own (``riverbed run sink-clickhouse``) and this one only queries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+import redis
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from api import health, ingest, live, query, reads
+from api.openapi import build_openapi
+from api.problems import EXCEPTION_HANDLERS
+from api.services import Services
+from riverbed.kafka import AsyncProducer, ensure_topics, pipeline_topics, producer_config
+from riverbed.settings import Settings
+from schemas.catalog import load_catalog
+from schemas.codec import register_catalog
+from schemas.registry import SchemaRegistry
+from sinks.clickhouse import connect
+from sinks.runner import start_thread
+from sinks.service import clickhouse_runner
+
+log = logging.getLogger(__name__)
+
+
+def build_services(settings: Settings, run_clickhouse_sink: bool | None = None) -> Services:
+    catalog = load_catalog(settings.schemas_dir)
+    ensure_topics(settings, pipeline_topics(catalog))
+    registry = SchemaRegistry(redis.Redis.from_url(settings.require_redis()))
+    ids = register_catalog(registry, catalog)
+    engine = connect(settings.clickhouse_url, settings.chdb_path)
+    services = Services(
+        settings=settings,
+        catalog=catalog,
+        registry=registry,
+        ids=ids,
+        producer=AsyncProducer(producer_config(settings)),
+        redis=aioredis.Redis.from_url(settings.require_redis()),
+        clickhouse=engine,
+    )
+    if run_clickhouse_sink if run_clickhouse_sink is not None else settings.embedded_clickhouse:
+        runner = clickhouse_runner(settings, engine, registry, catalog, ids)
+        services.sinks.append(runner)
+        services.sink_threads.append(start_thread(runner))
+    return services
+
+
+def create_app(settings: Settings, run_clickhouse_sink: bool | None = None) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = await anyio.to_thread.run_sync(build_services, settings, run_clickhouse_sink)
+        app.state.services = services
+        app.state.openapi = build_openapi(services.catalog)
+        try:
+            yield
+        finally:
+            for runner in services.sinks:
+                runner.stop()
+            for thread in services.sink_threads:
+                await anyio.to_thread.run_sync(thread.join, 30)
+            services.producer.close()
+            await services.redis.aclose()
+            services.clickhouse.close()
+
+    def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(request.app.state.openapi)
+
+    routes = [
+        Route("/v1/streams", reads.list_streams),
+        Route("/v1/streams/{stream}", reads.get_stream),
+        Route("/v1/streams/{stream}/events", ingest.post_events, methods=["POST"]),
+        Route("/v1/streams/{stream}/events", reads.list_events, methods=["GET"]),
+        Route("/v1/metrics/{stream}", reads.get_metrics),
+        Route("/v1/query", query.post_query, methods=["POST"]),
+        Route("/v1/live/metrics", live.live_metrics),
+        Route("/healthz", health.healthz),
+        Route("/readyz", health.readyz),
+        Route("/openapi.json", openapi),
+    ]
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+
+
+def run(settings: Settings) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.api_port,
+        log_level="warning",
+        lifespan="on",
+    )

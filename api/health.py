@@ -1,0 +1,65 @@
+"""``/healthz`` (the process is up) and ``/readyz`` (every component answers)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anyio.to_thread
+from confluent_kafka.admin import AdminClient
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from api.services import Services
+from streams.agents import stats_key
+
+
+def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def _kafka_check(bootstrap: str) -> dict[str, Any]:
+    topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=3).topics
+    return {"ok": True, "topics": len(topics)}
+
+
+async def _check(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
+    try:
+        return name, await asyncio.wait_for(probe(), timeout=5)
+    except Exception as exc:  # a readiness probe reports every failure, whatever its type
+        return name, {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+async def readyz(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+
+    async def kafka() -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(_kafka_check, services.settings.require_kafka())
+
+    async def redis() -> dict[str, Any]:
+        return {"ok": bool(await services.redis.ping())}
+
+    async def clickhouse() -> dict[str, Any]:
+        await anyio.to_thread.run_sync(lambda: services.clickhouse.query("SELECT 1"))
+        return {"ok": True}
+
+    results = dict(
+        await asyncio.gather(
+            _check("kafka", kafka), _check("redis", redis), _check("clickhouse", clickhouse)
+        )
+    )
+    for runner in services.sinks:
+        results[f"sink.{runner.writer.name}"] = {
+            "ok": runner.last_error is None,
+            "written": runner.written,
+            "error": runner.last_error,
+        }
+    streams = {}
+    for name in services.catalog:
+        raw = await services.redis.hgetall(stats_key(name))
+        streams[name] = {k.decode(): int(v) for k, v in raw.items()}
+    ready = all(r["ok"] for r in results.values())
+    return JSONResponse(
+        {"ready": ready, "components": results, "streams": streams},
+        status_code=200 if ready else 503,
+    )

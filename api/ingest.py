@@ -1,0 +1,131 @@
+"""``POST /v1/streams/{stream}/events``: accepted means acknowledged by Kafka (acks=all)."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from api.batch import BodyError, PreparedBatch, parse_events, prepare_batch
+from api.problems import Problem
+from api.services import Services
+from riverbed.kafka import KafkaUnavailable, OutgoingRecord
+from schemas import codec
+from schemas.catalog import StreamSpec, dlq_topic, events_topic
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Problem(
+            413,
+            "Body too large",
+            f"body of {declared} bytes exceeds the {limit}-byte "
+            "limit; split it into several requests",
+            limit=limit,
+        )
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(
+                413,
+                "Body too large",
+                f"body exceeds the {limit}-byte limit; split it into several requests",
+                limit=limit,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _records(
+    services: Services, spec: StreamSpec, batch: PreparedBatch, record_rejects: bool, now: int
+) -> list[OutgoingRecord]:
+    ids = services.ids.streams[spec.name]
+    records = [
+        OutgoingRecord(
+            events_topic(spec.name),
+            event.key,
+            codec.encode(services.registry, ids.ingest, event.datum),
+        )
+        for event in batch.accepted
+    ]
+    if record_rejects:
+        for reject in batch.rejected:
+            dead = {
+                "stream": spec.name,
+                "stage": "ingest",
+                "error": f"{reject.error.path}: {reject.error.message}",
+                "original": reject.original,
+                "event_id": reject.event_id,
+                "failed_at": now,
+            }
+            records.append(
+                OutgoingRecord(
+                    dlq_topic(spec.name),
+                    None,
+                    codec.encode(services.registry, ids.dead_letter, dead),
+                )
+            )
+    return records
+
+
+async def post_events(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    spec = services.stream(request.path_params["stream"])
+    atomic = request.query_params.get("atomic", "false").lower() in ("1", "true", "yes")
+    body = await read_body(request, services.settings.max_body_bytes)
+    try:
+        events = parse_events(body, request.headers.get("content-type", "application/json"))
+    except BodyError as exc:
+        raise Problem(400, "Malformed body", str(exc), **exc.where) from None
+    limit = services.settings.max_events_per_request
+    if len(events) > limit:
+        raise Problem(
+            413,
+            "Too many events",
+            f"{len(events)} events exceed the limit of {limit} per request",
+            limit=limit,
+        )
+    if not events:
+        raise Problem(400, "No events", "the body holds no events")
+    now = time.time_ns() // 1_000_000
+    batch = prepare_batch(spec, events, now)
+    errors = [r.to_dict() for r in batch.rejected]
+    if batch.rejected and (atomic or not batch.accepted):
+        if not atomic:
+            await _produce(
+                services, _records(services, spec, PreparedBatch([], batch.rejected), True, now)
+            )
+        first = batch.rejected[0]
+        raise Problem(
+            400,
+            "Invalid events",
+            f"{len(batch.rejected)} of {len(events)} events are invalid; first at index "
+            f"{first.index}: {first.error.path}: {first.error.message}",
+            errors=errors,
+            accepted=0,
+        )
+    await _produce(services, _records(services, spec, batch, True, now))
+    body_out = {
+        "accepted": len(batch.accepted),
+        "rejected": len(batch.rejected),
+        "event_ids": [e.event_id for e in batch.accepted],
+    }
+    if batch.rejected:
+        return JSONResponse({**body_out, "errors": errors}, status_code=207)
+    return JSONResponse(body_out, status_code=202)
+
+
+async def _produce(services: Services, records: list[OutgoingRecord]) -> None:
+    errors = await services.producer.produce(records)
+    failed = [e for e in errors if e]
+    if failed:
+        error = failed[0]
+        raise KafkaUnavailable(
+            f"{len(failed)} of {len(records)} records failed "
+            f"(first: {error}); retry with the same event_ids, duplicates are "
+            "dropped"
+        )

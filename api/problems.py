@@ -1,0 +1,106 @@
+"""RFC 9457 problem+json: the one place errors become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from riverbed.kafka import KafkaUnavailable
+from schemas.catalog import StreamNotFound
+from sinks.clickhouse import ClickHouseError
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """Raise anywhere in a handler; ``extra`` members are added to the problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(problem: Problem, instance: str) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "instance": instance,
+        **problem.extra,
+    }
+    return JSONResponse(
+        body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_JSON
+    )
+
+
+async def handle_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return problem_response(exc, request.url.path)
+
+
+async def handle_stream_not_found(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StreamNotFound)
+    return problem_response(
+        Problem(
+            404, "Unknown stream", f"no stream named {exc.stream!r}; GET /v1/streams lists them"
+        ),
+        request.url.path,
+    )
+
+
+async def handle_kafka_unavailable(request: Request, exc: Exception) -> Response:
+    return problem_response(
+        Problem(
+            503,
+            "Broker unavailable",
+            f"Kafka did not acknowledge the events: {exc}",
+            headers={"Retry-After": "5"},
+        ),
+        request.url.path,
+    )
+
+
+async def handle_clickhouse_error(request: Request, exc: Exception) -> Response:
+    return problem_response(Problem(400, "Query failed", str(exc)[:2000]), request.url.path)
+
+
+async def handle_http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return problem_response(
+        Problem(exc.status_code, "HTTP error", str(exc.detail)), request.url.path
+    )
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(
+        Problem(500, "Internal error", f"{type(exc).__name__}: {exc}"), request.url.path
+    )
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    Problem: handle_problem,
+    StreamNotFound: handle_stream_not_found,
+    KafkaUnavailable: handle_kafka_unavailable,
+    ClickHouseError: handle_clickhouse_error,
+    HTTPException: handle_http,
+    Exception: handle_unexpected,
+}

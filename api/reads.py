@@ -1,0 +1,133 @@
+"""Read endpoints: the catalog, raw events from ClickHouse, live metrics from Redis."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from api.problems import Problem
+from api.services import Services
+from sinks.ddl import events_table, quote
+from sinks.redis_writer import latest_key, series_key
+
+MAX_PAGE = 1000
+
+
+def list_streams(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    return JSONResponse({"streams": [s.to_public() for s in services.catalog.values()]})
+
+
+def get_stream(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    return JSONResponse(services.stream(request.path_params["stream"]).to_public())
+
+
+def _time_param(request: Request, name: str) -> int | None:
+    """Epoch milliseconds or ISO-8601 -> epoch milliseconds."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if raw.lstrip("-").isdigit():
+        return int(raw)
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise Problem(
+            400,
+            "Bad parameter",
+            f"{name}={raw!r} is neither epoch milliseconds nor ISO-8601",
+            parameter=name,
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise Problem(
+            400, "Bad parameter", f"{name} must be an integer in [{low}, {high}]", parameter=name
+        )
+    return int(raw)
+
+
+def encode_cursor(event_time_ms: int, event_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([event_time_ms, event_id]).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        event_time, event_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return int(event_time), str(event_id)
+    except (ValueError, TypeError):
+        raise Problem(
+            400, "Bad parameter", "cursor is not one this API returned", parameter="cursor"
+        ) from None
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+async def list_events(request: Request) -> JSONResponse:
+    """Newest first, keyset-paginated on (event_time, event_id); exact thanks to FINAL."""
+    services: Services = request.app.state.services
+    spec = services.stream(request.path_params["stream"])
+    limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
+    start, end = _time_param(request, "from"), _time_param(request, "to")
+    where = []
+    if start is not None:
+        where.append(f"event_time >= fromUnixTimestamp64Milli({start}, 'UTC')")
+    if end is not None:
+        where.append(f"event_time < fromUnixTimestamp64Milli({end}, 'UTC')")
+    cursor = request.query_params.get("cursor")
+    if cursor:
+        t, event_id = decode_cursor(cursor)
+        where.append(
+            f"(toUnixTimestamp64Milli(event_time), event_id) < ({t}, {_sql_string(event_id)})"
+        )
+    table = f"{quote(services.settings.clickhouse_database)}.{quote(events_table(spec.name))}"
+    sql = (
+        f"SELECT *, toUnixTimestamp64Milli(event_time) AS _t FROM {table} FINAL"
+        f"{' WHERE ' + ' AND '.join(where) if where else ''}"
+        f" ORDER BY event_time DESC, event_id DESC LIMIT {limit}"
+    )
+    result = await anyio.to_thread.run_sync(
+        lambda: services.clickhouse.query(sql, {"output_format_json_quote_64bit_integers": 0})
+    )
+    names = [c["name"] for c in result.columns]
+    rows = [dict(zip(names, row, strict=True)) for row in result.rows]
+    next_cursor = None
+    if len(rows) == limit:
+        next_cursor = encode_cursor(int(rows[-1]["_t"]), rows[-1]["event_id"])
+    for row in rows:
+        row.pop("_t", None)
+    return JSONResponse({"stream": spec.name, "events": rows, "next_cursor": next_cursor})
+
+
+async def get_metrics(request: Request) -> JSONResponse:
+    """Latest value per (field, group); recent windows of ``?series=field|group`` (or totals)."""
+    services: Services = request.app.state.services
+    spec = services.stream(request.path_params["stream"])
+    latest_raw = await services.redis.hgetall(latest_key(spec.name))
+    latest: dict[str, Any] = {}
+    for member, value in latest_raw.items():
+        name = member.decode() if isinstance(member, bytes) else member
+        latest[name] = json.loads(value)
+    recent: dict[str, list[Any]] = {}
+    wanted = request.query_params.getlist("series") or [m for m in latest if m.endswith("|*")]
+    for member in wanted:
+        field, _, group = member.partition("|")
+        values = await services.redis.zrange(series_key(spec.name, field, group or "*"), 0, -1)
+        recent[member] = [json.loads(v) for v in values]
+    return JSONResponse({"stream": spec.name, "latest": latest, "recent": recent})

@@ -1,0 +1,212 @@
+"""``riverbed``: start the pipeline (``up``), run one component (``run``), inspect streams."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from riverbed.settings import Settings
+from riverbed.supervisor import COMPONENTS
+
+EPILOG = """\
+Configuration comes from RIVERBED_* environment variables (see docs/operations.md).
+KAFKA_BOOTSTRAP, REDIS_URL and CLICKHOUSE_URL select external servers; unset, Riverbed starts
+embedded engines (tansu, valkey, chdb) under the data dir.
+"""
+
+
+def _configure_logging(level: str = "WARNING") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _wait_ready(url: str, timeout: float) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from riverbed.demo import DemoTraffic
+    from riverbed.embedded import EngineStartError, port_is_free, start_kafka, start_redis
+    from riverbed.supervisor import Supervisor
+
+    overrides = {}
+    if args.data_dir:
+        overrides["data_dir"] = Path(args.data_dir)
+    if args.port is not None:
+        overrides["api_port"] = args.port
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not port_is_free(settings.api_port, settings.host):
+        print(
+            f"error: API port {settings.api_port} is in use; pass --port or set RIVERBED_API_PORT",
+            file=sys.stderr,
+        )
+        return 2
+    engines = []
+    env = {
+        "RIVERBED_DATA_DIR": str(data_dir),
+        "RIVERBED_API_PORT": str(settings.api_port),
+        "RIVERBED_HOST": settings.host,
+    }
+    print(f"Riverbed starting (data dir {data_dir})")
+    try:
+        if settings.embedded_kafka:
+            engines.append(start_kafka(data_dir, settings.kafka_port))
+            env["KAFKA_BOOTSTRAP"] = engines[-1].url
+            print(f"  kafka    {engines[-1].url}  (embedded tansu, in-memory)")
+        else:
+            print(f"  kafka    {settings.kafka_bootstrap}")
+        if settings.embedded_redis:
+            engines.append(start_redis(data_dir, settings.redis_port))
+            env["REDIS_URL"] = engines[-1].url
+            print(f"  redis    {engines[-1].url}  (embedded valkey, AOF in {data_dir / 'redis'})")
+        else:
+            print(f"  redis    {settings.redis_url}")
+    except EngineStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        for engine in engines:
+            engine.stop()
+        return 1
+    if settings.embedded_clickhouse:
+        print(
+            f"  clickhouse  embedded chdb in {data_dir / 'clickhouse'} (owned by the api process)"
+        )
+    else:
+        print(f"  clickhouse  {settings.clickhouse_url}")
+
+    supervisor = Supervisor(data_dir / "logs", env)
+    components = ["api", "agents", "flow", "sink-redis"]
+    if not settings.embedded_clickhouse:
+        components.append("sink-clickhouse")
+    for component in components:
+        supervisor.add(component)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    watcher = threading.Thread(target=supervisor.run, daemon=True)
+    watcher.start()
+    base = f"http://{settings.host}:{settings.api_port}"
+    demo = None
+    try:
+        if not _wait_ready(base, 120):
+            print(f"! the API did not become ready; see {data_dir / 'logs' / 'api.log'}")
+        else:
+            print(f"\nRiverbed is up: {base}")
+            print(f"  streams      {base}/v1/streams")
+            print(f"  live (SSE)   {base}/v1/live/metrics")
+            print(f"  OpenAPI      {base}/openapi.json")
+            print(f"  health       {base}/readyz")
+            print(f"  logs         {data_dir / 'logs'}")
+            if args.demo:
+                demo = DemoTraffic(base, rate=args.demo_rate)
+                threading.Thread(target=demo.run, daemon=True).start()
+                print(f"  demo         posting ~{args.demo_rate:g} events/s (pageviews, purchases)")
+            print("Ctrl-C stops everything.")
+        stop.wait()
+    finally:
+        print("\nstopping...")
+        if demo:
+            demo.stop()
+        supervisor.stop()
+        for engine in reversed(engines):
+            engine.stop()
+        print("stopped.")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _configure_logging(os.environ.get("RIVERBED_LOG_LEVEL", "WARNING"))
+    settings = Settings()
+    if args.component == "api":
+        from api.app import run as run_api
+
+        run_api(settings)
+    elif args.component == "agents":
+        from streams.worker import run as run_agents
+
+        run_agents(settings)
+    elif args.component == "flow":
+        from streams.flow import run as run_flow
+
+        run_flow(settings)
+    else:
+        from sinks.service import run as run_sink
+
+        if args.component == "sink-clickhouse" and settings.embedded_clickhouse:
+            print(
+                "error: sink-clickhouse runs inside the api process with embedded chdb; set "
+                "CLICKHOUSE_URL to run it on its own",
+                file=sys.stderr,
+            )
+            return 2
+        run_sink(settings, args.component.removeprefix("sink-"))
+    return 0
+
+
+def cmd_streams(args: argparse.Namespace) -> int:
+    from schemas.catalog import load_catalog
+
+    settings = Settings()
+    catalog = load_catalog(settings.schemas_dir)
+    print(json.dumps([spec.to_public() for spec in catalog.values()], indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="riverbed",
+        description="Real-time event pipeline: HTTP -> Kafka -> Faust/Bytewax "
+        "-> ClickHouse/Redis -> SSE.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser(
+        "up",
+        help="start the whole pipeline (embedded engines by default)",
+        description="Start engines, agents, flow, sinks and the API; Ctrl-C stops everything.",
+    )
+    up.add_argument("--demo", action="store_true", help="post realistic sample events")
+    up.add_argument("--demo-rate", type=float, default=50.0, help="demo events/s (default 50)")
+    up.add_argument("--port", type=int, help="API port (default RIVERBED_API_PORT or 8080)")
+    up.add_argument("--data-dir", help="data dir (default RIVERBED_DATA_DIR or ./.riverbed)")
+    up.set_defaults(func=cmd_up)
+
+    run = commands.add_parser(
+        "run",
+        help="run one component in the foreground",
+        description="Run one pipeline component; `up` runs all of them.",
+    )
+    run.add_argument("component", choices=COMPONENTS)
+    run.set_defaults(func=cmd_run)
+
+    streams = commands.add_parser("streams", help="print the stream catalog as JSON")
+    streams.set_defaults(func=cmd_streams)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

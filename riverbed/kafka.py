@@ -1,0 +1,159 @@
+"""Kafka client edges shared by every process: configs, topic creation, an asyncio producer.
+
+confluent-kafka is the client everywhere except inside Faust (which brings aiokafka): librdkafka
+batches and compresses in C, which is where the ingest path's throughput comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from riverbed.settings import Settings
+from schemas.catalog import METRICS_TOPIC, StreamSpec, clean_topic, dlq_topic, events_topic
+
+log = logging.getLogger(__name__)
+
+
+class KafkaUnavailable(ConnectionError):
+    """The broker did not acknowledge in time; nothing after the first failure is confirmed."""
+
+
+def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """Idempotent, acks=all: an acknowledged event is durably in Kafka, exactly once."""
+    return {
+        "bootstrap.servers": settings.require_kafka(),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": settings.producer_linger_ms,
+        "message.timeout.ms": settings.producer_timeout_ms,
+        "compression.type": settings.kafka_compression,
+        **extra,
+    }
+
+
+def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str, Any]:
+    """Manual commits only: offsets move after the sink or agent has finished with a batch."""
+    return {
+        "bootstrap.servers": settings.require_kafka(),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
+        "heartbeat.interval.ms": max(500, settings.kafka_session_timeout_ms // 6),
+        "fetch.wait.max.ms": 50,
+        "topic.metadata.refresh.interval.ms": 5000,
+        **extra,
+    }
+
+
+def pipeline_topics(catalog: dict[str, StreamSpec]) -> list[str]:
+    names = [METRICS_TOPIC]
+    for stream in catalog:
+        names += [events_topic(stream), clean_topic(stream), dlq_topic(stream)]
+    return names
+
+
+def ensure_topics(settings: Settings, topics: Iterable[str], timeout: float = 30.0) -> None:
+    """Create missing topics and wait until the broker lists them all (idempotent)."""
+    admin = AdminClient({"bootstrap.servers": settings.require_kafka()})
+    wanted = set(topics)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            existing = set(admin.list_topics(timeout=5).topics)
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"cannot list topics: {exc}") from exc
+            continue
+        missing = wanted - existing
+        if not missing:
+            return
+        futures = admin.create_topics(
+            [NewTopic(t, settings.topic_partitions, 1) for t in sorted(missing)]
+        )
+        for topic, future in futures.items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+            log.info("created topic %s", topic)
+        if time.monotonic() > deadline:
+            raise KafkaUnavailable(f"topics {sorted(missing)} did not appear within {timeout}s")
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+class _Batch:
+    """Counts down deliveries from librdkafka's thread, resolves once on the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[list[str | None]] = loop.create_future()
+        self.errors: list[str | None] = [None] * size
+        self.remaining = size
+        self.lock = threading.Lock()
+
+    def delivered(self, index: int, error: KafkaError | None) -> None:
+        with self.lock:
+            if error is not None:
+                self.errors[index] = error.str()
+            self.remaining -= 1
+            done = self.remaining == 0
+        if done:
+            self.loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        if not self.future.done():
+            self.future.set_result(self.errors)
+
+
+class AsyncProducer:
+    """confluent-kafka producer for asyncio code: a thread serves delivery callbacks."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._producer = Producer(config)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    async def produce(self, records: Sequence[OutgoingRecord]) -> list[str | None]:
+        """Produce all records; return one error string (or None) per record once each is acked."""
+        if not records:
+            return []
+        batch = _Batch(asyncio.get_running_loop(), len(records))
+        for index, record in enumerate(records):
+            self._produce_one(record, lambda err, _msg, i=index: batch.delivered(i, err))
+        return await batch.future
+
+    def _produce_one(self, record: OutgoingRecord, callback: Any) -> None:
+        while True:
+            try:
+                self._producer.produce(record.topic, record.value, record.key, on_delivery=callback)
+                return
+            except BufferError:
+                # Local queue full: wait for deliveries to drain it rather than failing the caller.
+                self._producer.poll(0.01)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._producer.flush(timeout)
+        self._stop.set()
+        self._thread.join(timeout=2)

@@ -1,0 +1,94 @@
+"""The one typed place for configuration.
+
+Every process builds :class:`Settings` once (from ``RIVERBED_*`` environment variables and,
+for the three server URLs, their conventional unprefixed names) and hands it down. Unset server
+URLs mean "use the embedded engine", which is the zero-configuration default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Riverbed configuration; see ``docs/operations.md`` for every variable."""
+
+    model_config = SettingsConfigDict(env_prefix="RIVERBED_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".riverbed"), description="Embedded engines' data.")
+    schemas_dir: Path | None = Field(
+        default=None, description="Stream catalog and .avsc files; default: the bundled ones."
+    )
+
+    kafka_bootstrap: str | None = Field(
+        default=None, validation_alias=AliasChoices("RIVERBED_KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("RIVERBED_REDIS_URL", "REDIS_URL")
+    )
+    clickhouse_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("RIVERBED_CLICKHOUSE_URL", "CLICKHOUSE_URL")
+    )
+    clickhouse_database: str = "riverbed"
+
+    host: str = "127.0.0.1"
+    api_port: int = 8080
+    kafka_port: int = 0  # 0: pick a free port when embedded
+    redis_port: int = 0
+
+    topic_partitions: int = 3
+    # Consumer-group joins wait about session.timeout/2; 6 s keeps restarts and tests quick.
+    kafka_session_timeout_ms: int = 6000
+    producer_linger_ms: int = 5
+    producer_timeout_ms: int = 10_000
+    # "none" by default: on loopback compression only costs CPU, and Faust's aiokafka needs
+    # extra codec packages to read lz4/zstd. Production Kafka: "lz4" (then add cramjam).
+    kafka_compression: str = "none"
+
+    max_body_bytes: int = 5 * 1024 * 1024
+    max_events_per_request: int = 10_000
+
+    window_seconds: int = 60
+    allowed_lateness_seconds: int = 10
+    live_emit_interval_seconds: float = 1.0
+    dedup_horizon_seconds: int = 24 * 3600
+    max_future_skew_seconds: int = 300
+
+    sink_batch_size: int = 5000
+    sink_batch_timeout_seconds: float = 0.5
+    recent_series_length: int = 120
+
+    query_row_limit: int = 10_000
+    query_timeout_seconds: float = 10.0
+
+    sse_heartbeat_seconds: float = 15.0
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.clickhouse_url is None
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.data_dir / "clickhouse"
+
+    def require_kafka(self) -> str:
+        """Bootstrap servers for a child process; the supervisor fills it in when embedded."""
+        if not self.kafka_bootstrap:
+            raise RuntimeError("KAFKA_BOOTSTRAP is not set and no embedded broker was started")
+        return self.kafka_bootstrap
+
+    def require_redis(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError("REDIS_URL is not set and no embedded Redis was started")
+        return self.redis_url

@@ -1,0 +1,104 @@
+"""Runs the pipeline's processes, restarts the ones that crash, stops them all on a signal.
+
+Each component is a child process (``riverbed run COMPONENT``) with its own log; a crash is
+reported on the console and the child restarted with exponential backoff (capped), so one bad
+component cannot take the others down or spin the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from riverbed.embedded import spawn, stop_process
+
+log = logging.getLogger(__name__)
+COMPONENTS = ("api", "agents", "flow", "sink-redis", "sink-clickhouse")
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    next_start: float = 0.0
+    history: list[int] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.process = spawn(self.argv, self.log_path, self.env)
+        self.started_at = time.monotonic()
+
+
+def component_argv(component: str) -> list[str]:
+    return [sys.executable, "-m", "riverbed.cli", "run", component]
+
+
+class Supervisor:
+    """Start children, watch them, restart crashed ones; ``report`` prints to the console."""
+
+    def __init__(
+        self, log_dir: Path, env: dict[str, str], report: Callable[[str], None] = print
+    ) -> None:
+        self.log_dir = log_dir
+        self.env = env
+        self.report = report
+        self.children: list[Child] = []
+        self._stop = threading.Event()
+
+    def add(self, component: str) -> Child:
+        child = Child(
+            component,
+            component_argv(component),
+            {**os.environ, **self.env},
+            self.log_dir / f"{component}.log",
+        )
+        self.children.append(child)
+        child.start()
+        return child
+
+    def check_once(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            assert child.process is not None
+            code = child.process.poll()
+            if code is None:
+                if child.restarts and now - child.started_at > 60:
+                    child.restarts = 0  # stable for a minute: forget old crashes
+                continue
+            if child.next_start == 0.0:
+                child.history.append(code)
+                delay = min(30.0, 0.5 * 2**child.restarts)
+                child.next_start = now + delay
+                self.report(
+                    f"! {child.name} exited with code {code}; restarting in {delay:.1f}s "
+                    f"(log: {child.log_path})"
+                )
+            elif now >= child.next_start:
+                child.restarts += 1
+                child.next_start = 0.0
+                child.start()
+                self.report(f"  {child.name} restarted (restart #{child.restarts})")
+
+    def run(self, interval: float = 0.5) -> None:
+        while not self._stop.wait(interval):
+            self.check_once()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM every child at once (each drains and commits), SIGKILL what lingers."""
+        self._stop.set()
+        running = [c.process for c in self.children if c.process and c.process.poll() is None]
+        for process in running:
+            process.terminate()
+        for process in running:
+            stop_process(process, timeout=timeout)

@@ -1,0 +1,1 @@
+"""Avro schemas, the stream catalog, the wire format and the schema registry."""

@@ -1,0 +1,187 @@
+"""The stream catalog: which streams exist, their Avro schemas and how they are keyed.
+
+A stream is declared by a ``[streams.NAME]`` table in ``streams.toml`` and a ``NAME.avsc`` file.
+The producer-facing schema is the user's; Riverbed derives the schemas of the topics it writes
+(``events.*``, ``clean.*``) by appending system fields, so analysts always find ``event_id``,
+``event_time``, ``ingested_at`` and ``processed_at`` in every table.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BUNDLED_DIR = Path(__file__).resolve().parent
+STREAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+METRICS_TOPIC = "metrics"
+
+TIMESTAMP_MILLIS: dict[str, str] = {"type": "long", "logicalType": "timestamp-millis"}
+EVENT_ID_FIELD = "event_id"
+SYSTEM_INGEST_FIELDS = (
+    {"name": EVENT_ID_FIELD, "type": "string", "doc": "Client-supplied or generated id."},
+    {"name": "ingested_at", "type": TIMESTAMP_MILLIS, "doc": "When the API accepted it."},
+)
+SYSTEM_CLEAN_FIELDS = (
+    {"name": "event_time", "type": TIMESTAMP_MILLIS, "doc": "time_field, else ingested_at."},
+    {"name": "processed_at", "type": TIMESTAMP_MILLIS, "doc": "When the agent enriched it."},
+)
+RESERVED_FIELDS = frozenset(f["name"] for f in SYSTEM_INGEST_FIELDS + SYSTEM_CLEAN_FIELDS)
+NUMERIC_TYPES = frozenset({"int", "long", "float", "double"})
+
+
+class CatalogError(ValueError):
+    """The stream catalog or one of its schemas is malformed; the message names the file."""
+
+
+class StreamNotFound(LookupError):
+    """No stream of that name is declared."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.stream = stream
+
+
+def events_topic(stream: str) -> str:
+    return f"events.{stream}"
+
+
+def clean_topic(stream: str) -> str:
+    return f"clean.{stream}"
+
+
+def dlq_topic(stream: str) -> str:
+    return f"dlq.{stream}"
+
+
+def stream_of_topic(topic: str) -> str:
+    """``clean.pageviews`` -> ``pageviews``."""
+    return topic.split(".", 1)[1]
+
+
+def _with_fields(schema: dict[str, Any], extra: tuple[dict[str, Any], ...], suffix: str) -> dict:
+    derived = copy.deepcopy(schema)
+    present = {f["name"] for f in derived["fields"]}
+    derived["fields"].extend(copy.deepcopy(f) for f in extra if f["name"] not in present)
+    derived["name"] = f"{schema['name']}{suffix}"
+    return derived
+
+
+def _non_null(avro_type: Any) -> Any:
+    """The non-null branch of a ``["null", T]`` union, else the type itself."""
+    if isinstance(avro_type, list):
+        branches = [t for t in avro_type if t != "null"]
+        return branches[0] if len(branches) == 1 else avro_type
+    return avro_type
+
+
+def _base_type(avro_type: Any) -> Any:
+    avro_type = _non_null(avro_type)
+    return avro_type.get("type") if isinstance(avro_type, dict) else avro_type
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One declared stream; pure data, safe to share between processes."""
+
+    name: str
+    schema: dict[str, Any]
+    key_field: str
+    time_field: str | None = None
+    group_by: str | None = None
+    window_seconds: int | None = None
+    field_names: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def ingest_schema(self) -> dict[str, Any]:
+        """Schema of ``events.{stream}``: the user's fields plus id and ingest time."""
+        return _with_fields(self.schema, SYSTEM_INGEST_FIELDS, "Event")
+
+    @property
+    def clean_schema(self) -> dict[str, Any]:
+        """Schema of ``clean.{stream}``: the ingest schema plus event and processing time."""
+        return _with_fields(self.ingest_schema, SYSTEM_CLEAN_FIELDS, "Clean")
+
+    @property
+    def numeric_fields(self) -> list[str]:
+        """User fields the windowed metrics aggregate (the time field is not a measure)."""
+        return [
+            f["name"]
+            for f in self.schema["fields"]
+            if _base_type(f["type"]) in NUMERIC_TYPES
+            and f["name"] != self.time_field
+            and not (
+                isinstance(_non_null(f["type"]), dict) and "logicalType" in _non_null(f["type"])
+            )
+        ]
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "key_field": self.key_field,
+            "time_field": self.time_field,
+            "group_by": self.group_by,
+            "window_seconds": self.window_seconds,
+            "topics": {
+                "events": events_topic(self.name),
+                "clean": clean_topic(self.name),
+                "dlq": dlq_topic(self.name),
+            },
+            "schema": self.schema,
+        }
+
+
+def _check_spec(spec: StreamSpec, where: str) -> None:
+    names = {f["name"]: f for f in spec.schema.get("fields", [])}
+    if spec.schema.get("type") != "record" or not names:
+        raise CatalogError(f"{where}: the schema must be an Avro record with fields")
+    clash = RESERVED_FIELDS.intersection(names)
+    if clash:
+        raise CatalogError(f"{where}: fields {sorted(clash)} are reserved for Riverbed")
+    if spec.key_field not in names:
+        raise CatalogError(f"{where}: key field {spec.key_field!r} is not a field of the schema")
+    for label, name in (("time_field", spec.time_field), ("group_by", spec.group_by)):
+        if name is not None and name not in names:
+            raise CatalogError(f"{where}: {label} {name!r} is not a field of the schema")
+    if spec.time_field is not None:
+        t = _non_null(names[spec.time_field]["type"])
+        if not (isinstance(t, dict) and t.get("logicalType") == "timestamp-millis"):
+            raise CatalogError(f"{where}: time_field {spec.time_field!r} must be timestamp-millis")
+
+
+def load_catalog(directory: Path | None = None) -> dict[str, StreamSpec]:
+    """Read ``streams.toml`` and its ``.avsc`` files; raise :class:`CatalogError` on any flaw."""
+    directory = directory or BUNDLED_DIR
+    catalog_file = directory / "streams.toml"
+    try:
+        declared = tomllib.loads(catalog_file.read_text()).get("streams", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CatalogError(f"{catalog_file}: {exc}") from exc
+    specs: dict[str, StreamSpec] = {}
+    for name, options in declared.items():
+        where = f"{catalog_file} [streams.{name}]"
+        if not STREAM_NAME.match(name):
+            raise CatalogError(f"{where}: stream names are lower-case [a-z0-9_], at most 63")
+        schema_file = directory / options.get("schema", f"{name}.avsc")
+        try:
+            schema = json.loads(schema_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CatalogError(f"{schema_file}: {exc}") from exc
+        if "key" not in options:
+            raise CatalogError(f"{where}: 'key' (the partitioning field) is required")
+        spec = StreamSpec(
+            name=name,
+            schema=schema,
+            key_field=options["key"],
+            time_field=options.get("time_field"),
+            group_by=options.get("group_by"),
+            window_seconds=options.get("window_seconds"),
+            field_names=tuple(f["name"] for f in schema.get("fields", [])),
+        )
+        _check_spec(spec, where)
+        specs[name] = spec
+    return specs

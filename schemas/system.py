@@ -1,0 +1,46 @@
+"""Avro schemas of the topics Riverbed itself defines: dead letters and metric updates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.catalog import TIMESTAMP_MILLIS
+
+DEAD_LETTER_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "DeadLetter",
+    "namespace": "riverbed.system",
+    "doc": "An input that could not be processed, kept whole so it can be inspected and replayed.",
+    "fields": [
+        {"name": "stream", "type": "string"},
+        {"name": "stage", "type": "string", "doc": "ingest | process | sink"},
+        {"name": "error", "type": "string"},
+        {"name": "original", "type": "bytes", "doc": "The bytes as received."},
+        {"name": "event_id", "type": ["null", "string"], "default": None},
+        {"name": "failed_at", "type": TIMESTAMP_MILLIS},
+    ],
+}
+
+METRIC_UPDATE_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "MetricUpdate",
+    "namespace": "riverbed.system",
+    "doc": (
+        "A windowed aggregate of one numeric field (or of event counts, field '*'). Running values"
+        " of an open window are re-emitted with a higher version; final=true closes the window."
+    ),
+    "fields": [
+        {"name": "stream", "type": "string"},
+        {"name": "group", "type": "string", "doc": "The group_by value, or '*' for all."},
+        {"name": "field", "type": "string"},
+        {"name": "window_start", "type": TIMESTAMP_MILLIS},
+        {"name": "window_end", "type": TIMESTAMP_MILLIS},
+        {"name": "count", "type": "long"},
+        {"name": "sum", "type": "double"},
+        {"name": "min", "type": ["null", "double"], "default": None},
+        {"name": "max", "type": ["null", "double"], "default": None},
+        {"name": "avg", "type": ["null", "double"], "default": None},
+        {"name": "final", "type": "boolean"},
+        {"name": "version", "type": "long", "doc": "Emission time in ms; later replaces earlier."},
+    ],
+}

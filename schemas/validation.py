@@ -1,0 +1,255 @@
+"""Validate a JSON event against an Avro schema and coerce it to what the Avro writer expects.
+
+fastavro's own validator answers yes/no with terse messages; producers need to know *which*
+field failed and why, so this walks the schema itself and reports JSON paths (``$.items[2].qty``).
+JSON conveniences are accepted where they are unambiguous: ISO-8601 strings for timestamps, and
+integers for float/double fields. Unknown fields are rejected: a typo must not vanish silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+INT_RANGE = (-(2**31), 2**31 - 1)
+LONG_RANGE = (-(2**63), 2**63 - 1)
+EPOCH_DATE = date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with an event: a JSON path and a sentence a producer can act on."""
+
+    path: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "message": self.message}
+
+
+class _Invalid(Exception):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.error = FieldError(path, message)
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+def _parse_timestamp(value: Any, path: str, scale: int) -> int:
+    """Epoch milli/micro-seconds from an integer or an ISO-8601 string (naive means UTC)."""
+    if isinstance(value, bool):
+        raise _Invalid(path, "expected a timestamp (epoch integer or ISO-8601 string), got boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise _Invalid(path, f"{value!r} is not an ISO-8601 timestamp") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
+        micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        return micros // (1_000_000 // scale) if scale != 1_000_000 else micros
+    raise _Invalid(
+        path, f"expected a timestamp (epoch integer or ISO-8601 string), got {_type_name(value)}"
+    )
+
+
+class _Validator:
+    """Walks one schema; named types are remembered so references by name resolve."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.named: dict[str, Any] = {}
+        self.root = schema
+
+    def _remember(self, schema: dict[str, Any], namespace: str | None) -> None:
+        name = schema.get("name")
+        if name:
+            ns = schema.get("namespace", namespace)
+            self.named[name] = schema
+            if ns and "." not in name:
+                self.named[f"{ns}.{name}"] = schema
+
+    def check(self, schema: Any, value: Any, path: str, namespace: str | None = None) -> Any:
+        if isinstance(schema, str):
+            if schema in self.named:
+                return self.check(self.named[schema], value, path, namespace)
+            return self._primitive(schema, value, path)
+        if isinstance(schema, list):
+            return self._union(schema, value, path, namespace)
+        kind = schema["type"]
+        logical = schema.get("logicalType")
+        if logical:
+            return self._logical(schema, logical, value, path)
+        if kind == "record":
+            self._remember(schema, namespace)
+            return self._record(schema, value, path, schema.get("namespace", namespace))
+        if kind == "enum":
+            self._remember(schema, namespace)
+            if value not in schema["symbols"]:
+                raise _Invalid(path, f"{value!r} is not one of {schema['symbols']}")
+            return value
+        if kind == "array":
+            if not isinstance(value, list):
+                raise _Invalid(path, f"expected array, got {_type_name(value)}")
+            return [
+                self.check(schema["items"], v, f"{path}[{i}]", namespace)
+                for i, v in enumerate(value)
+            ]
+        if kind == "map":
+            if not isinstance(value, dict):
+                raise _Invalid(path, f"expected object (Avro map), got {_type_name(value)}")
+            return {
+                k: self.check(schema["values"], v, f"{path}.{k}", namespace)
+                for k, v in value.items()
+            }
+        if kind == "fixed":
+            self._remember(schema, namespace)
+            raw = self._bytes(value, path)
+            if len(raw) != schema["size"]:
+                raise _Invalid(path, f"expected {schema['size']} bytes, got {len(raw)}")
+            return raw
+        return self.check(kind, value, path, namespace)
+
+    def _record(self, schema: dict[str, Any], value: Any, path: str, ns: str | None) -> dict:
+        if not isinstance(value, dict):
+            raise _Invalid(path, f"expected object, got {_type_name(value)}")
+        known = {f["name"] for f in schema["fields"]}
+        unknown = [k for k in value if k not in known]
+        if unknown:
+            raise _Invalid(
+                f"{path}.{unknown[0]}", f"unknown field (the schema has {sorted(known)})"
+            )
+        out: dict[str, Any] = {}
+        for f in schema["fields"]:
+            name = f["name"]
+            if name in value:
+                out[name] = self.check(f["type"], value[name], f"{path}.{name}", ns)
+            elif "default" in f:
+                out[name] = f["default"]
+            else:
+                raise _Invalid(f"{path}.{name}", "required field is missing")
+        return out
+
+    def _union(self, branches: list[Any], value: Any, path: str, ns: str | None) -> Any:
+        if value is None and "null" in branches:
+            return None
+        failures = []
+        for branch in branches:
+            if branch == "null":
+                continue
+            try:
+                return self.check(branch, value, path, ns)
+            except _Invalid as exc:
+                failures.append(exc.error.message)
+        allowed = ", ".join(_describe(b) for b in branches)
+        raise _Invalid(path, f"{_type_name(value)} {value!r:.40} matches none of [{allowed}]")
+
+    def _primitive(self, kind: str, value: Any, path: str) -> Any:
+        if kind == "null":
+            if value is not None:
+                raise _Invalid(path, f"expected null, got {_type_name(value)}")
+            return None
+        if kind == "boolean":
+            if not isinstance(value, bool):
+                raise _Invalid(path, f"expected boolean, got {_type_name(value)}")
+            return value
+        if kind in ("int", "long"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                else:
+                    raise _Invalid(path, f"expected {kind} (integer), got {_type_name(value)}")
+            low, high = INT_RANGE if kind == "int" else LONG_RANGE
+            if not low <= value <= high:
+                raise _Invalid(path, f"{value} is out of range for Avro {kind}")
+            return value
+        if kind in ("float", "double"):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _Invalid(path, f"expected {kind} (number), got {_type_name(value)}")
+            if not math.isfinite(value):
+                raise _Invalid(path, f"{value} is not a finite number")
+            return float(value)
+        if kind == "string":
+            if not isinstance(value, str):
+                raise _Invalid(path, f"expected string, got {_type_name(value)}")
+            return value
+        if kind == "bytes":
+            return self._bytes(value, path)
+        raise _Invalid(path, f"schema names unknown type {kind!r}")
+
+    @staticmethod
+    def _bytes(value: Any, path: str) -> bytes:
+        if not isinstance(value, str):
+            raise _Invalid(path, f"expected base64 string (Avro bytes), got {_type_name(value)}")
+        try:
+            return base64.b64decode(value, validate=True)
+        except ValueError:
+            raise _Invalid(path, "expected base64 string (Avro bytes)") from None
+
+    def _logical(self, schema: dict[str, Any], logical: str, value: Any, path: str) -> Any:
+        if logical in ("timestamp-millis", "local-timestamp-millis"):
+            return self._primitive("long", _parse_timestamp(value, path, 1000), path)
+        if logical in ("timestamp-micros", "local-timestamp-micros"):
+            return self._primitive("long", _parse_timestamp(value, path, 1_000_000), path)
+        if logical == "date":
+            if isinstance(value, str):
+                try:
+                    return (date.fromisoformat(value) - EPOCH_DATE).days
+                except ValueError:
+                    raise _Invalid(path, f"{value!r} is not an ISO date (YYYY-MM-DD)") from None
+            return self._primitive("int", value, path)
+        if logical == "uuid":
+            text = self._primitive("string", value, path)
+            try:
+                return str(uuid.UUID(text))
+            except ValueError:
+                raise _Invalid(path, f"{text!r} is not a UUID") from None
+        if logical == "decimal":
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise _Invalid(
+                    path, f"expected decimal (number or string), got {_type_name(value)}"
+                )
+            try:
+                number = Decimal(str(value))
+            except InvalidOperation:
+                raise _Invalid(path, f"{value!r} is not a decimal number") from None
+            scale = schema.get("scale", 0)
+            if number.as_tuple().exponent < -scale:  # type: ignore[operator]
+                raise _Invalid(path, f"{value} has more than {scale} decimal places")
+            return number
+        # Unknown logical types fall back to the underlying type, as the Avro spec requires.
+        return self.check(schema["type"], value, path)
+
+
+def _describe(schema: Any) -> str:
+    if isinstance(schema, dict):
+        return str(schema.get("logicalType") or schema.get("name") or schema["type"])
+    return str(schema)
+
+
+def validate_event(
+    schema: dict[str, Any], event: Any
+) -> tuple[dict[str, Any] | None, FieldError | None]:
+    """Return ``(datum, None)`` ready for the Avro writer, or ``(None, error)``."""
+    try:
+        return _Validator(schema).check(schema, event, "$"), None
+    except _Invalid as exc:
+        return None, exc.error

@@ -1,0 +1,1 @@
+"""Writers from Kafka into ClickHouse and Redis, and the loop that drives them."""

@@ -1,0 +1,147 @@
+"""ClickHouse access: the embedded chdb engine or a server through clickhouse-connect.
+
+Both speak the same small interface (:class:`ClickHouse`), so the sink and the query API do not
+care which one runs. chdb allows one process per data dir and is not re-entrant, so
+:class:`ChdbEngine` serialises calls with a lock; async callers go through ``anyio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class ClickHouseError(RuntimeError):
+    """ClickHouse rejected a statement; the message is ClickHouse's own."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[dict[str, str]]  # [{"name": ..., "type": ...}]
+    rows: list[list[Any]]
+
+
+class ClickHouse(Protocol):
+    def command(self, sql: str) -> None: ...
+
+    def insert_json_rows(
+        self, database: str, table: str, rows: Iterable[dict[str, Any]]
+    ) -> None: ...
+
+    def query(self, sql: str, settings: dict[str, Any] | None = None) -> QueryResult: ...
+
+    def close(self) -> None: ...
+
+
+def _settings_clause(settings: dict[str, Any] | None) -> str:
+    if not settings:
+        return ""
+    parts = []
+    for key, value in settings.items():
+        rendered = f"'{value}'" if isinstance(value, str) else str(value)
+        parts.append(f"{key}={rendered}")
+    return "\nSETTINGS " + ", ".join(parts)
+
+
+class ChdbEngine:
+    """In-process ClickHouse (chdb-core) persisted under ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        from chdb import session  # imported lazily: loading the engine takes ~1 s
+
+        path.mkdir(parents=True, exist_ok=True)
+        self._session = session.Session(str(path))
+        self._lock = threading.Lock()
+
+    def _run(self, sql: str, fmt: str = "CSV") -> Any:
+        with self._lock:
+            try:
+                return self._session.query(sql, fmt)
+            except Exception as exc:  # chdb raises a bare ChdbError/RuntimeError
+                raise ClickHouseError(str(exc)) from exc
+
+    def command(self, sql: str) -> None:
+        self._run(sql)
+
+    def insert_json_rows(self, database: str, table: str, rows: Iterable[dict[str, Any]]) -> None:
+        body = "\n".join(json.dumps(r, separators=(",", ":")) for r in rows)
+        if body:
+            self._run(f"INSERT INTO `{database}`.`{table}` FORMAT JSONEachRow\n{body}")
+
+    def query(self, sql: str, settings: dict[str, Any] | None = None) -> QueryResult:
+        result = self._run(sql + _settings_clause(settings), "JSONCompact")
+        text = result.bytes() if hasattr(result, "bytes") else bytes(result)
+        if not text:
+            return QueryResult([], [])
+        payload = json.loads(text)
+        return QueryResult(payload.get("meta", []), payload.get("data", []))
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+
+class ServerEngine:
+    """A ClickHouse server reached with clickhouse-connect (``CLICKHOUSE_URL``)."""
+
+    def __init__(self, url: str) -> None:
+        import clickhouse_connect
+
+        self._client = clickhouse_connect.get_client(dsn=url)
+        self._lock = threading.Lock()  # clickhouse-connect clients are not thread-safe
+
+    def command(self, sql: str) -> None:
+        with self._lock:
+            try:
+                self._client.command(sql)
+            except Exception as exc:
+                raise ClickHouseError(str(exc)) from exc
+
+    def insert_json_rows(self, database: str, table: str, rows: Iterable[dict[str, Any]]) -> None:
+        body = "\n".join(json.dumps(r, separators=(",", ":")) for r in rows).encode()
+        if not body:
+            return
+        with self._lock:
+            try:
+                self._client.raw_insert(
+                    table, insert_block=body, fmt="JSONEachRow", database=database
+                )
+            except Exception as exc:
+                raise ClickHouseError(str(exc)) from exc
+
+    def query(self, sql: str, settings: dict[str, Any] | None = None) -> QueryResult:
+        with self._lock:
+            try:
+                result = self._client.query(sql, settings=settings or {})
+            except Exception as exc:
+                raise ClickHouseError(str(exc)) from exc
+        columns = [
+            {"name": n, "type": t.name}
+            for n, t in zip(result.column_names, result.column_types, strict=True)
+        ]
+        rows = [[_jsonable(v) for v in row] for row in result.result_rows]
+        return QueryResult(columns, rows)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def connect(clickhouse_url: str | None, chdb_path: Path) -> ClickHouse:
+    return ServerEngine(clickhouse_url) if clickhouse_url else ChdbEngine(chdb_path)

@@ -1,0 +1,85 @@
+"""Writes ``clean.*`` into one table per stream and ``metrics`` into the metrics table."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Message
+
+from schemas import codec
+from schemas.catalog import METRICS_TOPIC, StreamSpec, stream_of_topic
+from schemas.registry import SchemaNotFound, SchemaRegistry
+from schemas.wire import WireFormatError
+from sinks.clickhouse import ClickHouse
+from sinks.ddl import (
+    METRICS_TABLE,
+    create_events_table,
+    create_metrics_table,
+    events_table,
+    quote,
+    row_converter,
+)
+from sinks.dead_letters import DeadLetters
+
+log = logging.getLogger(__name__)
+Converter = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class ClickHouseWriter:
+    """Batched inserts, one per table per batch; idempotent through ReplacingMergeTree."""
+
+    name = "clickhouse"
+
+    def __init__(
+        self,
+        engine: ClickHouse,
+        database: str,
+        registry: SchemaRegistry,
+        catalog: dict[str, StreamSpec],
+        dead_letters: DeadLetters,
+    ) -> None:
+        self.engine = engine
+        self.database = database
+        self.registry = registry
+        self.catalog = catalog
+        self.dead_letters = dead_letters
+        self._converters: dict[int, Converter] = {}
+
+    def ensure_tables(self) -> None:
+        self.engine.command(f"CREATE DATABASE IF NOT EXISTS {quote(self.database)}")
+        for name, spec in self.catalog.items():
+            self.engine.command(create_events_table(self.database, name, spec.clean_schema))
+        self.engine.command(create_metrics_table(self.database))
+
+    def _converter(self, schema_id: int) -> Converter:
+        converter = self._converters.get(schema_id)
+        if converter is None:
+            converter = row_converter(self.registry.schema(schema_id))
+            self._converters[schema_id] = converter
+        return converter
+
+    def write(self, messages: Sequence[Message]) -> None:
+        rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for message in messages:
+            topic = message.topic()
+            table = (
+                METRICS_TABLE if topic == METRICS_TOPIC else events_table(stream_of_topic(topic))
+            )
+            try:
+                schema_id, record = codec.decode(self.registry, message.value())
+                rows[table].append(self._converter(schema_id)(record))
+            except (WireFormatError, SchemaNotFound, ValueError, TypeError, KeyError) as exc:
+                if topic == METRICS_TOPIC:
+                    raise  # written by our own flow: a bad record here is a bug, not data
+                self.dead_letters.send(
+                    stream_of_topic(topic),
+                    "sink",
+                    f"clickhouse: {exc}",
+                    message.value(),
+                    message.key(),
+                )
+        for table, table_rows in rows.items():
+            self.engine.insert_json_rows(self.database, table, table_rows)

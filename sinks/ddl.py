@@ -1,0 +1,178 @@
+"""Avro schema -> ClickHouse table DDL, and the row conversion that goes with it.
+
+Records are decoded without logical types (timestamps arrive as epoch integers), so each column
+carries the converter that turns the Avro value into what ClickHouse's JSONEachRow input reads.
+The mapping is documented in ``docs/clickhouse.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from schemas.catalog import METRICS_TOPIC
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+Convert = Callable[[Any], Any]
+
+
+class UnsupportedType(ValueError):
+    """The Avro type has no ClickHouse mapping; the message names the field."""
+
+
+def quote(identifier: str) -> str:
+    """Backtick-quote an identifier (Avro names are [A-Za-z_][A-Za-z0-9_]*, so this is safe)."""
+    if not IDENTIFIER.match(identifier):
+        raise UnsupportedType(f"{identifier!r} is not a valid column name")
+    return f"`{identifier}`"
+
+
+def _epoch_text(value: int, digits: int) -> str:
+    """Epoch ticks as 'seconds.fraction' text: ClickHouse reads a bare integer as seconds."""
+    sign = "-" if value < 0 else ""
+    whole, fraction = divmod(abs(value), 10**digits)
+    return f"{sign}{whole}.{fraction:0{digits}d}"
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    convert: Convert = _same
+
+
+def _nullable(ch_type: str) -> str:
+    if ch_type.startswith(("Array(", "Map(", "Tuple(", "Nullable(")):
+        return ch_type  # ClickHouse cannot wrap composite types in Nullable; they default empty
+    return f"Nullable({ch_type})"
+
+
+def _map_type(avro: Any, path: str, named: dict[str, Any]) -> tuple[str, Convert]:
+    if isinstance(avro, list):
+        branches = [b for b in avro if b != "null"]
+        if len(branches) != 1:
+            # A union of several types is kept lossless as its JSON text.
+            return "String", lambda v: None if v is None else json.dumps(v, default=str)
+        inner, convert = _map_type(branches[0], path, named)
+        if "null" not in avro:
+            return inner, convert
+        return _nullable(inner), lambda v: None if v is None else convert(v)
+    if isinstance(avro, str):
+        if avro in named:
+            return _map_type(named[avro], path, named)
+        simple = {
+            "string": "String",
+            "int": "Int32",
+            "long": "Int64",
+            "float": "Float32",
+            "double": "Float64",
+            "boolean": "Bool",
+        }
+        if avro in simple:
+            return simple[avro], _same
+        if avro == "bytes":
+            return "String", lambda v: base64.b64encode(v).decode()
+        raise UnsupportedType(f"{path}: Avro type {avro!r} has no ClickHouse mapping")
+    kind, logical = avro.get("type"), avro.get("logicalType")
+    if logical == "timestamp-millis":
+        return "DateTime64(3, 'UTC')", lambda v: _epoch_text(v, 3)
+    if logical == "timestamp-micros":
+        return "DateTime64(6, 'UTC')", lambda v: _epoch_text(v, 6)
+    if logical == "date":
+        return "Date32", _same
+    if logical == "uuid":
+        return "UUID", _same
+    if logical == "decimal":
+        precision, scale = avro["precision"], avro.get("scale", 0)
+        return (
+            f"Decimal({precision}, {scale})",
+            lambda v: str(Decimal(int.from_bytes(v, "big", signed=True)).scaleb(-scale)),
+        )
+    if kind in ("record", "enum", "fixed") and "name" in avro:
+        named[avro["name"]] = avro
+    if kind == "enum":
+        return "LowCardinality(String)", _same
+    if kind == "fixed":
+        return "String", lambda v: base64.b64encode(v).decode()
+    if kind == "array":
+        inner, convert = _map_type(avro["items"], f"{path}[]", named)
+        return f"Array({inner})", lambda v: [convert(x) for x in v]
+    if kind == "map":
+        inner, convert = _map_type(avro["values"], f"{path}{{}}", named)
+        return f"Map(String, {inner})", lambda v: {k: convert(x) for k, x in v.items()}
+    if kind == "record":
+        # Nested records are stored as JSON text: queryable with JSONExtract, and immune to the
+        # Tuple-evolution limits of older ClickHouse servers.
+        return "String", lambda v: json.dumps(v, default=str)
+    return _map_type(kind, path, named)
+
+
+def columns_for(schema: dict[str, Any]) -> list[Column]:
+    named: dict[str, Any] = {schema["name"]: schema}
+    columns = []
+    for f in schema["fields"]:
+        ch_type, convert = _map_type(f["type"], f["name"], named)
+        columns.append(Column(f["name"], ch_type, convert))
+    return columns
+
+
+def events_table(stream: str) -> str:
+    return f"events_{stream}"
+
+
+def create_events_table(database: str, stream: str, schema: dict[str, Any]) -> str:
+    """ReplacingMergeTree on (event_time, event_id): a re-delivered event collapses into one row.
+
+    Queries that must be exact read with ``FINAL`` (the API does); merges collapse the rest.
+    """
+    cols = ",\n  ".join(f"{quote(c.name)} {c.type}" for c in columns_for(schema))
+    return (
+        f"CREATE TABLE IF NOT EXISTS {quote(database)}.{quote(events_table(stream))} (\n  {cols}\n)"
+        "\nENGINE = ReplacingMergeTree"
+        "\nPARTITION BY toYYYYMM(event_time)"
+        "\nORDER BY (event_time, event_id)"
+    )
+
+
+METRICS_TABLE = METRICS_TOPIC
+
+
+def create_metrics_table(database: str) -> str:
+    """One row per (stream, field, group, window); the highest version (latest emission) wins."""
+    return f"""CREATE TABLE IF NOT EXISTS {quote(database)}.{quote(METRICS_TABLE)} (
+  `stream` LowCardinality(String),
+  `group` String,
+  `field` LowCardinality(String),
+  `window_start` DateTime64(3, 'UTC'),
+  `window_end` DateTime64(3, 'UTC'),
+  `count` UInt64,
+  `sum` Float64,
+  `min` Nullable(Float64),
+  `max` Nullable(Float64),
+  `avg` Nullable(Float64),
+  `final` Bool,
+  `version` Int64
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (stream, field, `group`, window_start)"""
+
+
+def row_converter(schema: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    columns = [(c.name, c.convert) for c in columns_for(schema)]
+
+    def convert(record: dict[str, Any]) -> dict[str, Any]:
+        return {
+            name: fn(record.get(name)) if record.get(name) is not None else None
+            for name, fn in columns
+        }
+
+    return convert

@@ -1,0 +1,52 @@
+"""Dead letters from synchronous code (sink threads): produced and flushed before returning."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from confluent_kafka import Producer
+
+from schemas import codec
+from schemas.catalog import dlq_topic
+from schemas.codec import CatalogIds
+from schemas.registry import SchemaRegistry
+
+
+class DeadLetterError(RuntimeError):
+    """A dead letter was not acknowledged; the caller must not commit past its source."""
+
+
+class DeadLetters:
+    def __init__(self, producer: Producer, registry: SchemaRegistry, ids: CatalogIds) -> None:
+        self._producer = producer
+        self._registry = registry
+        self._ids = ids
+
+    def send(
+        self,
+        stream: str,
+        stage: str,
+        error: str,
+        original: bytes,
+        key: bytes | None,
+        event_id: str | None = None,
+    ) -> None:
+        datum: dict[str, Any] = {
+            "stream": stream,
+            "stage": stage,
+            "error": error,
+            "original": original,
+            "event_id": event_id,
+            "failed_at": time.time_ns() // 1_000_000,
+        }
+        value = codec.encode(self._registry, self._ids.streams[stream].dead_letter, datum)
+        failures: list[str] = []
+        self._producer.produce(
+            dlq_topic(stream),
+            value,
+            key,
+            on_delivery=lambda err, _m: failures.append(err.str()) if err else None,
+        )
+        if self._producer.flush(30) or failures:
+            raise DeadLetterError(f"dead letter for {stream} not acknowledged: {failures}")

@@ -1,0 +1,91 @@
+"""Build the sink runners; run them as threads (API process) or a process of their own."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import redis
+from confluent_kafka import Producer
+
+from riverbed.kafka import consumer_config, ensure_topics, pipeline_topics, producer_config
+from riverbed.settings import Settings
+from schemas.catalog import METRICS_TOPIC, StreamSpec, clean_topic, load_catalog
+from schemas.codec import CatalogIds, register_catalog
+from schemas.registry import SchemaRegistry
+from sinks.clickhouse import ClickHouse, connect
+from sinks.clickhouse_writer import ClickHouseWriter
+from sinks.dead_letters import DeadLetters
+from sinks.redis_writer import RedisMetricsWriter
+from sinks.runner import SinkRunner
+
+log = logging.getLogger(__name__)
+CLICKHOUSE_GROUP = "riverbed-sink-clickhouse"
+REDIS_GROUP = "riverbed-sink-redis"
+
+
+def clickhouse_runner(
+    settings: Settings,
+    engine: ClickHouse,
+    registry: SchemaRegistry,
+    catalog: dict[str, StreamSpec],
+    ids: CatalogIds,
+) -> SinkRunner:
+    dead_letters = DeadLetters(Producer(producer_config(settings)), registry, ids)
+    writer = ClickHouseWriter(engine, settings.clickhouse_database, registry, catalog, dead_letters)
+    writer.ensure_tables()
+    topics = [clean_topic(s) for s in catalog] + [METRICS_TOPIC]
+    return SinkRunner(
+        consumer_config(settings, CLICKHOUSE_GROUP),
+        topics,
+        writer,
+        settings.sink_batch_size,
+        settings.sink_batch_timeout_seconds,
+    )
+
+
+def redis_runner(settings: Settings, registry: SchemaRegistry) -> SinkRunner:
+    writer = RedisMetricsWriter(
+        redis.Redis.from_url(settings.require_redis()), registry, settings.recent_series_length
+    )
+    # Live values want latency, not big batches: hand over whatever arrived within 100 ms.
+    return SinkRunner(
+        consumer_config(settings, REDIS_GROUP),
+        [METRICS_TOPIC],
+        writer,
+        settings.sink_batch_size,
+        0.1,
+    )
+
+
+def run_until_signal(runners: list[SinkRunner]) -> None:
+    """Run runners in threads until SIGTERM/SIGINT, then stop them and let them commit."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threads = [threading.Thread(target=r.run, name=f"sink-{r.writer.name}") for r in runners]
+    for t in threads:
+        t.start()
+    while not stop.wait(0.5):
+        if not all(t.is_alive() for t in threads):
+            raise SystemExit("a sink thread died; exiting so the supervisor restarts us")
+    for r in runners:
+        r.stop()
+    for t in threads:
+        t.join(timeout=30)
+
+
+def run(settings: Settings, which: str) -> None:
+    """``riverbed run sink-redis`` / ``sink-clickhouse`` (the latter only with CLICKHOUSE_URL,
+    since embedded chdb belongs to the API process)."""
+    catalog = load_catalog(settings.schemas_dir)
+    ensure_topics(settings, pipeline_topics(catalog))
+    registry = SchemaRegistry(redis.Redis.from_url(settings.require_redis()))
+    ids = register_catalog(registry, catalog)
+    if which == "redis":
+        runners = [redis_runner(settings, registry)]
+    else:
+        engine = connect(settings.clickhouse_url, settings.chdb_path)
+        runners = [clickhouse_runner(settings, engine, registry, catalog, ids)]
+    run_until_signal(runners)

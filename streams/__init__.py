@@ -1,0 +1,1 @@
+"""Stream processing: Faust agents (validate, enrich, dedup, route) and Bytewax flows (windows)."""

@@ -1,0 +1,64 @@
+"""Build and run the Faust worker process (``riverbed run agents``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+import redis
+import redis.asyncio as aioredis
+
+from riverbed.kafka import AsyncProducer, ensure_topics, pipeline_topics, producer_config
+from riverbed.settings import Settings
+from schemas.catalog import StreamSpec, load_catalog
+from schemas.codec import register_catalog
+from schemas.registry import SchemaRegistry
+from streams.agents import AgentContext, install_agents
+from streams.processing import ProcessingRules
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> faust.App:
+    return faust.App(
+        "riverbed-agents",
+        broker=f"kafka://{settings.require_kafka()}",
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        topic_allow_declare=False,  # topics are created by `riverbed` with the right partitions
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
+        broker_heartbeat_interval=max(0.5, settings.kafka_session_timeout_ms / 6000),
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        broker_max_poll_records=5000,
+        stream_buffer_maxsize=20000,
+        web_enabled=False,
+        datadir=str(settings.data_dir / "faust"),
+        producer_acks=-1,
+    )
+
+
+def build_worker(settings: Settings, catalog: dict[str, StreamSpec] | None = None) -> faust.App:
+    catalog = catalog or load_catalog(settings.schemas_dir)
+    ensure_topics(settings, pipeline_topics(catalog))
+    registry = SchemaRegistry(redis.Redis.from_url(settings.require_redis()))
+    ids = register_catalog(registry, catalog)
+    app = create_app(settings)
+    context = AgentContext(
+        registry=registry,
+        ids=ids,
+        redis=aioredis.Redis.from_url(settings.require_redis()),
+        producer=AsyncProducer(producer_config(settings)),
+        rules=ProcessingRules(max_future_skew_ms=settings.max_future_skew_seconds * 1000),
+        dedup_horizon_seconds=settings.dedup_horizon_seconds,
+    )
+    install_agents(app, catalog, context)
+    return app
+
+
+def run(settings: Settings, **worker_options: Any) -> None:
+    app = build_worker(settings)
+    worker = faust.Worker(app, loglevel="WARN", **worker_options)
+    worker.execute_from_commandline()
