@@ -64,9 +64,12 @@ class RedisMetricsWriter:
         self._upsert = client.register_script(_UPSERT)
 
     def write(self, messages: Sequence[Message]) -> None:
+        self.apply([codec.decode(self.registry, m.value())[1] for m in messages])
+
+    def apply(self, updates: Sequence[dict[str, Any]]) -> list[bool]:
+        """Upsert decoded updates in one round trip; True for each one that was applied."""
         pipe = self.client.pipeline(transaction=False)
-        for message in messages:
-            _, update = codec.decode(self.registry, message.value())
+        for update in updates:
             stream, field, group = update["stream"], update["field"], update["group"]
             self._upsert(
                 keys=[series_key(stream, field, group), latest_key(stream)],
@@ -80,4 +83,4 @@ class RedisMetricsWriter:
                 ],
                 client=pipe,
             )
-        pipe.execute()
+        return [bool(applied) for applied in pipe.execute()]

@@ -1,0 +1,130 @@
+"""Fixtures that start the real embedded engines and the pipeline's processes.
+
+Session-scoped: tansu and valkey start once on free loopback ports; the pipeline (API with
+chdb, agents, flow, Redis sink) starts once as child processes exactly as ``riverbed up`` runs
+them. Nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from riverbed.embedded import Engine, free_port, start_kafka, start_redis
+from riverbed.supervisor import Supervisor
+
+WINDOW_SECONDS = 5
+LATENESS_SECONDS = 2
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout: float, interval: float = 0.2, message: str = "condition"
+) -> Any:
+    """Poll ``condition`` until it returns a truthy value; fail with ``message`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # the system is still converging; remember why, try again
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {message}"
+        + (f" (last error: {last_error!r})" if last_error else "")
+    )
+
+
+@dataclass
+class Engines:
+    kafka: Engine
+    redis: Engine
+    data_dir: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"KAFKA_BOOTSTRAP": self.kafka.url, "REDIS_URL": self.redis.url}
+
+
+@pytest.fixture(scope="session")
+def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
+    data_dir = tmp_path_factory.mktemp("engines")
+    kafka = start_kafka(data_dir)
+    try:
+        redis = start_redis(data_dir)
+    except Exception:
+        kafka.stop()
+        raise
+    yield Engines(kafka, redis, data_dir)
+    redis.stop()
+    kafka.stop()
+
+
+@dataclass
+class Pipeline:
+    base_url: str
+    data_dir: Path
+    engines: Engines
+    supervisor: Supervisor
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30)
+
+    def query(self, sql: str) -> list[list[Any]]:
+        response = httpx.post(f"{self.base_url}/v1/query", json={"sql": sql}, timeout=30)
+        response.raise_for_status()
+        return response.json()["rows"]
+
+    def crashes(self) -> dict[str, list[int]]:
+        """Exit codes of every child that died since start (restarted by the supervisor)."""
+        return {c.name: c.history for c in self.supervisor.children if c.history}
+
+    def logs(self) -> str:
+        parts = []
+        for log in sorted((self.data_dir / "logs").glob("*.log")):
+            parts.append(
+                f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+            )
+        return "\n".join(parts)
+
+
+@pytest.fixture(scope="session")
+def pipeline(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    data_dir = tmp_path_factory.mktemp("pipeline")
+    port = free_port()
+    env = {
+        **engines.env,
+        "RIVERBED_DATA_DIR": str(data_dir),
+        "RIVERBED_API_PORT": str(port),
+        # Short windows, so the tests see windows close (final values) within their deadlines.
+        "RIVERBED_WINDOW_SECONDS": str(WINDOW_SECONDS),
+        "RIVERBED_ALLOWED_LATENESS_SECONDS": str(LATENESS_SECONDS),
+        "RIVERBED_LOG_LEVEL": "WARNING",
+    }
+    supervisor = Supervisor(data_dir / "logs", env, report=lambda line: print(line))
+    for component in ("api", "agents", "flow", "sink-redis"):
+        supervisor.add(component)
+    watcher = threading.Thread(target=supervisor.run, daemon=True)
+    watcher.start()
+    base = f"http://127.0.0.1:{port}"
+    pipeline = Pipeline(base, data_dir, engines, supervisor)
+    try:
+        wait_until(
+            lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 200,
+            120,
+            message="the API to be ready",
+        )
+    except AssertionError:
+        supervisor.stop()
+        raise AssertionError("pipeline did not start:\n" + pipeline.logs()) from None
+    yield pipeline
+    supervisor.stop()

@@ -1,0 +1,180 @@
+"""The HTTP contract of ingest and reads, against the running pipeline."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import Pipeline, wait_until
+
+pytestmark = pytest.mark.integration
+PROBLEM = "application/problem+json"
+
+
+def view(page: str, **overrides: object) -> dict[str, object]:
+    return {
+        "user_id": "u-int",
+        "page": page,
+        "load_ms": 12.5,
+        "ts": time.time_ns() // 1_000_000,
+        **overrides,
+    }
+
+
+def stored(pipeline: Pipeline, event_id: str) -> bool:
+    rows = pipeline.query(
+        f"SELECT count() FROM riverbed.events_pageviews WHERE event_id = '{event_id}'"
+    )
+    return rows[0][0] == 1
+
+
+def test_malformed_json_is_a_problem_with_line_and_column(pipeline: Pipeline) -> None:
+    with pipeline.client() as client:
+        response = client.post(
+            "/v1/streams/pageviews/events", content=b'{"user_id": "u1",\n  "page": }'
+        )
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["title"] == "Malformed body"
+    assert body["line"] == 2 and body["column"] > 1
+
+
+def test_all_invalid_events_get_400_with_each_index_and_path(pipeline: Pipeline) -> None:
+    with pipeline.client() as client:
+        response = client.post(
+            "/v1/streams/pageviews/events",
+            json=[view("/x", load_ms="n/a"), view("/x", ts="yesterday")],
+        )
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert [(e["index"], e["path"]) for e in errors] == [(0, "$.load_ms"), (1, "$.ts")]
+    assert "ISO-8601" in errors[1]["message"]
+
+
+def test_unknown_stream_is_404_problem(pipeline: Pipeline) -> None:
+    with pipeline.client() as client:
+        response = client.post("/v1/streams/nosuch/events", json=view("/x"))
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+    assert "nosuch" in response.json()["detail"]
+
+
+def test_body_over_the_limit_is_413(pipeline: Pipeline) -> None:
+    with pipeline.client() as client:
+        response = client.post(
+            "/v1/streams/pageviews/events", content=b"[" + b" " * (6 << 20) + b"]"
+        )
+    assert response.status_code == 413
+    assert response.json()["limit"] == 5 * 1024 * 1024
+
+
+def test_more_events_than_allowed_per_request_is_413(pipeline: Pipeline) -> None:
+    with pipeline.client() as client:
+        response = client.post(
+            "/v1/streams/pageviews/events", content=b"[" + b"{}," * 10_000 + b"{}]"
+        )
+    assert response.status_code == 413
+    assert "10001 events" in response.json()["detail"]
+
+
+def test_atomic_batch_with_one_invalid_event_produces_nothing(pipeline: Pipeline) -> None:
+    page = f"/atomic/{uuid.uuid4().hex[:8]}"
+    held_back = f"atomic-{uuid.uuid4().hex}"
+    sentinel = f"sentinel-{uuid.uuid4().hex}"
+    with pipeline.client() as client:
+        response = client.post(
+            "/v1/streams/pageviews/events?atomic=true",
+            json=[view(page, event_id=held_back), view(page, load_ms=None)],
+        )
+        assert response.status_code == 400
+        assert response.json()["errors"][0]["index"] == 1
+        # Same key, so same partition: once the sentinel is stored, anything produced before it is.
+        assert (
+            client.post(
+                "/v1/streams/pageviews/events", json=view(page, event_id=sentinel)
+            ).status_code
+            == 202
+        )
+    wait_until(lambda: stored(pipeline, sentinel), 60, message="the sentinel event")
+    assert not stored(pipeline, held_back)
+
+
+def test_single_event_gets_202_with_its_generated_id(pipeline: Pipeline) -> None:
+    with pipeline.client() as client:
+        response = client.post("/v1/streams/pageviews/events", json=view("/single"))
+    assert response.status_code == 202
+    body = response.json()
+    assert body["accepted"] == 1 and body["rejected"] == 0
+    (event_id,) = body["event_ids"]
+    wait_until(lambda: stored(pipeline, event_id), 60, message="the generated-id event")
+
+
+def test_events_page_newest_first_with_a_cursor(pipeline: Pipeline) -> None:
+    page = f"/paging/{uuid.uuid4().hex[:8]}"
+    base = time.time_ns() // 1_000_000 - 1_000
+    events = [view(page, ts=base + i, event_id=f"{page}-{i}") for i in range(5)]
+    with pipeline.client() as client:
+        assert client.post("/v1/streams/pageviews/events", json=events).status_code == 202
+        wait_until(
+            lambda: all(stored(pipeline, e["event_id"]) for e in events),
+            60,
+            message="the paging events",
+        )
+        seen: list[str] = []
+        cursor = None
+        params = {"limit": "2", "from": str(base), "to": str(base + 5)}
+        for _ in range(4):
+            response = client.get(
+                "/v1/streams/pageviews/events",
+                params={**params, **({"cursor": cursor} if cursor else {})},
+            )
+            assert response.status_code == 200
+            seen += [e["event_id"] for e in response.json()["events"]]
+            cursor = response.json()["next_cursor"]
+            if cursor is None:
+                break
+    assert seen == [f"{page}-{i}" for i in reversed(range(5))]
+
+
+def test_bad_time_parameter_is_400_naming_it(pipeline: Pipeline) -> None:
+    with pipeline.client() as client:
+        response = client.get("/v1/streams/pageviews/events", params={"from": "last tuesday"})
+    assert response.status_code == 400
+    assert response.json()["parameter"] == "from"
+
+
+def test_query_caps_rows_and_says_so(pipeline: Pipeline) -> None:
+    with pipeline.client() as client:
+        response = client.post("/v1/query", json={"sql": "SELECT number FROM numbers(20000)"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["row_count"] == 10_000 and body["truncated"] is True
+    assert body["columns"] == [{"name": "number", "type": "UInt64"}]
+
+
+def test_query_refuses_writes_even_when_disguised(pipeline: Pipeline) -> None:
+    with pipeline.client() as client:
+        plain = client.post("/v1/query", json={"sql": "DROP TABLE riverbed.metrics"})
+        disguised = client.post(
+            "/v1/query", json={"sql": "SELECT * FROM numbers(1) SETTINGS readonly=0"}
+        )
+        broken = client.post("/v1/query", json={"sql": "SELECT FROM WHERE"})
+    assert plain.status_code == 400 and plain.json()["title"] == "Query not allowed"
+    assert disguised.status_code == 400
+    assert broken.status_code == 400 and broken.headers["content-type"] == PROBLEM
+
+
+def test_streams_openapi_and_readiness_describe_the_system(pipeline: Pipeline) -> None:
+    with pipeline.client() as client:
+        streams = client.get("/v1/streams").json()["streams"]
+        spec = client.get("/openapi.json").json()
+        ready = client.get("/readyz")
+    assert {s["name"] for s in streams} == {"pageviews", "purchases"}
+    assert spec["openapi"].startswith("3.1") and "/v1/streams/{stream}/events" in spec["paths"]
+    assert ready.status_code == 200
+    components = ready.json()["components"]
+    assert {"kafka", "redis", "clickhouse", "sink.clickhouse"} <= set(components)
+    assert all(c["ok"] for c in components.values())

@@ -1,0 +1,243 @@
+"""Sink semantics against real engines: valkey for live values, chdb + tansu for ClickHouse."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka import Consumer, Message, Producer
+
+from riverbed.kafka import ensure_topics, pipeline_topics
+from riverbed.settings import Settings
+from schemas import codec
+from schemas.catalog import BUNDLED_DIR, StreamSpec, clean_topic, dlq_topic, load_catalog
+from schemas.codec import register_catalog
+from schemas.registry import SchemaRegistry
+from sinks.clickhouse import ChdbEngine
+from sinks.clickhouse_writer import ClickHouseWriter
+from sinks.dead_letters import DeadLetters
+from sinks.redis_writer import RedisMetricsWriter, latest_key, series_key
+from tests.conftest import Engines, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def update(stream: str, group: str, start: int, version: int, count: int) -> dict:
+    return {
+        "stream": stream,
+        "group": group,
+        "field": "*",
+        "window_start": start,
+        "window_end": start + 1000,
+        "count": count,
+        "sum": float(count),
+        "min": None,
+        "max": None,
+        "avg": None,
+        "final": False,
+        "version": version,
+    }
+
+
+@pytest.fixture()
+def metrics_writer(engines: Engines) -> RedisMetricsWriter:
+    client = redis.Redis.from_url(engines.redis.url)
+    return RedisMetricsWriter(client, SchemaRegistry(client), series_length=3)
+
+
+def test_redis_upsert_keeps_the_highest_version_of_a_window(
+    metrics_writer: RedisMetricsWriter,
+) -> None:
+    stream = f"s{uuid.uuid4().hex[:6]}"
+    applied = metrics_writer.apply([update(stream, "g", 0, 2, 20), update(stream, "g", 0, 1, 10)])
+    assert applied == [True, False]
+    (value,) = metrics_writer.client.zrange(series_key(stream, "*", "g"), 0, -1)
+    assert json.loads(value)["count"] == 20
+
+
+def test_redis_latest_never_moves_back_to_an_older_window(
+    metrics_writer: RedisMetricsWriter,
+) -> None:
+    stream = f"s{uuid.uuid4().hex[:6]}"
+    metrics_writer.apply([update(stream, "g", 2000, 5, 1), update(stream, "g", 1000, 9, 7)])
+    latest = json.loads(metrics_writer.client.hget(latest_key(stream), "*|g"))
+    assert latest["window_start"] == 2000
+    assert len(metrics_writer.client.zrange(series_key(stream, "*", "g"), 0, -1)) == 2
+
+
+def test_redis_series_is_bounded_to_the_most_recent_windows(
+    metrics_writer: RedisMetricsWriter,
+) -> None:
+    stream = f"s{uuid.uuid4().hex[:6]}"
+    metrics_writer.apply([update(stream, "g", start * 1000, 1, start) for start in range(6)])
+    kept = [
+        json.loads(v)["window_start"]
+        for v in metrics_writer.client.zrange(series_key(stream, "*", "g"), 0, -1)
+    ]
+    assert kept == [3000, 4000, 5000]
+
+
+def test_redis_upsert_publishes_each_applied_update(metrics_writer: RedisMetricsWriter) -> None:
+    stream = f"s{uuid.uuid4().hex[:6]}"
+    pubsub = metrics_writer.client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("riverbed:live:metrics")
+    wait_until(lambda: metrics_writer.client.pubsub_numsub("riverbed:live:metrics")[0][1] > 0, 10)
+    metrics_writer.apply([update(stream, "g", 0, 2, 3), update(stream, "g", 0, 1, 1)])
+    received: list[dict] = []
+
+    def got_one() -> bool:
+        message = pubsub.get_message(timeout=0.5)
+        if message:
+            data = json.loads(message["data"])
+            if data["stream"] == stream:
+                received.append(data)
+        return len(received) >= 1
+
+    wait_until(got_one, 10, interval=0)
+    assert [r["version"] for r in received] == [2]  # the stale version 1 was not published
+    pubsub.close()
+
+
+SINK_CATALOG = """
+[streams.sinktest]
+key = "user_id"
+time_field = "ts"
+"""
+
+
+@pytest.fixture(scope="module")
+def sink_setup(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A private stream (so the shared pipeline never reads these topics) and a chdb of our own."""
+    schemas_dir = tmp_path_factory.mktemp("sink-schemas")
+    (schemas_dir / "streams.toml").write_text(SINK_CATALOG)
+    shutil.copy(BUNDLED_DIR / "pageviews.avsc", schemas_dir / "sinktest.avsc")
+    settings = Settings(
+        kafka_bootstrap=engines.kafka.url, redis_url=engines.redis.url, schemas_dir=schemas_dir
+    )
+    catalog = load_catalog(schemas_dir)
+    ensure_topics(settings, pipeline_topics(catalog))
+    registry = SchemaRegistry(redis.Redis.from_url(engines.redis.url))
+    ids = register_catalog(registry, catalog)
+    engine = ChdbEngine(Path(tmp_path_factory.mktemp("chdb")))
+    producer = Producer({"bootstrap.servers": engines.kafka.url})
+    writer = ClickHouseWriter(
+        engine, "sinkdb", registry, catalog, DeadLetters(producer, registry, ids)
+    )
+    writer.ensure_tables()
+    yield {
+        "settings": settings,
+        "catalog": catalog,
+        "registry": registry,
+        "ids": ids,
+        "engine": engine,
+        "writer": writer,
+        "producer": producer,
+    }
+    engine.close()
+
+
+def produce_and_consume(engines: Engines, topic: str, values: list[bytes]) -> list[Message]:
+    producer = Producer({"bootstrap.servers": engines.kafka.url})
+    marker = uuid.uuid4().hex.encode()
+    for value in values:
+        producer.produce(topic, value, marker)
+    assert producer.flush(10) == 0
+    consumer = Consumer(
+        {
+            "bootstrap.servers": engines.kafka.url,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([topic])
+    got: list[Message] = []
+
+    def all_read() -> bool:
+        got.extend(m for m in consumer.consume(100, 0.5) if m.error() is None and m.key() == marker)
+        return len(got) == len(values)
+
+    try:
+        wait_until(all_read, 30, interval=0, message="test records to be consumable")
+    finally:
+        consumer.close()
+    return got
+
+
+def clean_record(spec: StreamSpec, event_id: str, ts: int) -> dict:
+    return {
+        "user_id": "u1",
+        "page": "/p",
+        "referrer": None,
+        "country": "DE",
+        "load_ms": 1.5,
+        "ts": ts,
+        "event_id": event_id,
+        "ingested_at": ts,
+        "event_time": ts,
+        "processed_at": ts,
+    }
+
+
+def test_clickhouse_sink_redelivery_creates_no_duplicate_rows(
+    engines: Engines, sink_setup: dict
+) -> None:
+    spec = sink_setup["catalog"]["sinktest"]
+    clean_id = sink_setup["ids"].streams["sinktest"].clean
+    now = time.time_ns() // 1_000_000
+    ids = [f"dup-{uuid.uuid4().hex}" for _ in range(25)]
+    values = [
+        codec.encode(sink_setup["registry"], clean_id, clean_record(spec, i, now)) for i in ids
+    ]
+    messages = produce_and_consume(engines, clean_topic("sinktest"), values)
+    writer: ClickHouseWriter = sink_setup["writer"]
+    writer.write(messages)
+    writer.write(messages)  # what a crash between insert and offset commit leads to
+    id_list = ", ".join(f"'{i}'" for i in ids)
+    engine: ChdbEngine = sink_setup["engine"]
+    raw = engine.query(f"SELECT count() FROM sinkdb.events_sinktest WHERE event_id IN ({id_list})")
+    final = engine.query(
+        f"SELECT count() FROM sinkdb.events_sinktest FINAL WHERE event_id IN ({id_list})"
+    )
+    assert int(raw.rows[0][0]) == 50  # both inserts landed...
+    assert int(final.rows[0][0]) == 25  # ...and collapse to one row per event
+
+
+def test_clickhouse_sink_sends_undecodable_records_to_the_dlq(
+    engines: Engines, sink_setup: dict
+) -> None:
+    garbage = b"\x07not-avro-" + uuid.uuid4().hex.encode()
+    messages = produce_and_consume(engines, clean_topic("sinktest"), [garbage])
+    sink_setup["writer"].write(messages)
+    registry = sink_setup["registry"]
+    consumer = Consumer(
+        {
+            "bootstrap.servers": engines.kafka.url,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([dlq_topic("sinktest")])
+    letters: list[dict] = []
+
+    def found() -> bool:
+        for m in consumer.consume(100, 0.5):
+            if m.error() is None:
+                record = codec.decode(registry, m.value())[1]
+                if record["original"] == garbage:
+                    letters.append(record)
+        return bool(letters)
+
+    try:
+        wait_until(found, 30, interval=0, message="the dead letter")
+    finally:
+        consumer.close()
+    assert letters[0]["stage"] == "sink"
+    assert "magic byte" in letters[0]["error"]
