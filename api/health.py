@@ -14,6 +14,10 @@ from api.services import Services
 from streams.agents import stats_key
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
@@ -57,7 +61,7 @@ async def readyz(request: Request) -> JSONResponse:
     streams = {}
     for name in services.catalog:
         raw = await services.redis.hgetall(stats_key(name))
-        streams[name] = {k.decode(): int(v) for k, v in raw.items()}
+        streams[name] = {_text(k): int(v) for k, v in raw.items()}
     ready = all(r["ok"] for r in results.values())
     return JSONResponse(
         {"ready": ready, "components": results, "streams": streams},

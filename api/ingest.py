@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -80,7 +81,8 @@ async def post_events(request: Request) -> JSONResponse:
     try:
         events = parse_events(body, request.headers.get("content-type", "application/json"))
     except BodyError as exc:
-        raise Problem(400, "Malformed body", str(exc), **exc.where) from None
+        where: dict[str, Any] = dict(exc.where)
+        raise Problem(400, "Malformed body", str(exc), **where) from None
     limit = services.settings.max_events_per_request
     if len(events) > limit:
         raise Problem(

@@ -141,7 +141,9 @@ def _check_spec(spec: StreamSpec, where: str) -> None:
         raise CatalogError(f"{where}: the schema must be an Avro record with fields")
     clash = RESERVED_FIELDS.intersection(names)
     if clash:
-        raise CatalogError(f"{where}: fields {sorted(clash)} are reserved for Riverbed")
+        raise CatalogError(
+            f"{where}: fields {sorted(str(c) for c in clash)} are reserved for Riverbed"
+        )
     if spec.key_field not in names:
         raise CatalogError(f"{where}: key field {spec.key_field!r} is not a field of the schema")
     for label, name in (("time_field", spec.time_field), ("group_by", spec.group_by)):

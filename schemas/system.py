@@ -13,7 +13,7 @@ DEAD_LETTER_SCHEMA: dict[str, Any] = {
     "doc": "An input that could not be processed, kept whole so it can be inspected and replayed.",
     "fields": [
         {"name": "stream", "type": "string"},
-        {"name": "stage", "type": "string", "doc": "ingest | process | sink"},
+        {"name": "stage", "type": "string", "doc": "ingest | process | aggregate | sink"},
         {"name": "error", "type": "string"},
         {"name": "original", "type": "bytes", "doc": "The bytes as received."},
         {"name": "event_id", "type": ["null", "string"], "default": None},

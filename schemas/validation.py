@@ -232,7 +232,8 @@ class _Validator:
             except InvalidOperation:
                 raise _Invalid(path, f"{value!r} is not a decimal number") from None
             scale = schema.get("scale", 0)
-            if number.as_tuple().exponent < -scale:  # type: ignore[operator]
+            exponent = number.as_tuple().exponent
+            if isinstance(exponent, int) and exponent < -scale:
                 raise _Invalid(path, f"{value} has more than {scale} decimal places")
             return number
         # Unknown logical types fall back to the underlying type, as the Avro spec requires.

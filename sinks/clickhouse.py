@@ -111,7 +111,7 @@ class ServerEngine:
         with self._lock:
             try:
                 self._client.raw_insert(
-                    table, insert_block=body, fmt="JSONEachRow", database=database
+                    f"`{database}`.`{table}`", insert_block=body, fmt="JSONEachRow"
                 )
             except Exception as exc:
                 raise ClickHouseError(str(exc)) from exc

@@ -64,12 +64,12 @@ class ClickHouseWriter:
     def write(self, messages: Sequence[Message]) -> None:
         rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for message in messages:
-            topic = message.topic()
+            topic = message.topic() or ""
             table = (
                 METRICS_TABLE if topic == METRICS_TOPIC else events_table(stream_of_topic(topic))
             )
             try:
-                schema_id, record = codec.decode(self.registry, message.value())
+                schema_id, record = codec.decode(self.registry, message.value() or b"")
                 rows[table].append(self._converter(schema_id)(record))
             except (WireFormatError, SchemaNotFound, ValueError, TypeError, KeyError) as exc:
                 if topic == METRICS_TOPIC:
@@ -78,7 +78,7 @@ class ClickHouseWriter:
                     stream_of_topic(topic),
                     "sink",
                     f"clickhouse: {exc}",
-                    message.value(),
+                    message.value() or b"",
                     message.key(),
                 )
         for table, table_rows in rows.items():

@@ -64,7 +64,7 @@ class RedisMetricsWriter:
         self._upsert = client.register_script(_UPSERT)
 
     def write(self, messages: Sequence[Message]) -> None:
-        self.apply([codec.decode(self.registry, m.value())[1] for m in messages])
+        self.apply([codec.decode(self.registry, m.value() or b"")[1] for m in messages])
 
     def apply(self, updates: Sequence[dict[str, Any]]) -> list[bool]:
         """Upsert decoded updates in one round trip; True for each one that was applied."""

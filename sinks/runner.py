@@ -30,8 +30,10 @@ def commit_positions(messages: Sequence[Message]) -> list[TopicPartition]:
     """The next offset to read for every partition the batch touched."""
     latest: dict[tuple[str, int], int] = {}
     for m in messages:
-        key = (m.topic(), m.partition())
-        latest[key] = max(latest.get(key, -1), m.offset())
+        topic, partition, offset = m.topic(), m.partition(), m.offset()
+        assert topic is not None and partition is not None and offset is not None
+        key = (topic, partition)
+        latest[key] = max(latest.get(key, -1), offset)
     return [TopicPartition(t, p, o + 1) for (t, p), o in latest.items()]
 
 

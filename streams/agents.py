@@ -88,7 +88,7 @@ class AgentContext:
         candidates: list[tuple[Any, dict[str, Any]]] = []
         stamp = now_ms()
         for event in events:
-            raw = event.message.value
+            raw = event.message.value or b""
             try:
                 _, record = codec.decode(self.registry, raw)
                 candidates.append((event, enrich(spec, record, stamp, self.rules)))
@@ -153,7 +153,7 @@ def install_agents(
         topic = app.topic(events_topic(spec.name), key_serializer="raw", value_serializer="raw")
 
         async def process(stream: faust.StreamT, spec: StreamSpec = spec) -> None:
-            async for events in stream.take_events(batch_size, within=within):
+            async for events in stream.take_events(batch_size, within=within):  # type: ignore[attr-defined]
                 await context.process_batch(spec, events)
 
         app.agent(topic, name=f"riverbed.process.{spec.name}")(process)

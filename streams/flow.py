@@ -113,7 +113,7 @@ def decode_batch(
     for message in messages:
         if not isinstance(message, KafkaSourceMessage):
             raise RuntimeError(f"Kafka error in the metrics flow: {message}")
-        stream = stream_of_topic(message.topic)
+        stream = stream_of_topic(message.topic or "")
         spec = catalog[stream]
         try:
             _, record = codec.decode(registry, message.value)

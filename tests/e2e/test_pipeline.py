@@ -61,7 +61,7 @@ class SseCollector:
 
 
 def read_dead_letters(pipeline: Pipeline, stream: str, wanted: set[str]) -> dict[str, dict]:
-    """Every dead letter of ``stream`` whose event_id is in ``wanted``, read with a real consumer."""
+    """Dead letters of ``stream`` whose event_id is in ``wanted``, read with a real consumer."""
     registry = SchemaRegistry(redis.Redis.from_url(pipeline.engines.redis.url))
     consumer = Consumer(
         {
