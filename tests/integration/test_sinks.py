@@ -241,3 +241,63 @@ def test_clickhouse_sink_sends_undecodable_records_to_the_dlq(
         consumer.close()
     assert letters[0]["stage"] == "sink"
     assert "magic byte" in letters[0]["error"]
+
+
+def read_sink_dead_letters(engines: Engines, registry: SchemaRegistry, event_ids: set[str]) -> dict:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": engines.kafka.url,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([dlq_topic("sinktest")])
+    letters: dict[str, dict] = {}
+
+    def found() -> bool:
+        for m in consumer.consume(100, 0.5):
+            if m.error() is None:
+                record = codec.decode(registry, m.value())[1]
+                original = record["original"]
+                if original[:1] == b"\x00":
+                    event_id = codec.decode(registry, original)[1]["event_id"]
+                    if event_id in event_ids:
+                        letters[event_id] = record
+        return set(letters) == event_ids
+
+    try:
+        wait_until(found, 30, interval=0, message=f"dead letters for {sorted(event_ids)}")
+    finally:
+        consumer.close()
+    return letters
+
+
+def test_clickhouse_sink_dead_letters_only_the_rows_clickhouse_refuses(
+    engines: Engines, sink_setup: dict
+) -> None:
+    engine: ChdbEngine = sink_setup["engine"]
+    engine.command(
+        "ALTER TABLE sinkdb.events_sinktest ADD CONSTRAINT IF NOT EXISTS "
+        "load_is_positive CHECK load_ms >= 0"
+    )
+    try:
+        spec = sink_setup["catalog"]["sinktest"]
+        clean_id = sink_setup["ids"].streams["sinktest"].clean
+        now = time.time_ns() // 1_000_000
+        ids = [f"poison-{uuid.uuid4().hex}" for _ in range(9)]
+        records = [clean_record(spec, i, now) for i in ids]
+        records[4]["load_ms"] = -1.0  # the one row ClickHouse will refuse
+        values = [codec.encode(sink_setup["registry"], clean_id, r) for r in records]
+        messages = produce_and_consume(engines, clean_topic("sinktest"), values)
+        sink_setup["writer"].write(messages)
+    finally:
+        engine.command("ALTER TABLE sinkdb.events_sinktest DROP CONSTRAINT load_is_positive")
+    id_list = ", ".join(f"'{i}'" for i in ids)
+    stored = engine.query(
+        f"SELECT event_id FROM sinkdb.events_sinktest FINAL WHERE event_id IN ({id_list})"
+    )
+    assert sorted(r[0] for r in stored.rows) == sorted(ids[:4] + ids[5:])
+    letters = read_sink_dead_letters(engines, sink_setup["registry"], {ids[4]})
+    assert letters[ids[4]]["stage"] == "sink"
+    assert "load_is_positive" in letters[ids[4]]["error"]

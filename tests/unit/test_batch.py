@@ -1,0 +1,189 @@
+"""Request bodies to validated batches: JSON, arrays, NDJSON, event ids, keys, rejections."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from api.batch import MAX_EVENT_ID_LENGTH, BodyError, parse_events, prepare_batch
+from schemas.catalog import StreamSpec
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+INGESTED_AT = 1_700_000_000_000
+
+SPEC = StreamSpec(
+    name="orders",
+    schema={
+        "type": "record",
+        "name": "Order",
+        "fields": [
+            {"name": "order_id", "type": "string"},
+            {"name": "shop", "type": "long"},
+            {"name": "amount", "type": "double"},
+        ],
+    },
+    key_field="shop",
+)
+
+
+def order(**values: Any) -> dict[str, Any]:
+    return {"order_id": "o1", "shop": 7, "amount": 9.5, **values}
+
+
+# --- parse_events ---------------------------------------------------------------------------
+
+
+def test_single_json_object_is_one_event() -> None:
+    assert parse_events(b'{"a": 1}', JSON) == [{"a": 1}]
+
+
+def test_json_array_is_a_list_of_events() -> None:
+    assert parse_events(b'[{"a": 1}, {"a": 2}]', JSON) == [{"a": 1}, {"a": 2}]
+
+
+def test_ndjson_gives_one_event_per_line_and_skips_blank_lines() -> None:
+    body = b'{"a": 1}\n\n  \n{"a": 2}\r\n{"a": 3}'
+    assert parse_events(body, NDJSON) == [{"a": 1}, {"a": 2}, {"a": 3}]
+
+
+def test_ndjson_is_recognised_with_content_type_parameters_and_jsonlines() -> None:
+    assert parse_events(b'{"a": 1}\n{"a": 2}', "application/x-ndjson; charset=utf-8") == [
+        {"a": 1},
+        {"a": 2},
+    ]
+    assert parse_events(b'{"a": 1}\n{"a": 2}', "application/jsonlines") == [{"a": 1}, {"a": 2}]
+
+
+def test_bad_json_reports_line_and_column() -> None:
+    with pytest.raises(BodyError) as caught:
+        parse_events(b'{\n  "a": 1,\n  "b": }', JSON)
+    assert caught.value.where == {"line": 3, "column": 8}
+    assert "not JSON" in str(caught.value)
+
+
+def test_bad_ndjson_line_reports_its_line_number_and_column() -> None:
+    with pytest.raises(BodyError) as caught:
+        parse_events(b'{"a": 1}\n{"a": 2}\n{"a" 3}', NDJSON)
+    assert caught.value.where == {"line": 3, "column": 6}
+    assert "line 3" in str(caught.value)
+
+
+def test_two_json_objects_without_ndjson_content_type_are_rejected() -> None:
+    with pytest.raises(BodyError) as caught:
+        parse_events(b'{"a": 1}\n{"a": 2}', JSON)
+    assert caught.value.where["line"] == 2
+
+
+@pytest.mark.parametrize("body", [b"", b"   \n\t"])
+def test_empty_body_is_rejected(body: bytes) -> None:
+    with pytest.raises(BodyError, match="empty"):
+        parse_events(body, JSON)
+
+
+def test_non_utf8_body_is_rejected_naming_the_byte_offset() -> None:
+    with pytest.raises(BodyError, match="byte 6"):
+        parse_events(b'{"a": \xff}', JSON)
+
+
+def test_non_utf8_ndjson_body_is_rejected() -> None:
+    with pytest.raises(BodyError, match="UTF-8"):
+        parse_events(b"\xc3\x28", NDJSON)
+
+
+def test_body_error_without_location_has_empty_where() -> None:
+    assert BodyError("x").where == {}
+
+
+# --- prepare_batch --------------------------------------------------------------------------
+
+
+def test_valid_event_is_accepted_with_generated_event_id_key_and_ingest_time() -> None:
+    batch = prepare_batch(SPEC, [order()], INGESTED_AT)
+    assert batch.rejected == []
+    [event] = batch.accepted
+    assert event.index == 0
+    assert len(event.event_id) == 32
+    int(event.event_id, 16)
+    assert event.key == b"7"
+    assert event.datum == {**order(), "event_id": event.event_id, "ingested_at": INGESTED_AT}
+
+
+def test_generated_event_ids_differ_between_events() -> None:
+    batch = prepare_batch(SPEC, [order(), order()], INGESTED_AT)
+    assert batch.accepted[0].event_id != batch.accepted[1].event_id
+
+
+def test_client_event_id_is_kept() -> None:
+    batch = prepare_batch(SPEC, [order(event_id="client-42")], INGESTED_AT)
+    assert batch.accepted[0].event_id == "client-42"
+    assert batch.accepted[0].datum["event_id"] == "client-42"
+
+
+def test_null_event_id_gets_a_generated_one() -> None:
+    batch = prepare_batch(SPEC, [order(event_id=None)], INGESTED_AT)
+    assert batch.accepted[0].event_id
+
+
+@pytest.mark.parametrize("event_id", ["", 42, ["a"], "x" * (MAX_EVENT_ID_LENGTH + 1)])
+def test_invalid_event_id_is_rejected_with_its_path(event_id: Any) -> None:
+    batch = prepare_batch(SPEC, [order(event_id=event_id)], INGESTED_AT)
+    assert batch.accepted == []
+    [rejected] = batch.rejected
+    assert rejected.error.path == "$.event_id"
+    assert rejected.event_id is None
+
+
+def test_event_id_of_maximum_length_is_kept() -> None:
+    event_id = "x" * MAX_EVENT_ID_LENGTH
+    assert prepare_batch(SPEC, [order(event_id=event_id)], INGESTED_AT).accepted[0].event_id == (
+        event_id
+    )
+
+
+@pytest.mark.parametrize("event", [[1, 2], "text", 3, None])
+def test_non_object_event_is_rejected_with_its_index(event: Any) -> None:
+    batch = prepare_batch(SPEC, [order(), event], INGESTED_AT)
+    assert [a.index for a in batch.accepted] == [0]
+    [rejected] = batch.rejected
+    assert rejected.index == 1
+    assert rejected.error.path == "$"
+    assert "JSON object" in rejected.error.message
+    assert json.loads(rejected.original) == event
+
+
+def test_batch_with_one_invalid_event_reports_its_index_and_keeps_the_others() -> None:
+    events = [order(order_id="a"), order(amount="lots"), order(order_id="c")]
+    batch = prepare_batch(SPEC, events, INGESTED_AT)
+    assert [a.index for a in batch.accepted] == [0, 2]
+    [rejected] = batch.rejected
+    assert rejected.to_dict()["index"] == 1
+    assert rejected.to_dict()["path"] == "$.amount"
+
+
+def test_rejected_event_keeps_its_client_event_id_and_original_bytes() -> None:
+    event = order(shop="seven", event_id="client-1")
+    [rejected] = prepare_batch(SPEC, [event], INGESTED_AT).rejected
+    assert rejected.event_id == "client-1"
+    assert json.loads(rejected.original) == event
+    assert rejected.to_dict() == {
+        "index": 0,
+        "event_id": "client-1",
+        "path": "$.shop",
+        "message": rejected.error.message,
+    }
+
+
+def test_prepare_batch_does_not_modify_the_callers_events() -> None:
+    event = order(event_id="client-1")
+    prepare_batch(SPEC, [event], INGESTED_AT)
+    assert event == order(event_id="client-1")
+
+
+def test_key_is_the_text_of_the_key_field() -> None:
+    spec = StreamSpec(name="orders", schema=SPEC.schema, key_field="order_id")
+    assert prepare_batch(spec, [order(order_id="ü-1")], INGESTED_AT).accepted[0].key == (
+        "ü-1".encode()
+    )

@@ -1,0 +1,245 @@
+"""Tumbling windows: assignment, running and final updates, watermark, lateness, versions."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.windows import COUNT_FIELD, WindowState, window_start
+
+SIZE = 1000
+
+
+@given(
+    event_time=st.integers(-(10**15), 10**15),
+    size=st.integers(1, 10**9),
+)
+def test_window_start_is_the_floor_multiple_of_the_size(event_time: int, size: int) -> None:
+    start = window_start(event_time, size)
+    assert start <= event_time < start + size
+    assert start % size == 0
+
+
+@given(event_time=st.integers(-(10**12), -1))
+def test_window_start_floors_negative_times_away_from_zero(event_time: int) -> None:
+    start = window_start(event_time, SIZE)
+    assert start <= event_time < start + SIZE
+    assert start < 0
+
+
+@pytest.mark.parametrize(
+    ("event_time", "start"), [(0, 0), (999, 0), (1000, 1000), (-1, -1000), (-1000, -1000)]
+)
+def test_window_start_examples(event_time: int, start: int) -> None:
+    assert window_start(event_time, SIZE) == start
+
+
+def state(lateness_ms: int = 0) -> WindowState:
+    return WindowState(stream="clicks", group="*", size_ms=SIZE, lateness_ms=lateness_ms)
+
+
+def by_field(updates: list[dict[str, Any]], window: int) -> dict[str, dict[str, Any]]:
+    return {u["field"]: u for u in updates if u["window_start"] == window}
+
+
+def count_updates(updates: list[dict[str, Any]]) -> list[tuple[int, int, bool]]:
+    return [
+        (u["window_start"], u["count"], u["final"]) for u in updates if u["field"] == COUNT_FIELD
+    ]
+
+
+def test_flush_emits_running_count_for_a_window_that_received_events() -> None:
+    windows = state(lateness_ms=5000)
+    assert windows.add(1100, {}, now_ms=0)
+    assert windows.add(1900, {}, now_ms=0)
+    updates = windows.flush(now_ms=10)
+    assert updates == [
+        {
+            "stream": "clicks",
+            "group": "*",
+            "window_start": 1000,
+            "window_end": 2000,
+            "final": False,
+            "version": 10,
+            "field": COUNT_FIELD,
+            "count": 2,
+            "sum": 2.0,
+            "min": None,
+            "max": None,
+            "avg": None,
+        }
+    ]
+
+
+def test_flush_emits_count_sum_min_max_avg_per_numeric_field() -> None:
+    windows = state(lateness_ms=5000)
+    windows.add(1100, {"price": 10.0, "qty": 1}, now_ms=0)
+    windows.add(1200, {"price": 4.0, "qty": 3}, now_ms=0)
+    windows.add(1300, {"price": 1.0, "qty": None}, now_ms=0)
+    fields = by_field(windows.flush(now_ms=0), 1000)
+    assert set(fields) == {COUNT_FIELD, "price", "qty"}
+    assert fields[COUNT_FIELD]["count"] == 3
+    price = fields["price"]
+    assert (price["count"], price["sum"], price["min"], price["max"]) == (3, 15.0, 1.0, 10.0)
+    assert price["avg"] == pytest.approx(5.0)
+    qty = fields["qty"]
+    assert (qty["count"], qty["sum"], qty["min"], qty["max"], qty["avg"]) == (2, 4, 1, 3, 2)
+
+
+def test_field_that_is_always_null_gets_no_stats_row() -> None:
+    windows = state(lateness_ms=5000)
+    windows.add(1100, {"price": None}, now_ms=0)
+    assert set(by_field(windows.flush(now_ms=0), 1000)) == {COUNT_FIELD}
+
+
+def test_flush_without_new_events_emits_nothing_for_an_open_window() -> None:
+    windows = state(lateness_ms=5000)
+    windows.add(1100, {}, now_ms=0)
+    windows.flush(now_ms=0)
+    assert windows.flush(now_ms=1) == []
+
+
+def test_only_windows_that_changed_since_the_last_flush_are_emitted() -> None:
+    windows = state(lateness_ms=5000)
+    windows.add(1100, {}, now_ms=0)
+    windows.add(2100, {}, now_ms=0)
+    windows.flush(now_ms=0)
+    windows.add(2200, {}, now_ms=0)
+    assert count_updates(windows.flush(now_ms=1)) == [(2000, 2, False)]
+
+
+def test_running_values_accumulate_across_flushes() -> None:
+    windows = state(lateness_ms=5000)
+    windows.add(1100, {}, now_ms=0)
+    windows.flush(now_ms=0)
+    windows.add(1200, {}, now_ms=0)
+    assert count_updates(windows.flush(now_ms=1)) == [(1000, 2, False)]
+
+
+def test_window_closes_with_a_final_update_when_a_newer_event_moves_the_watermark() -> None:
+    windows = state(lateness_ms=200)
+    windows.add(1500, {}, now_ms=0)
+    windows.add(2200, {}, now_ms=0)  # watermark 2000: window [1000, 2000) is over
+    assert count_updates(windows.flush(now_ms=0)) == [(1000, 1, True), (2000, 1, False)]
+
+
+def test_window_stays_open_until_the_watermark_reaches_its_end() -> None:
+    windows = state(lateness_ms=200)
+    windows.add(1500, {}, now_ms=0)
+    windows.add(2199, {}, now_ms=0)  # watermark 1999
+    assert count_updates(windows.flush(now_ms=0)) == [(1000, 1, False), (2000, 1, False)]
+
+
+def test_watermark_advances_with_wall_time_while_idle_and_closes_the_window() -> None:
+    windows = state(lateness_ms=500)
+    windows.add(1500, {}, now_ms=10_000)
+    windows.flush(now_ms=10_000)
+    assert windows.watermark(10_000) == 1000
+    assert windows.watermark(10_600) == 1600
+    assert windows.flush(now_ms=10_999) == []
+    assert count_updates(windows.flush(now_ms=11_000)) == [(1000, 1, True)]
+
+
+def test_closed_window_is_emitted_final_once_and_then_forgotten() -> None:
+    windows = state()
+    windows.add(1500, {}, now_ms=0)
+    assert count_updates(windows.flush(now_ms=600)) == [(1000, 1, True)]
+    assert windows.windows == {}
+    assert windows.flush(now_ms=700) == []
+
+
+def test_watermark_is_unknown_before_the_first_event() -> None:
+    windows = state()
+    assert windows.watermark(1_000_000) is None
+    assert windows.flush(now_ms=1_000_000) == []
+
+
+def test_event_for_a_closed_window_is_late_and_rejected() -> None:
+    windows = state(lateness_ms=100)
+    windows.add(1500, {}, now_ms=0)
+    windows.add(2500, {}, now_ms=0)
+    windows.flush(now_ms=0)
+    assert windows.add(1999, {}, now_ms=0) is False
+    assert count_updates(windows.flush(now_ms=1)) == []
+
+
+def test_late_event_does_not_move_the_watermark_or_open_a_window() -> None:
+    windows = state()
+    windows.add(5500, {}, now_ms=0)
+    windows.flush(now_ms=0)
+    assert windows.add(100, {"price": 1.0}, now_ms=0) is False
+    assert sorted(windows.windows) == [5000]
+    assert windows.max_event_time == 5500
+
+
+def test_out_of_order_event_within_the_allowed_lateness_is_accepted() -> None:
+    windows = state(lateness_ms=1000)
+    windows.add(2600, {}, now_ms=0)
+    assert windows.add(1800, {}, now_ms=0) is True  # watermark 1600 < end 2000
+    assert count_updates(windows.flush(now_ms=0)) == [(1000, 1, False), (2000, 1, False)]
+
+
+def test_event_for_a_window_closed_while_idle_stays_late_after_a_newer_event() -> None:
+    windows = state(lateness_ms=2000)
+    windows.add(8500, {}, now_ms=0)
+    windows.add(8600, {}, now_ms=0)
+    # Idle for 2.5 s: the watermark passes 9000 and [8000, 9000) is emitted final, count 2.
+    assert count_updates(windows.flush(now_ms=2500)) == [(8000, 2, True)]
+    assert windows.add(9100, {}, now_ms=2500) is True
+    # [8000, 9000) is closed: a straggler must not reopen it and replace its final count.
+    assert windows.add(8200, {}, now_ms=2500) is False
+
+
+def test_versions_increase_strictly_even_when_flushes_share_a_millisecond() -> None:
+    windows = state(lateness_ms=10_000)
+    versions = []
+    for now_ms in (5000, 5000, 5000, 4000, 6000):
+        windows.add(1100, {}, now_ms=now_ms)
+        versions.append({u["version"] for u in windows.flush(now_ms=now_ms)})
+    assert versions == [{5000}, {5001}, {5002}, {5003}, {6000}]
+
+
+def test_all_updates_of_one_flush_share_one_version() -> None:
+    windows = state(lateness_ms=10_000)
+    windows.add(1100, {"a": 1.0}, now_ms=0)
+    windows.add(2100, {"a": 2.0}, now_ms=0)
+    assert {u["version"] for u in windows.flush(now_ms=42)} == {42}
+
+
+def test_empty_flush_does_not_consume_a_version() -> None:
+    windows = state(lateness_ms=10_000)
+    windows.add(1100, {}, now_ms=0)
+    windows.flush(now_ms=100)
+    assert windows.flush(now_ms=100) == []
+    windows.add(1200, {}, now_ms=0)
+    assert {u["version"] for u in windows.flush(now_ms=100)} == {101}
+
+
+def test_next_close_wall_is_none_without_open_windows() -> None:
+    windows = state()
+    assert windows.next_close_wall() is None
+    windows.add(1500, {}, now_ms=0)
+    windows.flush(now_ms=10_000)
+    assert windows.next_close_wall() is None
+
+
+def test_next_close_wall_is_when_the_idle_watermark_reaches_the_earliest_window_end() -> None:
+    windows = state(lateness_ms=500)
+    windows.add(1500, {}, now_ms=10_000)
+    windows.add(2100, {}, now_ms=10_000)
+    close_at = windows.next_close_wall()
+    assert close_at == 10_000 + (2000 - 2100) + 500
+    windows.flush(now_ms=10_000)
+    assert windows.flush(now_ms=close_at - 1) == []
+    assert count_updates(windows.flush(now_ms=close_at)) == [(1000, 1, True)]
+
+
+def test_window_state_survives_pickling_for_snapshots() -> None:
+    windows = state(lateness_ms=5000)
+    windows.add(1100, {"a": 2.0}, now_ms=0)
+    restored = pickle.loads(pickle.dumps(windows))
+    assert restored.flush(now_ms=1) == windows.flush(now_ms=1)
