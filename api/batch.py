@@ -60,7 +60,7 @@ def parse_events(body: bytes, content_type: str) -> list[Any]:
 class AcceptedEvent:
     index: int
     event_id: str
-    key: bytes
+    key: bytes | None  # None for a null key field: Kafka spreads those over partitions
     datum: dict[str, Any]
 
 
@@ -123,6 +123,7 @@ def prepare_batch(spec: StreamSpec, events: list[Any], ingested_at: int) -> Prep
         assert datum is not None
         datum[EVENT_ID_FIELD] = event_id
         datum["ingested_at"] = ingested_at
-        key = str(datum[spec.key_field]).encode()
+        key_value = datum[spec.key_field]
+        key = None if key_value is None else str(key_value).encode()
         batch.accepted.append(AcceptedEvent(index, event_id, key, datum))
     return batch

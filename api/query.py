@@ -18,7 +18,10 @@ from api.services import Services
 
 READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
 _FORBIDDEN = re.compile(r"\bFORMAT\s+\w+\s*$|\bINTO\s+OUTFILE\b", re.IGNORECASE)
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+# Quoted strings and identifiers are matched first so comment markers inside them survive.
+_QUOTED_OR_COMMENT = re.compile(
+    r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`\\]|\\.)*`)|--[^\n]*|/\*.*?\*/", re.DOTALL
+)
 
 
 class UnsafeQuery(ValueError):
@@ -27,7 +30,8 @@ class UnsafeQuery(ValueError):
 
 def check_sql(sql: str) -> str:
     """Return the statement without trailing semicolons; raise :class:`UnsafeQuery`."""
-    statement = _COMMENTS.sub(" ", sql).strip().rstrip(";").strip()
+    statement = _QUOTED_OR_COMMENT.sub(lambda m: m.group(1) or " ", sql).strip()
+    statement = statement.rstrip(";").strip()
     if not statement:
         raise UnsafeQuery("the query is empty")
     if ";" in _strip_strings(statement):

@@ -72,6 +72,18 @@ def _parse_timestamp(value: Any, path: str, scale: int) -> int:
     )
 
 
+# ClickHouse DateTime64 holds 1900-01-01 .. 2299-12-31; a timestamp outside it could be accepted
+# into Kafka but never stored, so it is refused at the door.
+TIME_RANGE_SECONDS = (-2_208_988_800, 10_413_791_999)
+
+
+def _in_time_range(ticks: int, per_second: int, path: str) -> int:
+    low, high = TIME_RANGE_SECONDS
+    if not low * per_second <= ticks <= high * per_second + per_second - 1:
+        raise _Invalid(path, f"timestamp {ticks} is outside 1900-01-01..2299-12-31")
+    return ticks
+
+
 class _Validator:
     """Walks one schema; named types are remembered so references by name resolve."""
 
@@ -206,9 +218,9 @@ class _Validator:
 
     def _logical(self, schema: dict[str, Any], logical: str, value: Any, path: str) -> Any:
         if logical in ("timestamp-millis", "local-timestamp-millis"):
-            return self._primitive("long", _parse_timestamp(value, path, 1000), path)
+            return _in_time_range(_parse_timestamp(value, path, 1000), 1000, path)
         if logical in ("timestamp-micros", "local-timestamp-micros"):
-            return self._primitive("long", _parse_timestamp(value, path, 1_000_000), path)
+            return _in_time_range(_parse_timestamp(value, path, 1_000_000), 1_000_000, path)
         if logical == "date":
             if isinstance(value, str):
                 try:
@@ -231,10 +243,19 @@ class _Validator:
                 number = Decimal(str(value))
             except InvalidOperation:
                 raise _Invalid(path, f"{value!r} is not a decimal number") from None
-            scale = schema.get("scale", 0)
+            if not number.is_finite():
+                raise _Invalid(path, f"{value!r} is not a finite decimal number")
+            scale, precision = schema.get("scale", 0), schema["precision"]
             exponent = number.as_tuple().exponent
             if isinstance(exponent, int) and exponent < -scale:
                 raise _Invalid(path, f"{value} has more than {scale} decimal places")
+            integer_digits = max(0, number.adjusted() + 1)
+            if integer_digits > precision - scale:
+                raise _Invalid(
+                    path,
+                    f"{value} has more than {precision - scale} digits before "
+                    f"the point (decimal({precision}, {scale}))",
+                )
             return number
         # Unknown logical types fall back to the underlying type, as the Avro spec requires.
         return self.check(schema["type"], value, path)

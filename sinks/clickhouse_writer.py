@@ -13,7 +13,7 @@ from schemas import codec
 from schemas.catalog import METRICS_TOPIC, StreamSpec, stream_of_topic
 from schemas.registry import SchemaNotFound, SchemaRegistry
 from schemas.wire import WireFormatError
-from sinks.clickhouse import ClickHouse
+from sinks.clickhouse import ClickHouse, ClickHouseError
 from sinks.ddl import (
     METRICS_TABLE,
     create_events_table,
@@ -62,7 +62,7 @@ class ClickHouseWriter:
         return converter
 
     def write(self, messages: Sequence[Message]) -> None:
-        rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        rows: dict[str, list[tuple[dict[str, Any], Message]]] = defaultdict(list)
         for message in messages:
             topic = message.topic() or ""
             table = (
@@ -70,16 +70,40 @@ class ClickHouseWriter:
             )
             try:
                 schema_id, record = codec.decode(self.registry, message.value() or b"")
-                rows[table].append(self._converter(schema_id)(record))
+                rows[table].append((self._converter(schema_id)(record), message))
             except (WireFormatError, SchemaNotFound, ValueError, TypeError, KeyError) as exc:
                 if topic == METRICS_TOPIC:
                     raise  # written by our own flow: a bad record here is a bug, not data
-                self.dead_letters.send(
-                    stream_of_topic(topic),
-                    "sink",
-                    f"clickhouse: {exc}",
-                    message.value() or b"",
-                    message.key(),
-                )
-        for table, table_rows in rows.items():
-            self.engine.insert_json_rows(self.database, table, table_rows)
+                self._dead_letter(message, f"clickhouse: cannot convert: {exc}")
+        for table, pairs in rows.items():
+            self._insert(table, pairs)
+
+    def _insert(self, table: str, pairs: list[tuple[dict[str, Any], Message]]) -> None:
+        """Insert; if ClickHouse refuses while healthy, bisect to dead-letter the bad rows.
+
+        A refused row would otherwise be retried forever and hold its partition. Re-inserting
+        the good halves is harmless: the tables collapse duplicates.
+        """
+        try:
+            self.engine.insert_json_rows(self.database, table, [row for row, _ in pairs])
+            return
+        except ClickHouseError as exc:
+            self.engine.query("SELECT 1")  # raises if ClickHouse itself is down: retry later
+            if table == METRICS_TABLE:
+                raise
+            if len(pairs) == 1:
+                self._dead_letter(pairs[0][1], f"clickhouse: insert refused: {exc}")
+                return
+        middle = len(pairs) // 2
+        self._insert(table, pairs[:middle])
+        self._insert(table, pairs[middle:])
+
+    def _dead_letter(self, message: Message, error: str) -> None:
+        log.warning("dead letter from %s: %s", message.topic(), error)
+        self.dead_letters.send(
+            stream_of_topic(message.topic() or ""),
+            "sink",
+            error,
+            message.value() or b"",
+            message.key(),
+        )

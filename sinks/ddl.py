@@ -12,7 +12,8 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from datetime import datetime, timedelta
+from decimal import Context, Decimal
 from typing import Any
 
 from schemas.catalog import METRICS_TOPIC
@@ -32,11 +33,19 @@ def quote(identifier: str) -> str:
     return f"`{identifier}`"
 
 
+_EPOCH = datetime(1970, 1, 1)
+_WIDE = Context(prec=80)  # Avro decimals reach 38+ digits; the default context keeps 28
+
+
 def _epoch_text(value: int, digits: int) -> str:
-    """Epoch ticks as 'seconds.fraction' text: ClickHouse reads a bare integer as seconds."""
-    sign = "-" if value < 0 else ""
-    whole, fraction = divmod(abs(value), 10**digits)
-    return f"{sign}{whole}.{fraction:0{digits}d}"
+    """Epoch ticks as 'YYYY-MM-DD hh:mm:ss.fff' UTC text.
+
+    ClickHouse's JSON input reads quoted 'seconds.fraction' only from 1973 on and a bare float
+    loses microseconds, so the calendar form is the one that is exact for every value.
+    """
+    moment = _EPOCH + timedelta(microseconds=value * 10 ** (6 - digits))
+    text = moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return text[: len(text) - (6 - digits)]
 
 
 def _same(value: Any) -> Any:
@@ -53,6 +62,8 @@ class Column:
 def _nullable(ch_type: str) -> str:
     if ch_type.startswith(("Array(", "Map(", "Tuple(", "Nullable(")):
         return ch_type  # ClickHouse cannot wrap composite types in Nullable; they default empty
+    if ch_type.startswith("LowCardinality("):
+        return f"LowCardinality(Nullable({ch_type[len('LowCardinality(') : -1]}))"
     return f"Nullable({ch_type})"
 
 
@@ -95,10 +106,12 @@ def _map_type(avro: Any, path: str, named: dict[str, Any]) -> tuple[str, Convert
         precision, scale = avro["precision"], avro.get("scale", 0)
         return (
             f"Decimal({precision}, {scale})",
-            lambda v: str(Decimal(int.from_bytes(v, "big", signed=True)).scaleb(-scale)),
+            lambda v: str(Decimal(int.from_bytes(v, "big", signed=True)).scaleb(-scale, _WIDE)),
         )
     if kind in ("record", "enum", "fixed") and "name" in avro:
         named[avro["name"]] = avro
+        if "namespace" in avro and "." not in avro["name"]:
+            named[f"{avro['namespace']}.{avro['name']}"] = avro
     if kind == "enum":
         return "LowCardinality(String)", _same
     if kind == "fixed":
@@ -110,6 +123,8 @@ def _map_type(avro: Any, path: str, named: dict[str, Any]) -> tuple[str, Convert
         inner, convert = _map_type(avro["values"], f"{path}{{}}", named)
         return f"Map(String, {inner})", lambda v: {k: convert(x) for k, x in v.items()}
     if kind == "record":
+        for f in avro["fields"]:  # register the named types it defines, for later references
+            _map_type(f["type"], f"{path}.{f['name']}", named)
         # Nested records are stored as JSON text: queryable with JSONExtract, and immune to the
         # Tuple-evolution limits of older ClickHouse servers.
         return "String", lambda v: json.dumps(v, default=str)

@@ -56,12 +56,18 @@ class WindowState:
     max_event_time: int | None = None
     max_seen_wall: int = 0
     last_version: int = 0
+    # The highest watermark ever observed: a new event resets the idle advance, and without
+    # this floor the watermark would step back and let a closed window reopen.
+    high_watermark: int | None = None
 
     def watermark(self, now_ms: int) -> int | None:
         if self.max_event_time is None:
             return None
         idle = max(0, now_ms - self.max_seen_wall)
-        return self.max_event_time - self.lateness_ms + idle
+        mark = self.max_event_time - self.lateness_ms + idle
+        if self.high_watermark is not None and self.high_watermark > mark:
+            return self.high_watermark
+        return mark
 
     def add(self, event_time: int, values: dict[str, float | None], now_ms: int) -> bool:
         """Fold one event in; False when its window has already closed (a late event)."""
@@ -76,13 +82,14 @@ class WindowState:
                 window.fields.setdefault(name, FieldStats()).add(value)
         self.dirty.add(start)
         if self.max_event_time is None or event_time > self.max_event_time:
+            self.high_watermark = mark
             self.max_event_time = event_time
             self.max_seen_wall = now_ms
         return True
 
     def flush(self, now_ms: int) -> list[dict[str, Any]]:
         """Metric updates for windows that changed (running) and windows that closed (final)."""
-        mark = self.watermark(now_ms)
+        mark = self.high_watermark = self.watermark(now_ms)
         # Versions order the emissions of a window downstream (later replaces earlier), so they
         # must grow strictly even when two flushes fall in the same millisecond.
         version = max(now_ms, self.last_version + 1)
