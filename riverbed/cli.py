@@ -41,6 +41,8 @@ def _wait_ready(url: str, timeout: float) -> bool:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # status lines must show up when piped
     from riverbed.demo import DemoTraffic
     from riverbed.embedded import EngineStartError, port_is_free, start_kafka, start_redis
     from riverbed.supervisor import Supervisor
