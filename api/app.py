@@ -7,8 +7,10 @@ sink is a process of its own (``riverbed run sink-clickhouse``) and this one onl
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 
 import anyio.to_thread
@@ -63,6 +65,9 @@ def create_app(settings: Settings, run_clickhouse_sink: bool | None = None) -> S
         services = await anyio.to_thread.run_sync(build_services, settings, run_clickhouse_sink)
         app.state.services = services
         app.state.openapi = build_openapi(services.catalog)
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGUSR1, lambda: setattr(services, "draining", True)
+        )
         try:
             yield
         finally:

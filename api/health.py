@@ -62,8 +62,8 @@ async def readyz(request: Request) -> JSONResponse:
     for name in services.catalog:
         raw = await services.redis.hgetall(stats_key(name))
         streams[name] = {_text(k): int(v) for k, v in raw.items()}
-    ready = all(r["ok"] for r in results.values())
+    ready = all(r["ok"] for r in results.values()) and not services.draining
     return JSONResponse(
-        {"ready": ready, "components": results, "streams": streams},
+        {"ready": ready, "draining": services.draining, "components": results, "streams": streams},
         status_code=200 if ready else 503,
     )

@@ -75,6 +75,13 @@ def _records(
 
 async def post_events(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
+    if services.draining:
+        raise Problem(
+            503,
+            "Shutting down",
+            "Riverbed is draining before a restart; nothing was accepted, retry shortly",
+            headers={"Retry-After": "10"},
+        )
     spec = services.stream(request.path_params["stream"])
     atomic = request.query_params.get("atomic", "false").lower() in ("1", "true", "yes")
     body = await read_body(request, services.settings.max_body_bytes)

@@ -27,6 +27,8 @@ class Services:
     clickhouse: ClickHouse
     sinks: list[SinkRunner] = field(default_factory=list)
     sink_threads: list[threading.Thread] = field(default_factory=list)
+    # Set by SIGUSR1 (riverbed up's graceful stop): ingest answers 503 while the rest drains.
+    draining: bool = False
 
     def stream(self, name: str) -> StreamSpec:
         spec = self.catalog.get(name)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from riverbed.settings import Settings
-from riverbed.supervisor import COMPONENTS
+from riverbed.supervisor import COMPONENTS, Supervisor
 
 EPILOG = """\
 Configuration comes from RIVERBED_* environment variables (see docs/operations.md).
@@ -45,7 +45,6 @@ def cmd_up(args: argparse.Namespace) -> int:
         sys.stdout.reconfigure(line_buffering=True)  # status lines must show up when piped
     from riverbed.demo import DemoTraffic
     from riverbed.embedded import EngineStartError, port_is_free, start_kafka, start_redis
-    from riverbed.supervisor import Supervisor
 
     overrides = {}
     if args.data_dir:
@@ -126,11 +125,41 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("\nstopping...")
         if demo:
             demo.stop()
+        if settings.embedded_kafka and "KAFKA_BOOTSTRAP" in env:
+            _drain_embedded(supervisor, settings, env["KAFKA_BOOTSTRAP"])
         supervisor.stop()
         for engine in reversed(engines):
             engine.stop()
         print("stopped.")
     return 0
+
+
+def _drain_embedded(supervisor: Supervisor, settings: Settings, bootstrap: str) -> None:
+    """Close ingest, then wait until agents and sinks have committed everything accepted.
+
+    The embedded broker forgets its topics when it stops; a second Ctrl-C skips the wait.
+    """
+    from riverbed.drain import drain
+    from schemas.catalog import METRICS_TOPIC, clean_topic, events_topic, load_catalog
+    from sinks.service import CLICKHOUSE_GROUP, REDIS_GROUP
+    from streams.worker import APP_ID
+
+    catalog = load_catalog(settings.schemas_dir)
+    supervisor.signal("api", signal.SIGUSR1)
+    force = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: force.set())
+    print(
+        "draining: ingest closed, waiting for accepted events to reach ClickHouse and Redis "
+        "(Ctrl-C again to skip)"
+    )
+    groups = {
+        APP_ID: [events_topic(s) for s in catalog],
+        CLICKHOUSE_GROUP: [clean_topic(s) for s in catalog] + [METRICS_TOPIC],
+        REDIS_GROUP: [METRICS_TOPIC],
+    }
+    if drain(bootstrap, groups, timeout=60, report=print, abort=force):
+        print("drained: every accepted event is stored")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

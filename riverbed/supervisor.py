@@ -67,6 +67,11 @@ class Supervisor:
         child.start()
         return child
 
+    def signal(self, name: str, signum: int) -> None:
+        for child in self.children:
+            if child.name == name and child.process and child.process.poll() is None:
+                child.process.send_signal(signum)
+
     def check_once(self) -> None:
         now = time.monotonic()
         for child in self.children:

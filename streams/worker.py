@@ -18,11 +18,12 @@ from streams.agents import AgentContext, install_agents
 from streams.processing import ProcessingRules
 
 log = logging.getLogger(__name__)
+APP_ID = "riverbed-agents"  # also the agents' consumer group
 
 
 def create_app(settings: Settings) -> faust.App:
     return faust.App(
-        "riverbed-agents",
+        APP_ID,
         broker=f"kafka://{settings.require_kafka()}",
         store="memory://",
         topic_partitions=settings.topic_partitions,

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -37,36 +39,60 @@ def processes_using(data_dir: Path) -> list[int]:
     return found
 
 
-def test_riverbed_up_serves_demo_data_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
-    data_dir = tmp_path / "data"
-    up = subprocess.Popen(
-        [
+class RiverbedUp:
+    """``riverbed up`` in a child process, with its console output collected line by line."""
+
+    def __init__(self, data_dir: Path, port: int, demo: bool) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        argv = [
             sys.executable,
             "-m",
             "riverbed.cli",
             "up",
-            "--demo",
             "--port",
             str(port),
             "--data-dir",
             str(data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(up.stdout or []), daemon=True)
-    reader.start()
-    base = f"http://127.0.0.1:{port}"
-    try:
+        ] + (["--demo"] if demo else [])
+        self.process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(
+            target=lambda: self.lines.extend(self.process.stdout or []), daemon=True
+        )
+        self.reader.start()
+
+    def wait_up(self) -> None:
         wait_until(
-            lambda: any(f"Riverbed is up: {base}" in line for line in lines),
+            lambda: any(f"Riverbed is up: {self.base}" in line for line in self.lines),
             120,
             message="the 'Riverbed is up' line",
         )
-        kafka_line = next(line for line in lines if line.strip().startswith("kafka"))
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(90)
+        self.reader.join(5)
+        return code
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+def test_riverbed_up_serves_demo_data_drains_on_ctrl_c_and_keeps_it_across_restarts(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    data_dir = tmp_path / "data"
+    up = RiverbedUp(data_dir, port, demo=True)
+    base = up.base
+    page = f"/drain/{uuid.uuid4().hex[:8]}"
+    try:
+        up.wait_up()
+        kafka_line = next(line for line in up.lines if line.strip().startswith("kafka"))
         kafka_port = int(re.search(r":(\d+)", kafka_line).group(1))  # type: ignore[union-attr]
 
         def demo_metrics() -> bool:
@@ -75,13 +101,29 @@ def test_riverbed_up_serves_demo_data_and_stops_cleanly_on_ctrl_c(tmp_path: Path
 
         wait_until(demo_metrics, 60, message="demo purchases to show up as live metrics")
         assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
+        # Accepted just before Ctrl-C: the drain must get all of it into ClickHouse.
+        burst = [
+            {"user_id": f"u{i}", "page": page, "load_ms": 1.0, "ts": time.time_ns() // 1_000_000}
+            for i in range(2000)
+        ]
+        response = httpx.post(f"{base}/v1/streams/pageviews/events", json=burst, timeout=30)
+        assert response.status_code == 202
     finally:
-        up.send_signal(signal.SIGINT)
-        code = up.wait(60)
-        reader.join(5)
-    output = "".join(lines)
-    assert code == 0, output
-    assert "stopped." in output
-    assert not any("exited with code" in line for line in lines), output
+        code = up.stop()
+    assert code == 0, up.output
+    assert "drained: every accepted event is stored" in up.output, up.output
+    assert "stopped." in up.output
+    assert not any("exited with code" in line for line in up.lines), up.output
     assert port_is_free(port) and port_is_free(kafka_port)
     assert processes_using(data_dir) == []
+
+    again = RiverbedUp(data_dir, port, demo=False)
+    try:
+        again.wait_up()
+        sql = f"SELECT count() FROM riverbed.events_pageviews FINAL WHERE page = '{page}'"
+        rows = httpx.post(f"{base}/v1/query", json={"sql": sql}, timeout=30).json()["rows"]
+        assert rows[0][0] == len(burst)
+        latest = httpx.get(f"{base}/v1/metrics/purchases", timeout=10).json()["latest"]
+        assert latest["*|*"]["count"] > 0  # live values came back from valkey's AOF
+    finally:
+        assert again.stop() == 0, again.output
