@@ -12,13 +12,16 @@ being mistaken for a duplicate and lost.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+import mode
 import redis.asyncio as aioredis
 
 from riverbed.kafka import AsyncProducer, OutgoingRecord
@@ -37,12 +40,21 @@ from streams.processing import (
 
 log = logging.getLogger(__name__)
 
-# 1: process (first copy, or a redelivery of the first copy); 0: duplicate.
+# One call per batch: KEYS are dedup keys, ARGV[1] the TTL, ARGV[i+1] the position of KEYS[i].
+# Per key, 1: process (first copy, or a redelivery of that same record); 0: duplicate.
 _DEDUP = """
-local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
-if ok then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
-return 0
+local verdicts = {}
+for i, key in ipairs(KEYS) do
+  local position = ARGV[i + 1]
+  if redis.call('SET', key, position, 'NX', 'EX', ARGV[1]) then
+    verdicts[i] = 1
+  elseif redis.call('GET', key) == position then
+    verdicts[i] = 1
+  else
+    verdicts[i] = 0
+  end
+end
+return verdicts
 """
 
 
@@ -52,6 +64,19 @@ def stats_key(stream: str) -> str:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@dataclass
+class OutputNotAcknowledged(RuntimeError):
+    """The broker did not acknowledge an agent's output; the batch must be re-read."""
+
+
+@dataclass
+class RoutedBatch:
+    events: Sequence[Any]
+    outgoing: list[OutgoingRecord] = field(default_factory=list)
+    duplicates: int = 0
+    dead_letters: int = 0
 
 
 @dataclass
@@ -82,9 +107,10 @@ class AgentContext:
         value = codec.encode(self.registry, self.ids.streams[spec.name].dead_letter, datum)
         return OutgoingRecord(dlq_topic(spec.name), key, value)
 
-    async def process_batch(self, spec: StreamSpec, events: Sequence[faust.EventT]) -> None:
+    async def route_batch(self, spec: StreamSpec, events: Sequence[faust.EventT]) -> RoutedBatch:
+        """Decode, enrich and deduplicate a batch into the records it must produce."""
         clean_id = self.ids.streams[spec.name].clean
-        outgoing: list[OutgoingRecord] = []
+        routed = RoutedBatch(events)
         candidates: list[tuple[Any, dict[str, Any]]] = []
         stamp = now_ms()
         for event in events:
@@ -93,43 +119,48 @@ class AgentContext:
                 _, record = codec.decode(self.registry, raw)
                 candidates.append((event, enrich(spec, record, stamp, self.rules)))
             except (WireFormatError, SchemaNotFound, EventRejected, KeyError) as exc:
-                event_id = None
                 log.warning("dead letter on %s: %s", spec.name, exc)
-                outgoing.append(self.dead_letter(spec, raw, event.message.key, str(exc), event_id))
+                routed.outgoing.append(
+                    self.dead_letter(spec, raw, event.message.key, str(exc), None)
+                )
+                routed.dead_letters += 1
         verdicts = await self._first_copies(spec, candidates)
-        duplicates = 0
         for (event, record), first in zip(candidates, verdicts, strict=True):
             if not first:
-                duplicates += 1
+                routed.duplicates += 1
                 continue
             value = codec.encode(self.registry, clean_id, record)
-            outgoing.append(OutgoingRecord(clean_topic(spec.name), event.message.key, value))
-        errors = await self.producer.produce(outgoing)
+            routed.outgoing.append(OutgoingRecord(clean_topic(spec.name), event.message.key, value))
+        return routed
+
+    async def deliver(self, spec: StreamSpec, routed: RoutedBatch) -> None:
+        """Await the broker's acks for a routed batch, then release its offsets for commit.
+
+        Raises if any output was not acknowledged; the offsets then stay uncommitted and the
+        worker (which crashes with the agent) re-reads the batch after its restart.
+        """
+        errors = await self.producer.produce(routed.outgoing)
         failed = [e for e in errors if e]
         if failed:
-            # Raising stops the agent before Faust commits: the whole batch is redelivered.
-            raise RuntimeError(
+            raise OutputNotAcknowledged(
                 f"{len(failed)} outputs of {spec.name} not acknowledged: {failed[0]}"
             )
-        await self._count(
-            spec, len(events), duplicates, len(outgoing) - len(candidates) + duplicates
-        )
+        await self._count(spec, len(routed.events), routed.duplicates, routed.dead_letters)
+        for event in routed.events:
+            event.ack()
 
     async def _first_copies(
         self, spec: StreamSpec, candidates: list[tuple[Any, dict]]
     ) -> list[int]:
         if not candidates:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event, record in candidates:
-                message = event.message
-                position = source_position(message.topic, message.partition, message.offset)
-                await self._dedup(
-                    keys=[dedup_key(spec.name, record["event_id"])],
-                    args=[position, self.dedup_horizon_seconds],
-                    client=pipe,
-                )
-            return [int(v) for v in await pipe.execute()]
+        keys = [dedup_key(spec.name, record["event_id"]) for _, record in candidates]
+        positions = [
+            source_position(e.message.topic, e.message.partition, e.message.offset)
+            for e, _ in candidates
+        ]
+        verdicts = await self._dedup(keys=keys, args=[self.dedup_horizon_seconds, *positions])
+        return [int(v) for v in verdicts]
 
     async def _count(self, spec: StreamSpec, seen: int, duplicates: int, dead: int) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -145,15 +176,35 @@ def install_agents(
     app: faust.App,
     catalog: dict[str, StreamSpec],
     context: AgentContext,
-    batch_size: int = 2000,
-    within: float = 0.05,
+    batch_size: int = 5000,
+    within: float = 0.02,
+    max_in_flight: int = 4,
 ) -> None:
-    """One agent per stream, consuming ``events.{stream}`` as raw bytes."""
+    """One agent per stream, consuming ``events.{stream}`` as raw bytes.
+
+    Batches are pipelined: while the broker acknowledges batch N, batch N+1 is routed. Each
+    message holds an extra Faust reference until its batch's outputs are acknowledged, so
+    ``take_events``' own ack cannot let Faust commit past output still in flight (Faust
+    commits only contiguous acked offsets). Outputs are produced in batch order, so per-key
+    order is kept. A failed batch crashes the agent, and with it the worker
+    (``CrashingSupervisor``), so the supervisor restarts it from the committed offsets.
+    """
     for spec in catalog.values():
         topic = app.topic(events_topic(spec.name), key_serializer="raw", value_serializer="raw")
 
         async def process(stream: faust.StreamT, spec: StreamSpec = spec) -> None:
-            async for events in stream.take_events(batch_size, within=within):  # type: ignore[attr-defined]
-                await context.process_batch(spec, events)
+            in_flight: deque[asyncio.Task[None]] = deque()
+            batches = stream.take_events(batch_size, within=within)  # type: ignore[attr-defined]
+            async for events in batches:
+                for event in events:
+                    event.message.incref()
+                routed = await context.route_batch(spec, events)
+                in_flight.append(asyncio.ensure_future(context.deliver(spec, routed)))
+                while in_flight and (len(in_flight) >= max_in_flight or in_flight[0].done()):
+                    await in_flight.popleft()  # re-raises a failed delivery
 
-        app.agent(topic, name=f"riverbed.process.{spec.name}")(process)
+        app.agent(
+            topic,
+            name=f"riverbed.process.{spec.name}",
+            supervisor_strategy=mode.CrashingSupervisor,
+        )(process)
