@@ -25,6 +25,7 @@ from api import health, ingest, live, query, reads
 from api.openapi import build_openapi
 from api.problems import EXCEPTION_HANDLERS
 from api.services import Services
+from riverbed.heartbeat import start_heartbeat
 from riverbed.kafka import AsyncProducer, ensure_topics, pipeline_topics, producer_config
 from riverbed.settings import Settings
 from schemas.catalog import load_catalog
@@ -50,6 +51,7 @@ def build_services(settings: Settings, run_clickhouse_sink: bool | None = None) 
         ids=ids,
         producer=AsyncProducer(producer_config(settings)),
         redis=aioredis.Redis.from_url(settings.require_redis()),
+        sync_redis=redis.Redis.from_url(settings.require_redis()),
         clickhouse=engine,
     )
     if run_clickhouse_sink if run_clickhouse_sink is not None else settings.embedded_clickhouse:
@@ -68,9 +70,11 @@ def create_app(settings: Settings, run_clickhouse_sink: bool | None = None) -> S
         asyncio.get_running_loop().add_signal_handler(
             signal.SIGUSR1, lambda: setattr(services, "draining", True)
         )
+        heartbeat = await anyio.to_thread.run_sync(start_heartbeat, settings.require_redis(), "api")
         try:
             yield
         finally:
+            heartbeat.stop()
             for runner in services.sinks:
                 runner.stop()
             for thread in services.sink_threads:

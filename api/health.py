@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from api.services import Services
+from riverbed.heartbeat import live_components
 from streams.agents import stats_key
 
 
@@ -62,8 +63,17 @@ async def readyz(request: Request) -> JSONResponse:
     for name in services.catalog:
         raw = await services.redis.hgetall(stats_key(name))
         streams[name] = {_text(k): int(v) for k, v in raw.items()}
+    # Other processes are reported, not required: the API can accept events while an agent
+    # restarts (Kafka holds them), so their absence must not take ingest out of a balancer.
+    pipeline = await anyio.to_thread.run_sync(live_components, services.sync_redis)
     ready = all(r["ok"] for r in results.values()) and not services.draining
     return JSONResponse(
-        {"ready": ready, "draining": services.draining, "components": results, "streams": streams},
+        {
+            "ready": ready,
+            "draining": services.draining,
+            "components": results,
+            "processes": pipeline,
+            "streams": streams,
+        },
         status_code=200 if ready else 503,
     )

@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+from redis import Redis as SyncRedis
 
 from riverbed.kafka import AsyncProducer
 from riverbed.settings import Settings
@@ -24,6 +25,7 @@ class Services:
     ids: CatalogIds
     producer: AsyncProducer
     redis: aioredis.Redis
+    sync_redis: SyncRedis
     clickhouse: ClickHouse
     sinks: list[SinkRunner] = field(default_factory=list)
     sink_threads: list[threading.Thread] = field(default_factory=list)

@@ -9,6 +9,7 @@ import threading
 import redis
 from confluent_kafka import Producer
 
+from riverbed.heartbeat import start_heartbeat
 from riverbed.kafka import consumer_config, ensure_topics, pipeline_topics, producer_config
 from riverbed.settings import Settings
 from schemas.catalog import METRICS_TOPIC, StreamSpec, clean_topic, load_catalog
@@ -88,4 +89,8 @@ def run(settings: Settings, which: str) -> None:
     else:
         engine = connect(settings.clickhouse_url, settings.chdb_path)
         runners = [clickhouse_runner(settings, engine, registry, catalog, ids)]
-    run_until_signal(runners)
+    heartbeat = start_heartbeat(settings.require_redis(), f"sink-{which}")
+    try:
+        run_until_signal(runners)
+    finally:
+        heartbeat.stop()

@@ -19,6 +19,7 @@ import redis
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow
 
+from riverbed.heartbeat import start_heartbeat
 from riverbed.kafka import ensure_topics, pipeline_topics
 from riverbed.settings import Settings
 from schemas import codec
@@ -190,4 +191,5 @@ def run(settings: Settings) -> None:
     registry = SchemaRegistry(redis.Redis.from_url(settings.require_redis()))
     ids = register_catalog(registry, catalog)
     flow = build_flow(settings, catalog, registry, ids)
+    start_heartbeat(settings.require_redis(), "flow")
     cli_main(flow, workers_per_process=1, epoch_interval=timedelta(seconds=1))

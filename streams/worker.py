@@ -9,6 +9,7 @@ import faust
 import redis
 import redis.asyncio as aioredis
 
+from riverbed.heartbeat import start_heartbeat
 from riverbed.kafka import AsyncProducer, ensure_topics, pipeline_topics, producer_config
 from riverbed.settings import Settings
 from schemas.catalog import StreamSpec, load_catalog
@@ -61,5 +62,6 @@ def build_worker(settings: Settings, catalog: dict[str, StreamSpec] | None = Non
 
 def run(settings: Settings, **worker_options: Any) -> None:
     app = build_worker(settings)
+    start_heartbeat(settings.require_redis(), "agents")
     worker = faust.Worker(app, loglevel="WARN", **worker_options)
     worker.execute_from_commandline()

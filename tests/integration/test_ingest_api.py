@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import httpx
 import pytest
 
 from tests.conftest import Pipeline, wait_until
@@ -178,3 +179,17 @@ def test_streams_openapi_and_readiness_describe_the_system(pipeline: Pipeline) -
     components = ready.json()["components"]
     assert {"kafka", "redis", "clickhouse", "sink.clickhouse"} <= set(components)
     assert all(c["ok"] for c in components.values())
+
+
+def test_readiness_reports_every_pipeline_process_by_its_heartbeat(pipeline: Pipeline) -> None:
+    def processes() -> dict:
+        return httpx.get(f"{pipeline.base_url}/readyz", timeout=10).json()["processes"]
+
+    wanted = {"api", "agents", "flow", "sink-redis"}
+    report = wait_until(
+        lambda: wanted <= set(processes()) and processes(),
+        30,
+        message="heartbeats of every process",
+    )
+    assert all(report[name]["instances"] == 1 for name in wanted)
+    assert all(report[name]["oldest_beat_s"] < 10 for name in wanted)

@@ -1,0 +1,78 @@
+"""Liveness of every pipeline process, visible to the API's ``/readyz``.
+
+Each process refreshes a short-lived Redis key; a process that stops beating (crashed, hung,
+partitioned away) disappears from the report within the TTL. Keys are per instance, so scaled-out
+agents and sinks each show up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import redis
+
+PREFIX = "riverbed:heartbeat"
+
+
+def instance_key(component: str) -> str:
+    return f"{PREFIX}:{component}:{socket.gethostname()}:{os.getpid()}"
+
+
+class Heartbeat:
+    """Beats from a daemon thread every ``interval`` seconds until :meth:`stop`."""
+
+    def __init__(
+        self, client: redis.Redis, component: str, interval: float = 2.0, ttl: int = 10
+    ) -> None:
+        self.client = client
+        self.key = instance_key(component)
+        self.interval = interval
+        self.ttl = ttl
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"heartbeat-{component}", daemon=True
+        )
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            # Redis down: the key expires and /readyz shows this process as missing, which is
+            # the report we want; the beat itself must not take the process down.
+            with contextlib.suppress(redis.RedisError):
+                self.client.set(self.key, json.dumps({"at": time.time()}), ex=self.ttl)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(redis.RedisError):  # it expires on its own anyway
+            self.client.delete(self.key)
+
+
+def start_heartbeat(redis_url: str, component: str) -> Heartbeat:
+    return Heartbeat(redis.Redis.from_url(redis_url), component).start()
+
+
+def live_components(client: redis.Redis) -> dict[str, dict[str, Any]]:
+    """``{component: {"instances": n, "oldest_beat_s": age}}`` from the keys still alive."""
+    now = time.time()
+    report: dict[str, dict[str, Any]] = {}
+    for key in client.scan_iter(f"{PREFIX}:*", count=500):
+        name = key.decode() if isinstance(key, bytes) else key
+        component = name[len(PREFIX) + 1 :].split(":", 1)[0]
+        raw = client.get(key)
+        if raw is None:
+            continue
+        age = round(now - json.loads(raw)["at"], 1)
+        entry = report.setdefault(component, {"instances": 0, "oldest_beat_s": 0.0})
+        entry["instances"] += 1
+        entry["oldest_beat_s"] = max(entry["oldest_beat_s"], age)
+    return report
