@@ -28,8 +28,8 @@ from riverbed.settings import Settings
 from riverbed.supervisor import Supervisor
 from schemas import codec
 from schemas.catalog import events_topic, load_catalog
-from schemas.codec import register_catalog
 from schemas.registry import SchemaRegistry
+from schemas.stream_catalog import StreamCatalog
 from streams.agents import stats_key
 from streams.processing import ProcessingRules, enrich
 
@@ -150,10 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         try:
             settings = Settings(kafka_bootstrap=kafka.url, redis_url=valkey.url, data_dir=data_dir)
-            catalog = load_catalog(settings.schemas_dir)
-            ensure_topics(settings, [*pipeline_topics(catalog), "bench.raw"])
-            registry = SchemaRegistry(redis.Redis.from_url(valkey.url))
-            ids = register_catalog(registry, catalog).streams["pageviews"]
+            client = redis.Redis.from_url(valkey.url)
+            registry = SchemaRegistry(client)
+            catalog = StreamCatalog(client, registry)
+            catalog.bootstrap(load_catalog(settings.schemas_dir))
+            ensure_topics(settings, [*pipeline_topics(catalog.specs()), "bench.raw"])
+            ids = catalog.ids("pageviews")
             fill(settings, registry, ids.ingest, args.events)
             raw = raw_loop(settings, registry, ids.clean, args.events)
             agents = faust_agents(settings, env, data_dir, args.events)

@@ -126,7 +126,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         if demo:
             demo.stop()
         if settings.embedded_kafka and "KAFKA_BOOTSTRAP" in env:
-            _drain_embedded(supervisor, settings, env["KAFKA_BOOTSTRAP"])
+            redis_url = env.get("REDIS_URL") or settings.require_redis()
+            _drain_embedded(supervisor, env["KAFKA_BOOTSTRAP"], redis_url)
         supervisor.stop()
         for engine in reversed(engines):
             engine.stop()
@@ -134,17 +135,23 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _drain_embedded(supervisor: Supervisor, settings: Settings, bootstrap: str) -> None:
+def _drain_embedded(supervisor: Supervisor, bootstrap: str, redis_url: str) -> None:
     """Close ingest, then wait until agents and sinks have committed everything accepted.
 
     The embedded broker forgets its topics when it stops; a second Ctrl-C skips the wait.
     """
+    import redis
+
     from riverbed.drain import drain
-    from schemas.catalog import METRICS_TOPIC, clean_topic, events_topic, load_catalog
+    from schemas.catalog import METRICS_TOPIC, clean_topic, dlq_topic, events_topic
+    from schemas.registry import as_text
+    from schemas.stream_catalog import STREAMS_KEY
     from sinks.service import CLICKHOUSE_GROUP, REDIS_GROUP
     from streams.worker import APP_ID
 
-    catalog = load_catalog(settings.schemas_dir)
+    # Names straight from the shared catalog: streams created at run time must drain too.
+    client = redis.Redis.from_url(redis_url)
+    catalog = sorted(as_text(k) for k in client.hkeys(STREAMS_KEY))
     supervisor.signal("api", signal.SIGUSR1)
     force = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -155,7 +162,9 @@ def _drain_embedded(supervisor: Supervisor, settings: Settings, bootstrap: str) 
     )
     groups = {
         APP_ID: [events_topic(s) for s in catalog],
-        CLICKHOUSE_GROUP: [clean_topic(s) for s in catalog] + [METRICS_TOPIC],
+        CLICKHOUSE_GROUP: [clean_topic(s) for s in catalog]
+        + [dlq_topic(s) for s in catalog]
+        + [METRICS_TOPIC],
         REDIS_GROUP: [METRICS_TOPIC],
     }
     if drain(bootstrap, groups, timeout=60, report=print, abort=force):

@@ -62,7 +62,22 @@ def pipeline_topics(catalog: dict[str, StreamSpec]) -> list[str]:
     return names
 
 
-def ensure_topics(settings: Settings, topics: Iterable[str], timeout: float = 30.0) -> None:
+def stream_topic_configs(catalog: dict[str, StreamSpec]) -> dict[str, Any]:
+    """``ensure_topics`` arguments for a catalog: every topic, with each stream's retention."""
+    configs: dict[str, dict[str, str]] = {}
+    for name, spec in catalog.items():
+        if spec.retention_ms is not None:
+            for topic in (events_topic(name), clean_topic(name), dlq_topic(name)):
+                configs[topic] = {"retention.ms": str(spec.retention_ms)}
+    return {"topics": pipeline_topics(catalog), "configs": configs}
+
+
+def ensure_topics(
+    settings: Settings,
+    topics: Iterable[str],
+    timeout: float = 30.0,
+    configs: dict[str, dict[str, str]] | None = None,
+) -> None:
     """Create missing topics and wait until the broker lists them all (idempotent)."""
     admin = AdminClient({"bootstrap.servers": settings.require_kafka()})
     wanted = set(topics)
@@ -78,7 +93,10 @@ def ensure_topics(settings: Settings, topics: Iterable[str], timeout: float = 30
         if not missing:
             return
         futures = admin.create_topics(
-            [NewTopic(t, settings.topic_partitions, 1) for t in sorted(missing)]
+            [
+                NewTopic(t, settings.topic_partitions, 1, config=(configs or {}).get(t, {}))
+                for t in sorted(missing)
+            ]
         )
         for topic, future in futures.items():
             try:

@@ -21,6 +21,9 @@ from riverbed.embedded import spawn, stop_process
 
 log = logging.getLogger(__name__)
 COMPONENTS = ("api", "agents", "flow", "sink-redis", "sink-clickhouse")
+# A child exiting with this asks to be started again at once (e.g. to pick up new streams);
+# it is not a crash. 75 is EX_TEMPFAIL.
+EXIT_RESTART = 75
 
 
 @dataclass
@@ -80,6 +83,10 @@ class Supervisor:
             if code is None:
                 if child.restarts and now - child.started_at > 60:
                     child.restarts = 0  # stable for a minute: forget old crashes
+                continue
+            if code == EXIT_RESTART:
+                child.start()
+                self.report(f"  {child.name} restarted to pick up catalog changes")
                 continue
             if child.next_start == 0.0:
                 child.history.append(code)

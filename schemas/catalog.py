@@ -94,6 +94,7 @@ class StreamSpec:
     time_field: str | None = None
     group_by: str | None = None
     window_seconds: int | None = None
+    retention_ms: int | None = None
     field_names: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -126,6 +127,7 @@ class StreamSpec:
             "time_field": self.time_field,
             "group_by": self.group_by,
             "window_seconds": self.window_seconds,
+            "retention_ms": self.retention_ms,
             "topics": {
                 "events": events_topic(self.name),
                 "clean": clean_topic(self.name),
@@ -135,7 +137,7 @@ class StreamSpec:
         }
 
 
-def _check_spec(spec: StreamSpec, where: str) -> None:
+def check_spec(spec: StreamSpec, where: str) -> None:
     names = {f["name"]: f for f in spec.schema.get("fields", [])}
     if spec.schema.get("type") != "record" or not names:
         raise CatalogError(f"{where}: the schema must be an Avro record with fields")
@@ -182,8 +184,9 @@ def load_catalog(directory: Path | None = None) -> dict[str, StreamSpec]:
             time_field=options.get("time_field"),
             group_by=options.get("group_by"),
             window_seconds=options.get("window_seconds"),
+            retention_ms=options.get("retention_ms"),
             field_names=tuple(f["name"] for f in schema.get("fields", [])),
         )
-        _check_spec(spec, where)
+        check_spec(spec, where)
         specs[name] = spec
     return specs

@@ -1,4 +1,10 @@
-"""Writes ``clean.*`` into one table per stream and ``metrics`` into the metrics table."""
+"""Writes ``clean.*`` into one table per stream, ``metrics`` and ``dlq.*`` into shared tables.
+
+Tables follow the catalog: a stream created at run time gets its table on its first record, and
+a new schema version adds its new columns (``ALTER TABLE ... ADD COLUMN`` with the Avro
+default, so rows written before read the default). Every record is resolved from its writer
+schema to the stream's latest clean schema before it becomes a row.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +15,33 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from schemas import codec
-from schemas.catalog import METRICS_TOPIC, StreamSpec, stream_of_topic
+from schemas import codec, wire
+from schemas.catalog import METRICS_TOPIC, stream_of_topic
 from schemas.registry import SchemaNotFound, SchemaRegistry
+from schemas.stream_catalog import StreamCatalog
+from schemas.system import DEAD_LETTER_SCHEMA
 from schemas.wire import WireFormatError
 from sinks.clickhouse import ClickHouse, ClickHouseError
 from sinks.ddl import (
+    DEAD_LETTERS_TABLE,
     METRICS_TABLE,
-    create_events_table,
+    create_dead_letters_table,
     create_metrics_table,
     events_table,
     quote,
     row_converter,
+    stream_table_statements,
 )
 from sinks.dead_letters import DeadLetters
 
 log = logging.getLogger(__name__)
 Converter = Callable[[dict[str, Any]], dict[str, Any]]
+Row = tuple[dict[str, Any], Message]
+
+
+def dlq_id(message: Message) -> str:
+    """Stable id of a dead letter: where it sits in its topic."""
+    return f"{message.topic()}/{message.partition()}/{message.offset()}"
 
 
 class ClickHouseWriter:
@@ -38,7 +54,7 @@ class ClickHouseWriter:
         engine: ClickHouse,
         database: str,
         registry: SchemaRegistry,
-        catalog: dict[str, StreamSpec],
+        catalog: StreamCatalog,
         dead_letters: DeadLetters,
     ) -> None:
         self.engine = engine
@@ -47,12 +63,27 @@ class ClickHouseWriter:
         self.catalog = catalog
         self.dead_letters = dead_letters
         self._converters: dict[int, Converter] = {}
+        self._table_schema: dict[str, int] = {}  # stream -> clean schema id the table matches
+        self._dead_letter_row = row_converter(DEAD_LETTER_SCHEMA)
 
     def ensure_tables(self) -> None:
         self.engine.command(f"CREATE DATABASE IF NOT EXISTS {quote(self.database)}")
-        for name, spec in self.catalog.items():
-            self.engine.command(create_events_table(self.database, name, spec.clean_schema))
         self.engine.command(create_metrics_table(self.database))
+        self.engine.command(create_dead_letters_table(self.database))
+        for name in self.catalog.names():
+            self._ensure_stream_table(name)
+
+    def _ensure_stream_table(self, stream: str) -> int:
+        """Create or evolve the stream's table to its latest clean schema; returns that id."""
+        clean_id = self.catalog.ids(stream).clean
+        if self._table_schema.get(stream) == clean_id:
+            return clean_id
+        for statement in stream_table_statements(
+            self.database, stream, self.registry.schema(clean_id)
+        ):
+            self.engine.command(statement)
+        self._table_schema[stream] = clean_id
+        return clean_id
 
     def _converter(self, schema_id: int) -> Converter:
         converter = self._converters.get(schema_id)
@@ -62,23 +93,34 @@ class ClickHouseWriter:
         return converter
 
     def write(self, messages: Sequence[Message]) -> None:
-        rows: dict[str, list[tuple[dict[str, Any], Message]]] = defaultdict(list)
+        rows: dict[str, list[Row]] = defaultdict(list)
         for message in messages:
             topic = message.topic() or ""
-            table = (
-                METRICS_TABLE if topic == METRICS_TOPIC else events_table(stream_of_topic(topic))
-            )
             try:
-                schema_id, record = codec.decode(self.registry, message.value() or b"")
-                rows[table].append((self._converter(schema_id)(record), message))
+                table, row = self._row(topic, message)
+                rows[table].append((row, message))
             except (WireFormatError, SchemaNotFound, ValueError, TypeError, KeyError) as exc:
-                if topic == METRICS_TOPIC:
-                    raise  # written by our own flow: a bad record here is a bug, not data
+                if not topic.startswith("clean."):
+                    raise  # written by our own flow or sinks: a bad record is a bug, not data
                 self._dead_letter(message, f"clickhouse: cannot convert: {exc}")
         for table, pairs in rows.items():
             self._insert(table, pairs)
 
-    def _insert(self, table: str, pairs: list[tuple[dict[str, Any], Message]]) -> None:
+    def _row(self, topic: str, message: Message) -> tuple[str, dict[str, Any]]:
+        raw = message.value() or b""
+        if topic == METRICS_TOPIC:
+            schema_id, record = codec.decode(self.registry, raw)
+            return METRICS_TABLE, self._converter(schema_id)(record)
+        if topic.startswith("dlq."):
+            _, record = codec.decode(self.registry, raw)
+            return DEAD_LETTERS_TABLE, {**self._dead_letter_row(record), "dlq_id": dlq_id(message)}
+        stream = stream_of_topic(topic)
+        self.catalog.reader_ids(stream, wire.split(raw)[0])  # refreshes on an unseen version
+        clean_id = self._ensure_stream_table(stream)
+        _, record = codec.decode(self.registry, raw, reader_id=clean_id)
+        return events_table(stream), self._converter(clean_id)(record)
+
+    def _insert(self, table: str, pairs: list[Row]) -> None:
         """Insert; if ClickHouse refuses while healthy, bisect to dead-letter the bad rows.
 
         A refused row would otherwise be retried forever and hold its partition. Re-inserting
@@ -89,7 +131,7 @@ class ClickHouseWriter:
             return
         except ClickHouseError as exc:
             self.engine.query("SELECT 1")  # raises if ClickHouse itself is down: retry later
-            if table == METRICS_TABLE:
+            if table in (METRICS_TABLE, DEAD_LETTERS_TABLE):
                 raise
             if len(pairs) == 1:
                 self._dead_letter(pairs[0][1], f"clickhouse: insert refused: {exc}")

@@ -52,11 +52,38 @@ def _same(value: Any) -> Any:
     return value
 
 
+NO_DEFAULT = object()
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
     type: str
     convert: Convert = _same
+    default: Any = NO_DEFAULT  # the Avro field default, already in row form
+
+
+def default_literal(column: Column) -> str | None:
+    """The column's Avro default as a ClickHouse literal, or None when it has none.
+
+    Rows inserted before the column existed read this value, as Avro readers would.
+    """
+    value = column.default
+    if value is NO_DEFAULT:
+        return None
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, list) and not value:
+        return "[]"
+    if isinstance(value, dict) and not value:
+        return "map()"
+    return None  # composite defaults: ClickHouse's type default (empty) is used instead
 
 
 def _nullable(ch_type: str) -> str:
@@ -136,8 +163,29 @@ def columns_for(schema: dict[str, Any]) -> list[Column]:
     columns = []
     for f in schema["fields"]:
         ch_type, convert = _map_type(f["type"], f["name"], named)
-        columns.append(Column(f["name"], ch_type, convert))
+        default = NO_DEFAULT
+        if "default" in f:
+            raw = f["default"]
+            try:
+                default = None if raw is None else convert(raw)
+            except (TypeError, ValueError, AttributeError):
+                default = NO_DEFAULT  # e.g. a bytes default given as text: no literal for it
+        columns.append(Column(f["name"], ch_type, convert, default))
     return columns
+
+
+def add_columns(database: str, table: str, schema: dict[str, Any]) -> list[str]:
+    """``ADD COLUMN IF NOT EXISTS`` for every field: a no-op for existing ones, the evolution
+    step for new ones. Removed fields keep their column (old rows still hold data)."""
+    statements = []
+    for column in columns_for(schema):
+        literal = default_literal(column)
+        default = f" DEFAULT {literal}" if literal is not None else ""
+        statements.append(
+            f"ALTER TABLE {quote(database)}.{quote(table)} ADD COLUMN IF NOT EXISTS "
+            f"{quote(column.name)} {column.type}{default}"
+        )
+    return statements
 
 
 def events_table(stream: str) -> str:
@@ -159,6 +207,22 @@ def create_events_table(database: str, stream: str, schema: dict[str, Any]) -> s
 
 
 METRICS_TABLE = METRICS_TOPIC
+DEAD_LETTERS_TABLE = "dead_letters"
+
+
+def create_dead_letters_table(database: str) -> str:
+    """Every dead letter of every stream, for listing and replay; ``dlq_id`` is its position."""
+    return f"""CREATE TABLE IF NOT EXISTS {quote(database)}.{quote(DEAD_LETTERS_TABLE)} (
+  `dlq_id` String,
+  `stream` LowCardinality(String),
+  `stage` LowCardinality(String),
+  `error` String,
+  `original` String,
+  `event_id` Nullable(String),
+  `failed_at` DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (stream, failed_at, dlq_id)"""
 
 
 def create_metrics_table(database: str) -> str:
@@ -191,3 +255,11 @@ def row_converter(schema: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str
         }
 
     return convert
+
+
+def stream_table_statements(database: str, stream: str, clean_schema: dict[str, Any]) -> list[str]:
+    """Create the stream's table if missing and add any column a newer schema brought."""
+    return [
+        create_events_table(database, stream, clean_schema),
+        *add_columns(database, events_table(stream), clean_schema),
+    ]

@@ -9,8 +9,8 @@ from confluent_kafka import Producer
 
 from schemas import codec
 from schemas.catalog import dlq_topic
-from schemas.codec import CatalogIds
 from schemas.registry import SchemaRegistry
+from schemas.stream_catalog import StreamCatalog
 
 
 class DeadLetterError(RuntimeError):
@@ -18,10 +18,12 @@ class DeadLetterError(RuntimeError):
 
 
 class DeadLetters:
-    def __init__(self, producer: Producer, registry: SchemaRegistry, ids: CatalogIds) -> None:
+    def __init__(
+        self, producer: Producer, registry: SchemaRegistry, catalog: StreamCatalog
+    ) -> None:
         self._producer = producer
         self._registry = registry
-        self._ids = ids
+        self._catalog = catalog
 
     def send(
         self,
@@ -40,7 +42,7 @@ class DeadLetters:
             "event_id": event_id,
             "failed_at": time.time_ns() // 1_000_000,
         }
-        value = codec.encode(self._registry, self._ids.streams[stream].dead_letter, datum)
+        value = codec.encode(self._registry, self._catalog.ids(stream).dead_letter, datum)
         failures: list[str] = []
         self._producer.produce(
             dlq_topic(stream),

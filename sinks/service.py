@@ -10,11 +10,12 @@ import redis
 from confluent_kafka import Producer
 
 from riverbed.heartbeat import start_heartbeat
-from riverbed.kafka import consumer_config, ensure_topics, pipeline_topics, producer_config
+from riverbed.kafka import consumer_config, producer_config
 from riverbed.settings import Settings
-from schemas.catalog import METRICS_TOPIC, StreamSpec, clean_topic, load_catalog
-from schemas.codec import CatalogIds, register_catalog
+from riverbed.wiring import join_catalog
+from schemas.catalog import METRICS_TOPIC
 from schemas.registry import SchemaRegistry
+from schemas.stream_catalog import StreamCatalog
 from sinks.clickhouse import ClickHouse, connect
 from sinks.clickhouse_writer import ClickHouseWriter
 from sinks.dead_letters import DeadLetters
@@ -27,16 +28,13 @@ REDIS_GROUP = "riverbed-sink-redis"
 
 
 def clickhouse_runner(
-    settings: Settings,
-    engine: ClickHouse,
-    registry: SchemaRegistry,
-    catalog: dict[str, StreamSpec],
-    ids: CatalogIds,
+    settings: Settings, engine: ClickHouse, registry: SchemaRegistry, catalog: StreamCatalog
 ) -> SinkRunner:
-    dead_letters = DeadLetters(Producer(producer_config(settings)), registry, ids)
+    dead_letters = DeadLetters(Producer(producer_config(settings)), registry, catalog)
     writer = ClickHouseWriter(engine, settings.clickhouse_database, registry, catalog, dead_letters)
     writer.ensure_tables()
-    topics = [clean_topic(s) for s in catalog] + [METRICS_TOPIC]
+    # Regex subscriptions: topics of streams created at run time are picked up on their own.
+    topics = [r"^clean\..+", r"^dlq\..+", METRICS_TOPIC]
     return SinkRunner(
         consumer_config(settings, CLICKHOUSE_GROUP),
         topics,
@@ -80,15 +78,12 @@ def run_until_signal(runners: list[SinkRunner]) -> None:
 def run(settings: Settings, which: str) -> None:
     """``riverbed run sink-redis`` / ``sink-clickhouse`` (the latter only with CLICKHOUSE_URL,
     since embedded chdb belongs to the API process)."""
-    catalog = load_catalog(settings.schemas_dir)
-    ensure_topics(settings, pipeline_topics(catalog))
-    registry = SchemaRegistry(redis.Redis.from_url(settings.require_redis()))
-    ids = register_catalog(registry, catalog)
+    registry, catalog = join_catalog(settings)
     if which == "redis":
         runners = [redis_runner(settings, registry)]
     else:
         engine = connect(settings.clickhouse_url, settings.chdb_path)
-        runners = [clickhouse_runner(settings, engine, registry, catalog, ids)]
+        runners = [clickhouse_runner(settings, engine, registry, catalog)]
     heartbeat = start_heartbeat(settings.require_redis(), f"sink-{which}")
     try:
         run_until_signal(runners)

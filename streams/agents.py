@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -25,10 +26,11 @@ import mode
 import redis.asyncio as aioredis
 
 from riverbed.kafka import AsyncProducer, OutgoingRecord
-from schemas import codec
+from riverbed.supervisor import EXIT_RESTART
+from schemas import codec, wire
 from schemas.catalog import StreamSpec, clean_topic, dlq_topic, events_topic
-from schemas.codec import CatalogIds
 from schemas.registry import SchemaNotFound, SchemaRegistry
+from schemas.stream_catalog import StreamCatalog
 from schemas.wire import WireFormatError
 from streams.processing import (
     EventRejected,
@@ -84,7 +86,7 @@ class AgentContext:
     """Everything an agent needs, built once per worker and passed in."""
 
     registry: SchemaRegistry
-    ids: CatalogIds
+    catalog: StreamCatalog
     redis: aioredis.Redis
     producer: AsyncProducer
     rules: ProcessingRules
@@ -104,20 +106,25 @@ class AgentContext:
             "event_id": event_id,
             "failed_at": now_ms(),
         }
-        value = codec.encode(self.registry, self.ids.streams[spec.name].dead_letter, datum)
+        value = codec.encode(self.registry, self.catalog.ids(spec.name).dead_letter, datum)
         return OutgoingRecord(dlq_topic(spec.name), key, value)
 
     async def route_batch(self, spec: StreamSpec, events: Sequence[faust.EventT]) -> RoutedBatch:
         """Decode, enrich and deduplicate a batch into the records it must produce."""
-        clean_id = self.ids.streams[spec.name].clean
         routed = RoutedBatch(events)
         candidates: list[tuple[Any, dict[str, Any]]] = []
+        clean_ids: list[int] = []
         stamp = now_ms()
         for event in events:
             raw = event.message.value or b""
             try:
-                _, record = codec.decode(self.registry, raw)
+                # Resolve whatever version wrote it to the latest shape of the stream.
+                writer_id = wire.split(raw)[0]
+                ids = self.catalog.reader_ids(spec.name, writer_id)
+                spec = self.catalog.get(spec.name)
+                _, record = codec.decode(self.registry, raw, reader_id=ids.ingest)
                 candidates.append((event, enrich(spec, record, stamp, self.rules)))
+                clean_ids.append(ids.clean)
             except (WireFormatError, SchemaNotFound, EventRejected, KeyError) as exc:
                 log.warning("dead letter on %s: %s", spec.name, exc)
                 routed.outgoing.append(
@@ -125,7 +132,7 @@ class AgentContext:
                 )
                 routed.dead_letters += 1
         verdicts = await self._first_copies(spec, candidates)
-        for (event, record), first in zip(candidates, verdicts, strict=True):
+        for (event, record), clean_id, first in zip(candidates, clean_ids, verdicts, strict=True):
             if not first:
                 routed.duplicates += 1
                 continue
@@ -174,7 +181,6 @@ class AgentContext:
 
 def install_agents(
     app: faust.App,
-    catalog: dict[str, StreamSpec],
     context: AgentContext,
     batch_size: int = 5000,
     within: float = 0.02,
@@ -188,14 +194,21 @@ def install_agents(
     commits only contiguous acked offsets). Outputs are produced in batch order, so per-key
     order is kept. A failed batch crashes the agent, and with it the worker
     (``CrashingSupervisor``), so the supervisor restarts it from the committed offsets.
-    """
-    for spec in catalog.values():
-        topic = app.topic(events_topic(spec.name), key_serializer="raw", value_serializer="raw")
 
-        async def process(stream: faust.StreamT, spec: StreamSpec = spec) -> None:
+    Faust cannot add agents to a running worker (and its pattern subscriptions are unreliable),
+    so a timer watches the catalog and exits with ``EXIT_RESTART`` when streams were added;
+    the supervisor starts the worker again at once with an agent for each. Schema changes of
+    existing streams need no restart: every batch resolves to the latest schema.
+    """
+    names = context.catalog.names()
+    for name in names:
+        topic = app.topic(events_topic(name), key_serializer="raw", value_serializer="raw")
+
+        async def process(stream: faust.StreamT, name: str = name) -> None:
             in_flight: deque[asyncio.Task[None]] = deque()
             batches = stream.take_events(batch_size, within=within)  # type: ignore[attr-defined]
             async for events in batches:
+                spec = context.catalog.get(name)
                 for event in events:
                     event.message.incref()
                 routed = await context.route_batch(spec, events)
@@ -205,6 +218,13 @@ def install_agents(
 
         app.agent(
             topic,
-            name=f"riverbed.process.{spec.name}",
+            name=f"riverbed.process.{name}",
             supervisor_strategy=mode.CrashingSupervisor,
         )(process)
+
+    @app.timer(2.0)
+    async def watch_catalog() -> None:
+        added = set(context.catalog.names()) - set(names)
+        if added:
+            log.warning("new streams %s: restarting the worker to add their agents", sorted(added))
+            os._exit(EXIT_RESTART)

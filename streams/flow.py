@@ -11,32 +11,29 @@ from __future__ import annotations
 
 import copy
 import time
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import bytewax.operators as op
-import redis
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
 from bytewax.dataflow import Dataflow
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+from confluent_kafka import Consumer
 
 from riverbed.heartbeat import start_heartbeat
-from riverbed.kafka import ensure_topics, pipeline_topics
 from riverbed.settings import Settings
-from schemas import codec
-from schemas.catalog import (
-    METRICS_TOPIC,
-    StreamSpec,
-    clean_topic,
-    dlq_topic,
-    load_catalog,
-    stream_of_topic,
-)
-from schemas.codec import CatalogIds, register_catalog
+from riverbed.wiring import join_catalog
+from schemas import codec, wire
+from schemas.catalog import METRICS_TOPIC, dlq_topic, stream_of_topic
 from schemas.registry import SchemaNotFound, SchemaRegistry
+from schemas.stream_catalog import StreamCatalog
 from schemas.wire import WireFormatError
 from streams.windows import WindowState
 
 ALL_GROUPS = "*"
+CLEAN_PATTERN = r"^clean\..+"
 
 
 class Item(NamedTuple):
@@ -65,7 +62,7 @@ class WindowLogic(op.StatefulLogic[Item, Output, WindowState]):
     def __init__(
         self,
         state: WindowState | None,
-        size_ms: dict[str, int],
+        size_ms: Callable[[str], int],
         lateness_ms: int,
         emit_interval_ms: int,
     ) -> None:
@@ -79,7 +76,7 @@ class WindowLogic(op.StatefulLogic[Item, Output, WindowState]):
         now = _now_ms()
         if self.state is None:
             self.state = WindowState(
-                value.stream, value.group, self.size_ms[value.stream], self.lateness_ms
+                value.stream, value.group, self.size_ms(value.stream), self.lateness_ms
             )
         if not self.state.add(value.event_time, value.values, now):
             return [("late", value)], op.StatefulLogic.RETAIN
@@ -106,43 +103,85 @@ class WindowLogic(op.StatefulLogic[Item, Output, WindowState]):
         return copy.deepcopy(self.state)  # type: ignore[return-value]
 
 
+class _CleanTopicsPartition(StatelessSourcePartition[tuple[str, bytes]]):
+    def __init__(self, config: dict[str, Any], batch_size: int) -> None:
+        self.consumer = Consumer(config)
+        # A regex subscription: streams created at run time are picked up on metadata refresh.
+        self.consumer.subscribe([CLEAN_PATTERN])
+        self.batch_size = batch_size
+
+    def next_batch(self) -> list[tuple[str, bytes]]:
+        batch = []
+        for message in self.consumer.consume(self.batch_size, 0.05):
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise RuntimeError(f"Kafka error in the metrics flow: {error}")
+                continue
+            batch.append((message.topic() or "", message.value() or b""))
+        return batch
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class CleanTopicsSource(DynamicSource[tuple[str, bytes]]):
+    """Every ``clean.*`` topic, present and future, from the beginning.
+
+    There is no recovery store yet, so a (re)started flow rebuilds its windows by re-reading
+    the topics; workers of one process share the partitions through a per-run group id.
+    """
+
+    def __init__(self, bootstrap: str, batch_size: int = 5000) -> None:
+        self.config = {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"riverbed-flow-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 50,
+            "topic.metadata.refresh.interval.ms": 2000,
+            "session.timeout.ms": 6000,
+        }
+        self.batch_size = batch_size
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CleanTopicsPartition:
+        return _CleanTopicsPartition(self.config, self.batch_size)
+
+
 def decode_batch(
-    registry: SchemaRegistry, catalog: dict[str, StreamSpec], messages: list[Any]
+    registry: SchemaRegistry, catalog: StreamCatalog, messages: list[tuple[str, bytes]]
 ) -> list[tuple[str, Item]]:
     """Each clean record becomes one item for the stream total and one for its group."""
     out: list[tuple[str, Item]] = []
-    for message in messages:
-        if not isinstance(message, KafkaSourceMessage):
-            raise RuntimeError(f"Kafka error in the metrics flow: {message}")
-        stream = stream_of_topic(message.topic or "")
-        spec = catalog[stream]
+    for topic, raw in messages:
+        stream = stream_of_topic(topic)
+        spec = catalog.get(stream)
         try:
-            _, record = codec.decode(registry, message.value)
+            reader = catalog.reader_ids(stream, wire.split(raw)[0]).clean
+            spec = catalog.get(stream)
+            _, record = codec.decode(registry, raw, reader_id=reader)
         except (WireFormatError, SchemaNotFound) as exc:
             # clean.* is written only by the agents; an undecodable record is a bug upstream.
-            raise RuntimeError(f"undecodable record in {message.topic}: {exc}") from exc
+            raise RuntimeError(f"undecodable record in {topic}: {exc}") from exc
         values = {name: record.get(name) for name in spec.numeric_fields}
         groups = [ALL_GROUPS]
         if spec.group_by is not None:
             value = record.get(spec.group_by)
             groups.append("" if value is None else str(value))
         for group in groups:
-            item = Item(
-                stream, group, record["event_time"], values, message.value, record.get("event_id")
-            )
+            item = Item(stream, group, record["event_time"], values, raw, record.get("event_id"))
             out.append((f"{stream}\x1f{group}", item))
     return out
 
 
 def encode_output(
-    registry: SchemaRegistry, ids: CatalogIds, item: tuple[str, Output]
+    registry: SchemaRegistry, catalog: StreamCatalog, item: tuple[str, Output]
 ) -> KafkaSinkMessage[bytes | None, bytes]:
     _, (kind, payload) = item
     if kind == "metric":
         key = f"{payload['stream']}|{payload['field']}|{payload['group']}".encode()
-        return KafkaSinkMessage(
-            key, codec.encode(registry, ids.metrics, payload), topic=METRICS_TOPIC
-        )
+        value = codec.encode(registry, catalog.metrics_id, payload)
+        return KafkaSinkMessage(key, value, topic=METRICS_TOPIC)
     late: Item = payload
     dead = {
         "stream": late.stream,
@@ -152,33 +191,29 @@ def encode_output(
         "event_id": late.event_id,
         "failed_at": _now_ms(),
     }
-    value = codec.encode(registry, ids.streams[late.stream].dead_letter, dead)
+    value = codec.encode(registry, catalog.ids(late.stream).dead_letter, dead)
     return KafkaSinkMessage(None, value, topic=dlq_topic(late.stream))
 
 
-def build_flow(
-    settings: Settings, catalog: dict[str, StreamSpec], registry: SchemaRegistry, ids: CatalogIds
-) -> Dataflow:
-    brokers = [settings.require_kafka()]
+def build_flow(settings: Settings, registry: SchemaRegistry, catalog: StreamCatalog) -> Dataflow:
     flow = Dataflow("riverbed_metrics")
-    source = KafkaSource(
-        brokers,
-        [clean_topic(s) for s in catalog],
-        add_config={"fetch.wait.max.ms": "50"},
-        batch_size=5000,
-    )
-    messages = op.input("clean", flow, source)
+    messages = op.input("clean", flow, CleanTopicsSource(settings.require_kafka()))
     keyed = op.flat_map_batch("decode", messages, lambda b: decode_batch(registry, catalog, b))
-    size_ms = {
-        s: (spec.window_seconds or settings.window_seconds) * 1000 for s, spec in catalog.items()
-    }
+
+    def size_ms(stream: str) -> int:
+        return (catalog.get(stream).window_seconds or settings.window_seconds) * 1000
+
     lateness_ms = settings.allowed_lateness_seconds * 1000
     emit_ms = int(settings.live_emit_interval_seconds * 1000)
     outputs = op.stateful(
         "windows", keyed, lambda resume: WindowLogic(resume, size_ms, lateness_ms, emit_ms)
     )
-    encoded = op.map("encode", outputs, lambda item: encode_output(registry, ids, item))
-    sink = KafkaSink(brokers, None, add_config={"linger.ms": "5", "enable.idempotence": "true"})
+    encoded = op.map("encode", outputs, lambda item: encode_output(registry, catalog, item))
+    sink = KafkaSink(
+        [settings.require_kafka()],
+        None,
+        add_config={"linger.ms": "5", "enable.idempotence": "true"},
+    )
     op.output("out", encoded, sink)
     return flow
 
@@ -186,10 +221,7 @@ def build_flow(
 def run(settings: Settings) -> None:
     from bytewax._bytewax import cli_main
 
-    catalog = load_catalog(settings.schemas_dir)
-    ensure_topics(settings, pipeline_topics(catalog))
-    registry = SchemaRegistry(redis.Redis.from_url(settings.require_redis()))
-    ids = register_catalog(registry, catalog)
-    flow = build_flow(settings, catalog, registry, ids)
+    registry, catalog = join_catalog(settings)
+    flow = build_flow(settings, registry, catalog)
     start_heartbeat(settings.require_redis(), "flow")
     cli_main(flow, workers_per_process=1, epoch_interval=timedelta(seconds=1))

@@ -6,15 +6,12 @@ import logging
 from typing import Any
 
 import faust
-import redis
 import redis.asyncio as aioredis
 
 from riverbed.heartbeat import start_heartbeat
-from riverbed.kafka import AsyncProducer, ensure_topics, pipeline_topics, producer_config
+from riverbed.kafka import AsyncProducer, producer_config
 from riverbed.settings import Settings
-from schemas.catalog import StreamSpec, load_catalog
-from schemas.codec import register_catalog
-from schemas.registry import SchemaRegistry
+from riverbed.wiring import join_catalog
 from streams.agents import AgentContext, install_agents
 from streams.processing import ProcessingRules
 
@@ -42,21 +39,18 @@ def create_app(settings: Settings) -> faust.App:
     )
 
 
-def build_worker(settings: Settings, catalog: dict[str, StreamSpec] | None = None) -> faust.App:
-    catalog = catalog or load_catalog(settings.schemas_dir)
-    ensure_topics(settings, pipeline_topics(catalog))
-    registry = SchemaRegistry(redis.Redis.from_url(settings.require_redis()))
-    ids = register_catalog(registry, catalog)
+def build_worker(settings: Settings) -> faust.App:
+    registry, catalog = join_catalog(settings)
     app = create_app(settings)
     context = AgentContext(
         registry=registry,
-        ids=ids,
+        catalog=catalog,
         redis=aioredis.Redis.from_url(settings.require_redis()),
         producer=AsyncProducer(producer_config(settings)),
         rules=ProcessingRules(max_future_skew_ms=settings.max_future_skew_seconds * 1000),
         dedup_horizon_seconds=settings.dedup_horizon_seconds,
     )
-    install_agents(app, catalog, context)
+    install_agents(app, context)
     return app
 
 

@@ -13,12 +13,13 @@ import pytest
 import redis
 from confluent_kafka import Consumer, Message, Producer
 
+from riverbed.embedded import start_kafka
 from riverbed.kafka import ensure_topics, pipeline_topics
 from riverbed.settings import Settings
 from schemas import codec
 from schemas.catalog import BUNDLED_DIR, StreamSpec, clean_topic, dlq_topic, load_catalog
-from schemas.codec import register_catalog
 from schemas.registry import SchemaRegistry
+from schemas.stream_catalog import StreamCatalog
 from sinks.clickhouse import ChdbEngine
 from sinks.clickhouse_writer import ClickHouseWriter
 from sinks.dead_letters import DeadLetters
@@ -113,44 +114,49 @@ time_field = "ts"
 
 @pytest.fixture(scope="module")
 def sink_setup(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A private stream (so the shared pipeline never reads these topics) and a chdb of our own."""
+    """A broker, a Redis database and a chdb of its own, so the shared pipeline (whose sinks
+    subscribe to every ``clean.*`` topic) never sees these records."""
+    data_dir = tmp_path_factory.mktemp("sink-engines")
+    kafka = start_kafka(data_dir)
+    redis_url = engines.redis.url.rsplit("/", 1)[0] + "/1"
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
     schemas_dir = tmp_path_factory.mktemp("sink-schemas")
     (schemas_dir / "streams.toml").write_text(SINK_CATALOG)
     shutil.copy(BUNDLED_DIR / "pageviews.avsc", schemas_dir / "sinktest.avsc")
-    settings = Settings(
-        kafka_bootstrap=engines.kafka.url, redis_url=engines.redis.url, schemas_dir=schemas_dir
-    )
-    catalog = load_catalog(schemas_dir)
-    ensure_topics(settings, pipeline_topics(catalog))
-    registry = SchemaRegistry(redis.Redis.from_url(engines.redis.url))
-    ids = register_catalog(registry, catalog)
+    settings = Settings(kafka_bootstrap=kafka.url, redis_url=redis_url, schemas_dir=schemas_dir)
+    registry = SchemaRegistry(client)
+    catalog = StreamCatalog(client, registry)
+    catalog.bootstrap(load_catalog(schemas_dir))
+    ensure_topics(settings, pipeline_topics(catalog.specs()))
     engine = ChdbEngine(Path(tmp_path_factory.mktemp("chdb")))
-    producer = Producer({"bootstrap.servers": engines.kafka.url})
+    producer = Producer({"bootstrap.servers": kafka.url})
     writer = ClickHouseWriter(
-        engine, "sinkdb", registry, catalog, DeadLetters(producer, registry, ids)
+        engine, "sinkdb", registry, catalog, DeadLetters(producer, registry, catalog)
     )
     writer.ensure_tables()
     yield {
+        "kafka": kafka.url,
         "settings": settings,
         "catalog": catalog,
         "registry": registry,
-        "ids": ids,
         "engine": engine,
         "writer": writer,
         "producer": producer,
     }
     engine.close()
+    kafka.stop()
 
 
-def produce_and_consume(engines: Engines, topic: str, values: list[bytes]) -> list[Message]:
-    producer = Producer({"bootstrap.servers": engines.kafka.url})
+def produce_and_consume(bootstrap: str, topic: str, values: list[bytes]) -> list[Message]:
+    producer = Producer({"bootstrap.servers": bootstrap})
     marker = uuid.uuid4().hex.encode()
     for value in values:
         producer.produce(topic, value, marker)
     assert producer.flush(10) == 0
     consumer = Consumer(
         {
-            "bootstrap.servers": engines.kafka.url,
+            "bootstrap.servers": bootstrap,
             "group.id": uuid.uuid4().hex,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 6000,
@@ -188,14 +194,14 @@ def clean_record(spec: StreamSpec, event_id: str, ts: int) -> dict:
 def test_clickhouse_sink_redelivery_creates_no_duplicate_rows(
     engines: Engines, sink_setup: dict
 ) -> None:
-    spec = sink_setup["catalog"]["sinktest"]
-    clean_id = sink_setup["ids"].streams["sinktest"].clean
+    spec = sink_setup["catalog"].get("sinktest")
+    clean_id = sink_setup["catalog"].ids("sinktest").clean
     now = time.time_ns() // 1_000_000
     ids = [f"dup-{uuid.uuid4().hex}" for _ in range(25)]
     values = [
         codec.encode(sink_setup["registry"], clean_id, clean_record(spec, i, now)) for i in ids
     ]
-    messages = produce_and_consume(engines, clean_topic("sinktest"), values)
+    messages = produce_and_consume(sink_setup["kafka"], clean_topic("sinktest"), values)
     writer: ClickHouseWriter = sink_setup["writer"]
     writer.write(messages)
     writer.write(messages)  # what a crash between insert and offset commit leads to
@@ -213,12 +219,12 @@ def test_clickhouse_sink_sends_undecodable_records_to_the_dlq(
     engines: Engines, sink_setup: dict
 ) -> None:
     garbage = b"\x07not-avro-" + uuid.uuid4().hex.encode()
-    messages = produce_and_consume(engines, clean_topic("sinktest"), [garbage])
+    messages = produce_and_consume(sink_setup["kafka"], clean_topic("sinktest"), [garbage])
     sink_setup["writer"].write(messages)
     registry = sink_setup["registry"]
     consumer = Consumer(
         {
-            "bootstrap.servers": engines.kafka.url,
+            "bootstrap.servers": sink_setup["kafka"],
             "group.id": uuid.uuid4().hex,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 6000,
@@ -243,10 +249,10 @@ def test_clickhouse_sink_sends_undecodable_records_to_the_dlq(
     assert "magic byte" in letters[0]["error"]
 
 
-def read_sink_dead_letters(engines: Engines, registry: SchemaRegistry, event_ids: set[str]) -> dict:
+def read_sink_dead_letters(bootstrap: str, registry: SchemaRegistry, event_ids: set[str]) -> dict:
     consumer = Consumer(
         {
-            "bootstrap.servers": engines.kafka.url,
+            "bootstrap.servers": bootstrap,
             "group.id": uuid.uuid4().hex,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 6000,
@@ -282,14 +288,14 @@ def test_clickhouse_sink_dead_letters_only_the_rows_clickhouse_refuses(
         "load_is_positive CHECK load_ms >= 0"
     )
     try:
-        spec = sink_setup["catalog"]["sinktest"]
-        clean_id = sink_setup["ids"].streams["sinktest"].clean
+        spec = sink_setup["catalog"].get("sinktest")
+        clean_id = sink_setup["catalog"].ids("sinktest").clean
         now = time.time_ns() // 1_000_000
         ids = [f"poison-{uuid.uuid4().hex}" for _ in range(9)]
         records = [clean_record(spec, i, now) for i in ids]
         records[4]["load_ms"] = -1.0  # the one row ClickHouse will refuse
         values = [codec.encode(sink_setup["registry"], clean_id, r) for r in records]
-        messages = produce_and_consume(engines, clean_topic("sinktest"), values)
+        messages = produce_and_consume(sink_setup["kafka"], clean_topic("sinktest"), values)
         sink_setup["writer"].write(messages)
     finally:
         engine.command("ALTER TABLE sinkdb.events_sinktest DROP CONSTRAINT load_is_positive")
@@ -298,6 +304,6 @@ def test_clickhouse_sink_dead_letters_only_the_rows_clickhouse_refuses(
         f"SELECT event_id FROM sinkdb.events_sinktest FINAL WHERE event_id IN ({id_list})"
     )
     assert sorted(r[0] for r in stored.rows) == sorted(ids[:4] + ids[5:])
-    letters = read_sink_dead_letters(engines, sink_setup["registry"], {ids[4]})
+    letters = read_sink_dead_letters(sink_setup["kafka"], sink_setup["registry"], {ids[4]})
     assert letters[ids[4]]["stage"] == "sink"
     assert "load_is_positive" in letters[ids[4]]["error"]

@@ -1,0 +1,196 @@
+"""Streams that can be created and evolved at run time, shared by every process through Redis.
+
+Definitions live in one Redis hash next to a version counter; each process keeps a cached copy
+and re-reads it when the counter moves (checked at most every ``max_age`` seconds, and at once
+when asked for a stream it does not know). Schemas go through the registry, so creating or
+evolving a stream is compatibility-checked like any registration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from typing import Any
+
+import redis
+
+from schemas.catalog import (
+    METRICS_TOPIC,
+    StreamNotFound,
+    StreamSpec,
+    check_spec,
+    clean_topic,
+    dlq_topic,
+    events_topic,
+)
+from schemas.codec import StreamSchemaIds, subject
+from schemas.registry import SchemaRegistry, as_text
+from schemas.system import DEAD_LETTER_SCHEMA, METRIC_UPDATE_SCHEMA
+
+STREAMS_KEY = "riverbed:streams"
+VERSION_KEY = "riverbed:streams:version"
+SYSTEM_FIELD_NAMES = ("event_id", "ingested_at", "event_time", "processed_at")
+
+
+class StreamExists(ValueError):
+    """A stream of that name is already declared."""
+
+
+def spec_to_json(spec: StreamSpec) -> str:
+    data = dataclasses.asdict(spec)
+    data.pop("field_names", None)
+    return json.dumps(data, sort_keys=True)
+
+
+def spec_from_json(text: str | bytes) -> StreamSpec:
+    data = json.loads(text)
+    data["field_names"] = tuple(f["name"] for f in data["schema"]["fields"])
+    return StreamSpec(**data)
+
+
+def user_schema(topic_schema: dict[str, Any], name: str) -> dict[str, Any]:
+    """The producer-facing schema inside an ``events.*`` schema (system fields removed)."""
+    schema = dict(topic_schema)
+    schema["fields"] = [f for f in topic_schema["fields"] if f["name"] not in SYSTEM_FIELD_NAMES]
+    schema["name"] = name
+    return schema
+
+
+class StreamCatalog:
+    """The live set of streams; thread-safe."""
+
+    def __init__(self, client: redis.Redis, registry: SchemaRegistry, max_age: float = 1.0) -> None:
+        self.redis = client
+        self.registry = registry
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._specs: dict[str, StreamSpec] = {}
+        self._ids: dict[str, StreamSchemaIds] = {}
+        self._known_ids: dict[str, set[int]] = {}
+        self._version = -1
+        self._checked = 0.0
+        self.metrics_id = registry.register(subject(METRICS_TOPIC), METRIC_UPDATE_SCHEMA)
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def refresh(self, force: bool = False) -> bool:
+        """Re-read definitions if the shared version moved; True if anything changed."""
+        now = time.monotonic()
+        if not force and now - self._checked < self.max_age:
+            return False
+        self._checked = now
+        version = int(self.redis.get(VERSION_KEY) or 0)
+        if version == self._version:
+            return False
+        specs = {as_text(k): spec_from_json(v) for k, v in self.redis.hgetall(STREAMS_KEY).items()}
+        ids = {name: self._latest_ids(name) for name in specs}
+        known = {
+            name: {
+                *self.registry.subject_ids(subject(events_topic(name))),
+                *self.registry.subject_ids(subject(clean_topic(name))),
+            }
+            for name in specs
+        }
+        with self._lock:
+            self._specs, self._ids, self._version = specs, ids, version
+            self._known_ids = known
+        return True
+
+    def _latest_ids(self, name: str) -> StreamSchemaIds:
+        return StreamSchemaIds(
+            ingest=self.registry.latest_id(subject(events_topic(name))),
+            clean=self.registry.latest_id(subject(clean_topic(name))),
+            dead_letter=self.registry.latest_id(subject(dlq_topic(name))),
+        )
+
+    def get(self, name: str) -> StreamSpec:
+        self.refresh()
+        spec = self._specs.get(name)
+        if spec is None and self.refresh(force=True):
+            spec = self._specs.get(name)
+        if spec is None:
+            raise StreamNotFound(name)
+        return spec
+
+    def ids(self, name: str) -> StreamSchemaIds:
+        self.get(name)
+        return self._ids[name]
+
+    def reader_ids(self, name: str, writer_id: int) -> StreamSchemaIds:
+        """Latest ids to resolve a record written with ``writer_id`` to.
+
+        A writer id this process has not seen means the stream evolved since the last refresh;
+        resolving it to the cached (older) reader would silently drop the new fields, so the
+        catalog is re-read first.
+        """
+        self.get(name)
+        if writer_id not in self._known_ids.get(name, set()):
+            self.refresh(force=True)
+        return self._ids[name]
+
+    def specs(self) -> dict[str, StreamSpec]:
+        self.refresh()
+        with self._lock:
+            return dict(self._specs)
+
+    def names(self) -> list[str]:
+        return sorted(self.specs())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.specs()
+
+    def ingest_version(self, name: str, version: int | str) -> tuple[int, dict[str, Any]]:
+        """(schema id, producer-facing schema) of a registered version of the stream."""
+        found = self.registry.version(subject(events_topic(name)), version)
+        return found.id, user_schema(found.schema, self.get(name).schema["name"])
+
+    # ---- writing ------------------------------------------------------------------------------
+
+    def bootstrap(self, declared: dict[str, StreamSpec]) -> None:
+        """Create declared streams that are missing; evolve the ones whose file changed.
+
+        Raises :class:`schemas.registry.SchemaIncompatible` when a changed ``.avsc`` breaks
+        compatibility, rather than starting with a schema its topic cannot carry.
+        """
+        stored = {as_text(k): spec_from_json(v) for k, v in self.redis.hgetall(STREAMS_KEY).items()}
+        for name, spec in declared.items():
+            current = stored.get(name)
+            if current is None:
+                self._store(spec, create=True)
+            elif spec_to_json(current) != spec_to_json(spec):
+                self._store(spec, create=False)
+        self.refresh(force=True)
+
+    def create(self, spec: StreamSpec) -> StreamSpec:
+        check_spec(spec, f"stream {spec.name!r}")
+        if self.redis.hexists(STREAMS_KEY, spec.name):
+            raise StreamExists(spec.name)
+        self._store(spec, create=True)
+        self.refresh(force=True)
+        return self.get(spec.name)
+
+    def evolve(self, name: str, schema: dict[str, Any]) -> StreamSpec:
+        """New producer-facing schema for an existing stream, compatibility-checked."""
+        spec = dataclasses.replace(
+            self.get(name),
+            schema=schema,
+            field_names=tuple(f["name"] for f in schema.get("fields", [])),
+        )
+        check_spec(spec, f"stream {name!r}")
+        self._store(spec, create=False)
+        self.refresh(force=True)
+        return self.get(name)
+
+    def _store(self, spec: StreamSpec, create: bool) -> None:
+        # The ingest subject decides compatibility; clean follows it field for field.
+        self.registry.register(subject(events_topic(spec.name)), spec.ingest_schema)
+        self.registry.register(subject(clean_topic(spec.name)), spec.clean_schema)
+        self.registry.register(subject(dlq_topic(spec.name)), DEAD_LETTER_SCHEMA)
+        text = spec_to_json(spec)
+        if create:
+            self.redis.hsetnx(STREAMS_KEY, spec.name, text)
+        else:
+            self.redis.hset(STREAMS_KEY, spec.name, text)
+        self.redis.incr(VERSION_KEY)
