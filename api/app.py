@@ -19,18 +19,16 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
-from api import health, ingest, live, query, reads
+from api import dlq, health, ingest, live, query, reads, registry, streams_admin
 from api.openapi import build_openapi
 from api.problems import EXCEPTION_HANDLERS
 from api.services import Services
 from riverbed.heartbeat import start_heartbeat
-from riverbed.kafka import AsyncProducer, ensure_topics, pipeline_topics, producer_config
+from riverbed.kafka import AsyncProducer, producer_config
 from riverbed.settings import Settings
-from schemas.catalog import load_catalog
-from schemas.codec import register_catalog
-from schemas.registry import SchemaRegistry
+from riverbed.wiring import bootstrap_catalog
 from sinks.clickhouse import connect
 from sinks.runner import start_thread
 from sinks.service import clickhouse_runner
@@ -39,23 +37,19 @@ log = logging.getLogger(__name__)
 
 
 def build_services(settings: Settings, run_clickhouse_sink: bool | None = None) -> Services:
-    catalog = load_catalog(settings.schemas_dir)
-    ensure_topics(settings, pipeline_topics(catalog))
-    registry = SchemaRegistry(redis.Redis.from_url(settings.require_redis()))
-    ids = register_catalog(registry, catalog)
+    registry, catalog = bootstrap_catalog(settings)
     engine = connect(settings.clickhouse_url, settings.chdb_path)
     services = Services(
         settings=settings,
         catalog=catalog,
         registry=registry,
-        ids=ids,
         producer=AsyncProducer(producer_config(settings)),
         redis=aioredis.Redis.from_url(settings.require_redis()),
         sync_redis=redis.Redis.from_url(settings.require_redis()),
         clickhouse=engine,
     )
     if run_clickhouse_sink if run_clickhouse_sink is not None else settings.embedded_clickhouse:
-        runner = clickhouse_runner(settings, engine, registry, catalog, ids)
+        runner = clickhouse_runner(settings, engine, registry, catalog)
         services.sinks.append(runner)
         services.sink_threads.append(start_thread(runner))
     return services
@@ -66,7 +60,6 @@ def create_app(settings: Settings, run_clickhouse_sink: bool | None = None) -> S
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await anyio.to_thread.run_sync(build_services, settings, run_clickhouse_sink)
         app.state.services = services
-        app.state.openapi = build_openapi(services.catalog)
         asyncio.get_running_loop().add_signal_handler(
             signal.SIGUSR1, lambda: setattr(services, "draining", True)
         )
@@ -84,13 +77,18 @@ def create_app(settings: Settings, run_clickhouse_sink: bool | None = None) -> S
             services.clickhouse.close()
 
     def openapi(request: Request) -> JSONResponse:
-        return JSONResponse(request.app.state.openapi)
+        return JSONResponse(build_openapi(request.app.state.services.catalog.specs()))
 
     routes = [
-        Route("/v1/streams", reads.list_streams),
+        Route("/v1/streams", reads.list_streams, methods=["GET"]),
+        Route("/v1/streams", streams_admin.create_stream, methods=["POST"]),
+        Route("/v1/streams/{stream}/schema", streams_admin.evolve_schema, methods=["PUT"]),
+        Mount("/registry", routes=registry.routes),
         Route("/v1/streams/{stream}", reads.get_stream),
         Route("/v1/streams/{stream}/events", ingest.post_events, methods=["POST"]),
         Route("/v1/streams/{stream}/events", reads.list_events, methods=["GET"]),
+        Route("/v1/streams/{stream}/dlq", dlq.list_dead_letters, methods=["GET"]),
+        Route("/v1/streams/{stream}/dlq/replay", dlq.replay_dead_letters, methods=["POST"]),
         Route("/v1/metrics/{stream}", reads.get_metrics),
         Route("/v1/query", query.post_query, methods=["POST"]),
         Route("/v1/live/metrics", live.live_metrics),

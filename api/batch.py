@@ -93,8 +93,12 @@ def _take_event_id(event: dict[str, Any]) -> tuple[str | None, FieldError | None
     return event_id, None
 
 
-def prepare_batch(spec: StreamSpec, events: list[Any], ingested_at: int) -> PreparedBatch:
-    """Validate every event; accepted ones get their id, ingest time and partition key."""
+def prepare_batch(
+    spec: StreamSpec, events: list[Any], ingested_at: int, schema: dict[str, Any] | None = None
+) -> PreparedBatch:
+    """Validate every event (against ``schema``, default the stream's latest); accepted ones
+    get their id, ingest time and partition key."""
+    schema = schema or spec.schema
     batch = PreparedBatch()
     for index, event in enumerate(events):
         original = json.dumps(event, separators=(",", ":")).encode()
@@ -111,7 +115,7 @@ def prepare_batch(spec: StreamSpec, events: list[Any], ingested_at: int) -> Prep
         event = dict(event)
         event_id, error = _take_event_id(event)
         if error is None:
-            datum, error = validate_event(spec.schema, event)
+            datum, error = validate_event(schema, event)
         if error is not None or event_id is None:
             assert error is not None
             batch.rejected.append(
@@ -123,7 +127,7 @@ def prepare_batch(spec: StreamSpec, events: list[Any], ingested_at: int) -> Prep
         assert datum is not None
         datum[EVENT_ID_FIELD] = event_id
         datum["ingested_at"] = ingested_at
-        key_value = datum[spec.key_field]
+        key_value = datum.get(spec.key_field)
         key = None if key_value is None else str(key_value).encode()
         batch.accepted.append(AcceptedEvent(index, event_id, key, datum))
     return batch

@@ -12,11 +12,10 @@ from starlette.responses import JSONResponse
 
 from api.services import Services
 from riverbed.heartbeat import live_components
+from schemas.registry import as_text
+from sinks.clickhouse import ClickHouseError
+from sinks.ddl import DEAD_LETTERS_TABLE, quote
 from streams.agents import stats_key
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def healthz(request: Request) -> JSONResponse:
@@ -33,6 +32,23 @@ async def _check(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
         return name, await asyncio.wait_for(probe(), timeout=5)
     except Exception as exc:  # a readiness probe reports every failure, whatever its type
         return name, {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+async def _dead_letter_counts(services: Services) -> dict[str, dict[str, int]]:
+    """Dead letters per stream and stage, as stored in ClickHouse; empty if it cannot answer
+    (the ``clickhouse`` component then reports why)."""
+    table = f"{quote(services.settings.clickhouse_database)}.{quote(DEAD_LETTERS_TABLE)}"
+    sql = f"SELECT stream, stage, count() FROM {table} FINAL GROUP BY stream, stage"
+    try:
+        result = await anyio.to_thread.run_sync(
+            lambda: services.clickhouse.query(sql, {"output_format_json_quote_64bit_integers": 0})
+        )
+    except ClickHouseError:
+        return {}
+    counts: dict[str, dict[str, int]] = {}
+    for stream, stage, n in result.rows:
+        counts.setdefault(stream, {})[stage] = int(n)
+    return counts
 
 
 async def readyz(request: Request) -> JSONResponse:
@@ -59,10 +75,12 @@ async def readyz(request: Request) -> JSONResponse:
             "written": runner.written,
             "error": runner.last_error,
         }
-    streams = {}
-    for name in services.catalog:
+    streams: dict[str, dict[str, Any]] = {}
+    for name in services.catalog.names():
         raw = await services.redis.hgetall(stats_key(name))
-        streams[name] = {_text(k): int(v) for k, v in raw.items()}
+        streams[name] = {as_text(k): int(v) for k, v in raw.items()}
+    for name, counts in (await _dead_letter_counts(services)).items():
+        streams.setdefault(name, {})["dead_letters_by_stage"] = counts
     # Other processes are reported, not required: the API can accept events while an agent
     # restarts (Kafka holds them), so their absence must not take ingest out of a balancer.
     pipeline = await anyio.to_thread.run_sync(live_components, services.sync_redis)

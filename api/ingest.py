@@ -14,6 +14,7 @@ from api.services import Services
 from riverbed.kafka import KafkaUnavailable, OutgoingRecord
 from schemas import codec
 from schemas.catalog import StreamSpec, dlq_topic, events_topic
+from schemas.registry import RegistryError
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -42,35 +43,53 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _records(
-    services: Services, spec: StreamSpec, batch: PreparedBatch, record_rejects: bool, now: int
+    services: Services, spec: StreamSpec, batch: PreparedBatch, ingest_id: int, now: int
 ) -> list[OutgoingRecord]:
-    ids = services.ids.streams[spec.name]
+    """Accepted events for ``events.*`` and, per the batch rule, rejects for ``dlq.*``."""
+    dead_letter_id = services.catalog.ids(spec.name).dead_letter
     records = [
         OutgoingRecord(
             events_topic(spec.name),
             event.key,
-            codec.encode(services.registry, ids.ingest, event.datum),
+            codec.encode(services.registry, ingest_id, event.datum),
         )
         for event in batch.accepted
     ]
-    if record_rejects:
-        for reject in batch.rejected:
-            dead = {
-                "stream": spec.name,
-                "stage": "ingest",
-                "error": f"{reject.error.path}: {reject.error.message}",
-                "original": reject.original,
-                "event_id": reject.event_id,
-                "failed_at": now,
-            }
-            records.append(
-                OutgoingRecord(
-                    dlq_topic(spec.name),
-                    None,
-                    codec.encode(services.registry, ids.dead_letter, dead),
-                )
+    for reject in batch.rejected:
+        dead = {
+            "stream": spec.name,
+            "stage": "ingest",
+            "error": f"{reject.error.path}: {reject.error.message}",
+            "original": reject.original,
+            "event_id": reject.event_id,
+            "failed_at": now,
+        }
+        records.append(
+            OutgoingRecord(
+                dlq_topic(spec.name), None, codec.encode(services.registry, dead_letter_id, dead)
             )
+        )
     return records
+
+
+def _writer_schema(services: Services, spec: StreamSpec, request: Request) -> tuple[int, dict]:
+    """The schema events are validated and written with: latest, or ``?schema_version=N``.
+
+    Older versions keep working after an evolution: their records carry their own schema id
+    and consumers resolve them to the latest shape.
+    """
+    version = request.query_params.get("schema_version")
+    if version is None:
+        return services.catalog.ids(spec.name).ingest, spec.schema
+    try:
+        return services.catalog.ingest_version(spec.name, version)
+    except RegistryError as exc:
+        raise Problem(
+            404 if exc.status == 404 else 400,
+            "Unknown schema version",
+            str(exc),
+            parameter="schema_version",
+        ) from None
 
 
 async def post_events(request: Request) -> JSONResponse:
@@ -100,14 +119,14 @@ async def post_events(request: Request) -> JSONResponse:
         )
     if not events:
         raise Problem(400, "No events", "the body holds no events")
+    ingest_id, schema = _writer_schema(services, spec, request)
     now = time.time_ns() // 1_000_000
-    batch = prepare_batch(spec, events, now)
+    batch = prepare_batch(spec, events, now, schema)
     errors = [r.to_dict() for r in batch.rejected]
     if batch.rejected and (atomic or not batch.accepted):
         if not atomic:
-            await _produce(
-                services, _records(services, spec, PreparedBatch([], batch.rejected), True, now)
-            )
+            rejects = PreparedBatch([], batch.rejected)
+            await _produce(services, _records(services, spec, rejects, ingest_id, now))
         first = batch.rejected[0]
         raise Problem(
             400,
@@ -117,7 +136,7 @@ async def post_events(request: Request) -> JSONResponse:
             errors=errors,
             accepted=0,
         )
-    await _produce(services, _records(services, spec, batch, True, now))
+    await _produce(services, _records(services, spec, batch, ingest_id, now))
     body_out = {
         "accepted": len(batch.accepted),
         "rejected": len(batch.rejected),

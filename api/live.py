@@ -28,7 +28,7 @@ async def _events(
     pubsub = services.redis.pubsub(ignore_subscribe_messages=True)
     await pubsub.subscribe(LIVE_CHANNEL)
     try:
-        streams = [filters["stream"]] if "stream" in filters else list(services.catalog)
+        streams = [filters["stream"]] if "stream" in filters else services.catalog.names()
         for stream in streams:
             for raw in (await services.redis.hgetall(latest_key(stream))).values():
                 update = json.loads(raw)

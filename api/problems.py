@@ -10,7 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from riverbed.kafka import KafkaUnavailable
-from schemas.catalog import StreamNotFound
+from schemas.catalog import CatalogError, StreamNotFound
+from schemas.registry import RegistryError, SchemaIncompatible
+from schemas.stream_catalog import StreamExists
 from sinks.clickhouse import ClickHouseError
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,26 @@ async def handle_clickhouse_error(request: Request, exc: Exception) -> Response:
     return problem_response(Problem(400, "Query failed", str(exc)[:2000]), request.url.path)
 
 
+async def handle_registry_error(request: Request, exc: Exception) -> Response:
+    """Confluent's ``error_code``/``message`` for its clients, problem+json for everyone else."""
+    assert isinstance(exc, RegistryError)
+    extra: dict[str, Any] = {"error_code": exc.code, "message": str(exc)}
+    if isinstance(exc, SchemaIncompatible):
+        extra["level"] = exc.level
+        extra["errors"] = [p.to_dict() for p in exc.problems]
+    title = {404: "Not found", 409: "Incompatible schema", 422: "Invalid schema"}.get(
+        exc.status, "Registry error"
+    )
+    return problem_response(Problem(exc.status, title, str(exc), **extra), request.url.path)
+
+
+async def handle_catalog_error(request: Request, exc: Exception) -> Response:
+    status = 409 if isinstance(exc, StreamExists) else 422
+    title = "Stream exists" if status == 409 else "Invalid stream"
+    detail = f"stream {exc} already exists" if status == 409 else str(exc)
+    return problem_response(Problem(status, title, detail), request.url.path)
+
+
 async def handle_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return problem_response(
@@ -101,6 +123,9 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     StreamNotFound: handle_stream_not_found,
     KafkaUnavailable: handle_kafka_unavailable,
     ClickHouseError: handle_clickhouse_error,
+    RegistryError: handle_registry_error,
+    StreamExists: handle_catalog_error,
+    CatalogError: handle_catalog_error,
     HTTPException: handle_http,
     Exception: handle_unexpected,
 }

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.problems import Problem
+from api.params import decode_cursor, encode_cursor, int_param, sql_string, time_param
 from api.services import Services
 from sinks.ddl import events_table, quote
 from sinks.redis_writer import latest_key, series_key
@@ -21,7 +19,7 @@ MAX_PAGE = 1000
 
 def list_streams(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
-    return JSONResponse({"streams": [s.to_public() for s in services.catalog.values()]})
+    return JSONResponse({"streams": [s.to_public() for s in services.catalog.specs().values()]})
 
 
 def get_stream(request: Request) -> JSONResponse:
@@ -29,62 +27,12 @@ def get_stream(request: Request) -> JSONResponse:
     return JSONResponse(services.stream(request.path_params["stream"]).to_public())
 
 
-def _time_param(request: Request, name: str) -> int | None:
-    """Epoch milliseconds or ISO-8601 -> epoch milliseconds."""
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    if raw.lstrip("-").isdigit():
-        return int(raw)
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise Problem(
-            400,
-            "Bad parameter",
-            f"{name}={raw!r} is neither epoch milliseconds nor ISO-8601",
-            parameter=name,
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
-
-
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise Problem(
-            400, "Bad parameter", f"{name} must be an integer in [{low}, {high}]", parameter=name
-        )
-    return int(raw)
-
-
-def encode_cursor(event_time_ms: int, event_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([event_time_ms, event_id]).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        event_time, event_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return int(event_time), str(event_id)
-    except (ValueError, TypeError):
-        raise Problem(
-            400, "Bad parameter", "cursor is not one this API returned", parameter="cursor"
-        ) from None
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 async def list_events(request: Request) -> JSONResponse:
     """Newest first, keyset-paginated on (event_time, event_id); exact thanks to FINAL."""
     services: Services = request.app.state.services
     spec = services.stream(request.path_params["stream"])
-    limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
-    start, end = _time_param(request, "from"), _time_param(request, "to")
+    limit = int_param(request, "limit", 100, 1, MAX_PAGE)
+    start, end = time_param(request, "from"), time_param(request, "to")
     where = []
     if start is not None:
         where.append(f"event_time >= fromUnixTimestamp64Milli({start}, 'UTC')")
@@ -94,7 +42,7 @@ async def list_events(request: Request) -> JSONResponse:
     if cursor:
         t, event_id = decode_cursor(cursor)
         where.append(
-            f"(toUnixTimestamp64Milli(event_time), event_id) < ({t}, {_sql_string(event_id)})"
+            f"(toUnixTimestamp64Milli(event_time), event_id) < ({t}, {sql_string(event_id)})"
         )
     table = f"{quote(services.settings.clickhouse_database)}.{quote(events_table(spec.name))}"
     sql = (

@@ -10,9 +10,9 @@ from redis import Redis as SyncRedis
 
 from riverbed.kafka import AsyncProducer
 from riverbed.settings import Settings
-from schemas.catalog import StreamNotFound, StreamSpec
-from schemas.codec import CatalogIds
+from schemas.catalog import StreamSpec
 from schemas.registry import SchemaRegistry
+from schemas.stream_catalog import StreamCatalog
 from sinks.clickhouse import ClickHouse
 from sinks.runner import SinkRunner
 
@@ -20,9 +20,8 @@ from sinks.runner import SinkRunner
 @dataclass
 class Services:
     settings: Settings
-    catalog: dict[str, StreamSpec]
+    catalog: StreamCatalog
     registry: SchemaRegistry
-    ids: CatalogIds
     producer: AsyncProducer
     redis: aioredis.Redis
     sync_redis: SyncRedis
@@ -33,7 +32,5 @@ class Services:
     draining: bool = False
 
     def stream(self, name: str) -> StreamSpec:
-        spec = self.catalog.get(name)
-        if spec is None:
-            raise StreamNotFound(name)
-        return spec
+        """The stream's spec; raises :class:`schemas.catalog.StreamNotFound` (-> 404)."""
+        return self.catalog.get(name)

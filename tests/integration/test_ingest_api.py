@@ -173,7 +173,7 @@ def test_streams_openapi_and_readiness_describe_the_system(pipeline: Pipeline) -
         streams = client.get("/v1/streams").json()["streams"]
         spec = client.get("/openapi.json").json()
         ready = client.get("/readyz")
-    assert {s["name"] for s in streams} == {"pageviews", "purchases"}
+    assert {s["name"] for s in streams} >= {"pageviews", "purchases"}  # others may be created
     assert spec["openapi"].startswith("3.1") and "/v1/streams/{stream}/events" in spec["paths"]
     assert ready.status_code == 200
     components = ready.json()["components"]

@@ -1,0 +1,112 @@
+"""Create and evolve streams at run time: ``POST /v1/streams``, ``PUT /v1/streams/{s}/schema``.
+
+The request bodies are pydantic models, so a malformed one gets a 422 naming each wrong member;
+the schema itself is then checked like any registration (409 with the rule and the field path
+when an evolution breaks compatibility). Kafka topics and the ClickHouse table are created before
+the answer, so the stream is usable as soon as the client hears back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+from pydantic import BaseModel, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from api.problems import Problem
+from api.services import Services
+from riverbed.kafka import ensure_topics, stream_topic_configs
+from schemas.catalog import STREAM_NAME, StreamSpec, events_topic
+from schemas.codec import subject
+from sinks.ddl import stream_table_statements
+
+
+class NewStream(BaseModel):
+    name: str = Field(pattern=STREAM_NAME.pattern)
+    schema_: dict[str, Any] = Field(alias="schema")
+    key_field: str
+    time_field: str | None = None
+    group_by: str | None = None
+    window_seconds: int | None = Field(default=None, gt=0, le=86_400)
+    retention_ms: int | None = Field(default=None, gt=0)
+
+
+class NewSchema(BaseModel):
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+async def _body(request: Request, model: type[BaseModel]) -> Any:
+    try:
+        payload = await request.json()
+    except ValueError:
+        raise Problem(400, "Malformed body", "the body is not JSON") from None
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        errors = [
+            {"path": "/" + "/".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        raise Problem(
+            422,
+            "Invalid request",
+            f"{len(errors)} problems; first: {errors[0]['path']}: {errors[0]['message']}",
+            errors=errors,
+        ) from None
+
+
+def _sync_table(services: Services, name: str) -> None:
+    clean_id = services.catalog.ids(name).clean
+    clean_schema = services.registry.schema(clean_id)
+    for statement in stream_table_statements(
+        services.settings.clickhouse_database, name, clean_schema
+    ):
+        services.clickhouse.command(statement)
+
+
+def _describe(services: Services, name: str) -> dict[str, Any]:
+    versions = services.registry.versions(subject(events_topic(name)))
+    return {**services.catalog.get(name).to_public(), "schema_version": versions[-1]}
+
+
+async def create_stream(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    body: NewStream = await _body(request, NewStream)
+    spec = StreamSpec(
+        name=body.name,
+        schema=body.schema_,
+        key_field=body.key_field,
+        time_field=body.time_field,
+        group_by=body.group_by,
+        window_seconds=body.window_seconds,
+        retention_ms=body.retention_ms,
+        field_names=tuple(f.get("name") for f in body.schema_.get("fields", [])),
+    )
+
+    def create() -> dict[str, Any]:
+        services.catalog.create(spec)
+        ensure_topics(services.settings, **stream_topic_configs({spec.name: spec}))
+        _sync_table(services, spec.name)
+        return _describe(services, spec.name)
+
+    return JSONResponse(
+        await anyio.to_thread.run_sync(create),
+        status_code=201,
+        headers={"Location": f"/v1/streams/{spec.name}"},
+    )
+
+
+async def evolve_schema(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    name = request.path_params["stream"]
+    services.stream(name)  # 404 before parsing the body
+    body: NewSchema = await _body(request, NewSchema)
+
+    def evolve() -> dict[str, Any]:
+        services.catalog.evolve(name, body.schema_)
+        _sync_table(services, name)
+        return _describe(services, name)
+
+    return JSONResponse(await anyio.to_thread.run_sync(evolve))
