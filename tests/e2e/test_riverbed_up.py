@@ -101,6 +101,8 @@ def test_riverbed_up_serves_demo_data_drains_on_ctrl_c_and_keeps_it_across_resta
 
         wait_until(demo_metrics, 60, message="demo purchases to show up as live metrics")
         assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
+        latest_url = f"{base}/registry/subjects/events.pageviews-value/versions/latest"
+        schema_id = httpx.get(latest_url, timeout=10).json()["id"]
         # Accepted just before Ctrl-C: the drain must get all of it into ClickHouse.
         burst = [
             {"user_id": f"u{i}", "page": page, "load_ms": 1.0, "ts": time.time_ns() // 1_000_000}
@@ -125,5 +127,6 @@ def test_riverbed_up_serves_demo_data_drains_on_ctrl_c_and_keeps_it_across_resta
         assert rows[0][0] == len(burst)
         latest = httpx.get(f"{base}/v1/metrics/purchases", timeout=10).json()["latest"]
         assert latest["*|*"]["count"] > 0  # live values came back from valkey's AOF
+        assert httpx.get(latest_url, timeout=10).json()["id"] == schema_id  # ids are stable
     finally:
         assert again.stop() == 0, again.output
