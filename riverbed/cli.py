@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -69,6 +70,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"Riverbed starting (data dir {data_dir})")
     try:
         if settings.embedded_kafka:
+            # A new in-memory broker starts with empty topics: snapshots of offsets into the
+            # previous broker's topics would make the flow wait for records that never come.
+            shutil.rmtree(
+                settings.model_copy(update={"data_dir": data_dir}).flow_recovery_dir,
+                ignore_errors=True,
+            )
             engines.append(start_kafka(data_dir, settings.kafka_port))
             env["KAFKA_BOOTSTRAP"] = engines[-1].url
             print(f"  kafka    {engines[-1].url}  (embedded tansu, in-memory)")

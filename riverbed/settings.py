@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     window_seconds: int = 60
     allowed_lateness_seconds: int = 10
     live_emit_interval_seconds: float = 1.0
+    # How long a group may be quiet before its windows close by the clock; longer than any
+    # restart of an upstream process, so events it held up are not treated as late.
+    window_idle_grace_seconds: float = 30.0
+    # Bytewax epoch: how often window state and source offsets are snapshotted together.
+    flow_snapshot_seconds: float = 1.0
     dedup_horizon_seconds: int = 24 * 3600
     max_future_skew_seconds: int = 300
 
@@ -81,6 +86,10 @@ class Settings(BaseSettings):
     @property
     def chdb_path(self) -> Path:
         return self.data_dir / "clickhouse"
+
+    @property
+    def flow_recovery_dir(self) -> Path:
+        return self.data_dir / "flow-recovery"
 
     def require_kafka(self) -> str:
         """Bootstrap servers for a child process; the supervisor fills it in when embedded."""

@@ -5,35 +5,45 @@ Running values of open windows are emitted every ``live_emit_interval_seconds`` 
 value once the watermark passes the window end; downstream stores upsert by
 (stream, field, group, window_start) keeping the highest version. Events arriving after their
 window closed go to ``dlq.{stream}`` with reason ``late`` rather than vanishing.
+
+Exactness under failure: the Kafka source offsets and the window states are snapshotted
+together every epoch into a Bytewax recovery store under the data dir, so a killed flow
+resumes where its last snapshot was (re-emitting at most one epoch of updates, which replace
+their earlier selves downstream); each window remembers which events it counted, so a copy of
+an event redelivered by a restarted agent is not counted twice.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import logging
+import os
+import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow
-from bytewax.inputs import DynamicSource, StatelessSourcePartition
-from confluent_kafka import Consumer
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from confluent_kafka.admin import AdminClient
 
 from riverbed.heartbeat import start_heartbeat
 from riverbed.settings import Settings
+from riverbed.supervisor import EXIT_RESTART
 from riverbed.wiring import join_catalog
 from schemas import codec, wire
-from schemas.catalog import METRICS_TOPIC, dlq_topic, stream_of_topic
+from schemas.catalog import METRICS_TOPIC, clean_topic, dlq_topic, stream_of_topic
 from schemas.registry import SchemaNotFound, SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
 from schemas.wire import WireFormatError
 from streams.windows import WindowState
 
+log = logging.getLogger(__name__)
 ALL_GROUPS = "*"
-CLEAN_PATTERN = r"^clean\..+"
 
 
 class Item(NamedTuple):
@@ -43,6 +53,8 @@ class Item(NamedTuple):
     values: dict[str, float | None]
     raw: bytes
     event_id: str | None
+    event_key: int | None  # 64-bit hash of event_id: what windows deduplicate on
+    source_mark: int | None  # event-time progress of the source across all partitions
 
 
 Output = tuple[str, Any]  # ("metric", update dict) or ("late", Item)
@@ -65,20 +77,42 @@ class WindowLogic(op.StatefulLogic[Item, Output, WindowState]):
         size_ms: Callable[[str], int],
         lateness_ms: int,
         emit_interval_ms: int,
+        idle_grace_ms: int = 0,
     ) -> None:
         self.state = state
+        if state is not None:
+            state.resumed(_now_ms())
         self.size_ms = size_ms
         self.lateness_ms = lateness_ms
         self.emit_interval_ms = emit_interval_ms
+        self.idle_grace_ms = idle_grace_ms
         self.next_flush: int | None = None
+        if state is not None and state.dirty:
+            # Updates emitted after the snapshot may not have reached Kafka before the crash.
+            self.next_flush = _now_ms() + emit_interval_ms
 
     def on_item(self, value: Item) -> tuple[list[Output], bool]:
         now = _now_ms()
         if self.state is None:
             self.state = WindowState(
-                value.stream, value.group, self.size_ms(value.stream), self.lateness_ms
+                value.stream,
+                value.group,
+                self.size_ms(value.stream),
+                self.lateness_ms,
+                idle_grace_ms=self.idle_grace_ms,
+                source_watermarks=True,
             )
-        if not self.state.add(value.event_time, value.values, now):
+        state = self.state
+        if not state.add(value.event_time, value.values, now, value.event_key, value.source_mark):
+            log.debug(
+                "late %s@%s: watermark %s, max event time %s, seen at %s, now %s",
+                value.group,
+                value.event_time,
+                state.watermark(now),
+                state.max_event_time,
+                state.max_seen_wall,
+                now,
+            )
             return [("late", value)], op.StatefulLogic.RETAIN
         if self.next_flush is None:
             self.next_flush = now + self.emit_interval_ms
@@ -103,59 +137,49 @@ class WindowLogic(op.StatefulLogic[Item, Output, WindowState]):
         return copy.deepcopy(self.state)  # type: ignore[return-value]
 
 
-class _CleanTopicsPartition(StatelessSourcePartition[tuple[str, bytes]]):
-    def __init__(self, config: dict[str, Any], batch_size: int) -> None:
-        self.consumer = Consumer(config)
-        # A regex subscription: streams created at run time are picked up on metadata refresh.
-        self.consumer.subscribe([CLEAN_PATTERN])
-        self.batch_size = batch_size
+class SourceProgress:
+    """Per-topic event-time progress of the source: the minimum over all partitions of the
+    newest event time read from each, unknown until every partition has delivered.
 
-    def next_batch(self) -> list[tuple[str, bytes]]:
-        batch = []
-        for message in self.consumer.consume(self.batch_size, 0.05):
-            error = message.error()
-            if error is not None:
-                if error.fatal():
-                    raise RuntimeError(f"Kafka error in the metrics flow: {error}")
-                continue
-            batch.append((message.topic() or "", message.value() or b""))
-        return batch
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
-class CleanTopicsSource(DynamicSource[tuple[str, bytes]]):
-    """Every ``clean.*`` topic, present and future, from the beginning.
-
-    There is no recovery store yet, so a (re)started flow rebuilds its windows by re-reading
-    the topics; workers of one process share the partitions through a per-run group id.
+    Kept by the (single) worker that reads every partition; not snapshotted, so after a
+    restart it starts unknown again, which only delays closing windows.
     """
 
-    def __init__(self, bootstrap: str, batch_size: int = 5000) -> None:
-        self.config = {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"riverbed-flow-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 50,
-            "topic.metadata.refresh.interval.ms": 2000,
-            "session.timeout.ms": 6000,
-        }
-        self.batch_size = batch_size
+    def __init__(self, partitions: dict[str, int]) -> None:
+        self.partitions = partitions
+        self.newest: dict[str, dict[int, int]] = {}
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CleanTopicsPartition:
-        return _CleanTopicsPartition(self.config, self.batch_size)
+    def observe(self, topic: str, partition: int, event_time: int) -> int | None:
+        seen = self.newest.setdefault(topic, {})
+        if event_time > seen.get(partition, event_time - 1):
+            seen[partition] = event_time
+        if len(seen) < self.partitions.get(topic, 1):
+            return None
+        return min(seen.values())
+
+
+def partition_counts(brokers: list[str], topics: list[str]) -> dict[str, int]:
+    metadata = AdminClient({"bootstrap.servers": ",".join(brokers)}).list_topics(timeout=10)
+    return {t: len(metadata.topics[t].partitions) for t in topics if t in metadata.topics}
+
+
+def event_key(event_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
 
 
 def decode_batch(
-    registry: SchemaRegistry, catalog: StreamCatalog, messages: list[tuple[str, bytes]]
+    registry: SchemaRegistry,
+    catalog: StreamCatalog,
+    progress: SourceProgress,
+    messages: list[Any],
 ) -> list[tuple[str, Item]]:
     """Each clean record becomes one item for the stream total and one for its group."""
     out: list[tuple[str, Item]] = []
-    for topic, raw in messages:
+    for message in messages:
+        if not isinstance(message, KafkaSourceMessage):
+            raise RuntimeError(f"Kafka error in the metrics flow: {message}")
+        topic, raw = message.topic or "", message.value or b""
         stream = stream_of_topic(topic)
-        spec = catalog.get(stream)
         try:
             reader = catalog.reader_ids(stream, wire.split(raw)[0]).clean
             spec = catalog.get(stream)
@@ -164,12 +188,15 @@ def decode_batch(
             # clean.* is written only by the agents; an undecodable record is a bug upstream.
             raise RuntimeError(f"undecodable record in {topic}: {exc}") from exc
         values = {name: record.get(name) for name in spec.numeric_fields}
+        event_id = record.get("event_id")
+        key = event_key(event_id) if event_id else None
+        mark = progress.observe(topic, message.partition or 0, record["event_time"])
         groups = [ALL_GROUPS]
         if spec.group_by is not None:
             value = record.get(spec.group_by)
             groups.append("" if value is None else str(value))
         for group in groups:
-            item = Item(stream, group, record["event_time"], values, raw, record.get("event_id"))
+            item = Item(stream, group, record["event_time"], values, raw, event_id, key, mark)
             out.append((f"{stream}\x1f{group}", item))
     return out
 
@@ -196,26 +223,61 @@ def encode_output(
 
 
 def build_flow(settings: Settings, registry: SchemaRegistry, catalog: StreamCatalog) -> Dataflow:
+    brokers = [settings.require_kafka()]
     flow = Dataflow("riverbed_metrics")
-    messages = op.input("clean", flow, CleanTopicsSource(settings.require_kafka()))
-    keyed = op.flat_map_batch("decode", messages, lambda b: decode_batch(registry, catalog, b))
+    topics = [clean_topic(name) for name in catalog.names()]
+    source = KafkaSource(
+        brokers,
+        topics,
+        add_config={"fetch.wait.max.ms": "50"},
+        batch_size=5000,
+    )
+    messages = op.input("clean", flow, source)
+    progress = SourceProgress(partition_counts(brokers, topics))
+    keyed = op.flat_map_batch(
+        "decode", messages, lambda b: decode_batch(registry, catalog, progress, b)
+    )
 
     def size_ms(stream: str) -> int:
         return (catalog.get(stream).window_seconds or settings.window_seconds) * 1000
 
     lateness_ms = settings.allowed_lateness_seconds * 1000
     emit_ms = int(settings.live_emit_interval_seconds * 1000)
+    grace_ms = int(settings.window_idle_grace_seconds * 1000)
     outputs = op.stateful(
-        "windows", keyed, lambda resume: WindowLogic(resume, size_ms, lateness_ms, emit_ms)
+        "windows",
+        keyed,
+        lambda resume: WindowLogic(resume, size_ms, lateness_ms, emit_ms, grace_ms),
     )
     encoded = op.map("encode", outputs, lambda item: encode_output(registry, catalog, item))
-    sink = KafkaSink(
-        [settings.require_kafka()],
-        None,
-        add_config={"linger.ms": "5", "enable.idempotence": "true"},
-    )
+    sink = KafkaSink(brokers, None, add_config={"linger.ms": "5", "enable.idempotence": "true"})
     op.output("out", encoded, sink)
     return flow
+
+
+def recovery_config(settings: Settings) -> RecoveryConfig:
+    """The store of snapshots; created (one partition per worker process) on first use."""
+    directory = settings.flow_recovery_dir
+    if not directory.exists() or not any(directory.iterdir()):
+        directory.mkdir(parents=True, exist_ok=True)
+        init_db_dir(directory, 1)
+    return RecoveryConfig(directory)
+
+
+def watch_for_new_streams(catalog: StreamCatalog, interval: float = 2.0) -> None:
+    """The Kafka source's partitions are fixed at start, so a new stream needs a restart:
+    exit with ``EXIT_RESTART`` (the recovery store carries the state across)."""
+    known = set(catalog.names())
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            added = set(catalog.names()) - known
+            if added:
+                log.warning("new streams %s: restarting the flow to read them", sorted(added))
+                os._exit(EXIT_RESTART)
+
+    threading.Thread(target=watch, name="catalog-watch", daemon=True).start()
 
 
 def run(settings: Settings) -> None:
@@ -224,4 +286,10 @@ def run(settings: Settings) -> None:
     registry, catalog = join_catalog(settings)
     flow = build_flow(settings, registry, catalog)
     start_heartbeat(settings.require_redis(), "flow")
-    cli_main(flow, workers_per_process=1, epoch_interval=timedelta(seconds=1))
+    watch_for_new_streams(catalog)
+    cli_main(
+        flow,
+        workers_per_process=1,
+        epoch_interval=timedelta(seconds=settings.flow_snapshot_seconds),
+        recovery_config=recovery_config(settings),
+    )

@@ -41,6 +41,9 @@ class FieldStats:
 class Window:
     events: int = 0
     fields: dict[str, FieldStats] = field(default_factory=dict)
+    # Keys (64-bit hashes of event ids) already counted: a redelivered copy of an event (an
+    # agent that crashed between producing and committing) must not count twice.
+    seen: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -59,23 +62,57 @@ class WindowState:
     # The highest watermark ever observed: a new event resets the idle advance, and without
     # this floor the watermark would step back and let a closed window reopen.
     high_watermark: int | None = None
+    # Wall time a group may stay quiet before its watermark starts advancing by the clock. It
+    # must outlast an upstream restart: events held up by a restarting agent are not late.
+    idle_grace_ms: int = 0
+    # With source watermarks, event time advances by what the *source* has seen on every
+    # partition (the minimum of their maxima), not by this group's own newest event: a backlog
+    # read partition by partition would otherwise close windows that another partition's
+    # older events still belong to.
+    source_watermarks: bool = False
+    source_mark: int | None = None
 
     def watermark(self, now_ms: int) -> int | None:
         if self.max_event_time is None:
             return None
-        idle = max(0, now_ms - self.max_seen_wall)
-        mark = self.max_event_time - self.lateness_ms + idle
-        if self.high_watermark is not None and self.high_watermark > mark:
-            return self.high_watermark
-        return mark
+        if self.source_watermarks:
+            event_mark = None if self.source_mark is None else self.source_mark - self.lateness_ms
+        else:
+            event_mark = self.max_event_time - self.lateness_ms
+        idle = now_ms - self.max_seen_wall - self.idle_grace_ms
+        clock_mark = self.max_event_time - self.lateness_ms + idle if idle > 0 else None
+        marks = [m for m in (event_mark, clock_mark, self.high_watermark) if m is not None]
+        return max(marks) if marks else None
 
-    def add(self, event_time: int, values: dict[str, float | None], now_ms: int) -> bool:
-        """Fold one event in; False when its window has already closed (a late event)."""
+    def resumed(self, now_ms: int) -> None:
+        """After a restore from a snapshot: the time the flow was down is not idle time of the
+        stream (events may be waiting upstream), so the idle clock starts again now."""
+        self.max_seen_wall = max(self.max_seen_wall, now_ms)
+
+    def add(
+        self,
+        event_time: int,
+        values: dict[str, float | None],
+        now_ms: int,
+        event_key: int | None = None,
+        source_mark: int | None = None,
+    ) -> bool:
+        """Fold one event in; False when its window has already closed (a late event).
+
+        An ``event_key`` already counted in its window is ignored (True, nothing changes).
+        ``source_mark`` is the source's event-time progress when it read this event.
+        """
+        if source_mark is not None and (self.source_mark is None or source_mark > self.source_mark):
+            self.source_mark = source_mark
         start = window_start(event_time, self.size_ms)
         mark = self.watermark(now_ms)
         if mark is not None and start + self.size_ms <= mark and start not in self.windows:
             return False
         window = self.windows.setdefault(start, Window())
+        if event_key is not None:
+            if event_key in window.seen:
+                return True
+            window.seen.add(event_key)
         window.events += 1
         for name, value in values.items():
             if value is not None:
@@ -110,7 +147,13 @@ class WindowState:
         if not self.windows or self.max_event_time is None:
             return None
         earliest_end = min(self.windows) + self.size_ms
-        return self.max_seen_wall + earliest_end - self.max_event_time + self.lateness_ms
+        return (
+            self.max_seen_wall
+            + earliest_end
+            - self.max_event_time
+            + self.lateness_ms
+            + self.idle_grace_ms
+        )
 
     def _updates(self, start: int, window: Window, final: bool, version: int) -> list[dict]:
         base = {

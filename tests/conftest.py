@@ -108,6 +108,7 @@ def pipeline(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iter
         # Short windows, so the tests see windows close (final values) within their deadlines.
         "RIVERBED_WINDOW_SECONDS": str(WINDOW_SECONDS),
         "RIVERBED_ALLOWED_LATENESS_SECONDS": str(LATENESS_SECONDS),
+        "RIVERBED_WINDOW_IDLE_GRACE_SECONDS": "1",
         "RIVERBED_LOG_LEVEL": "WARNING",
     }
     supervisor = Supervisor(data_dir / "logs", env, report=lambda line: print(line))

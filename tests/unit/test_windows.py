@@ -243,3 +243,74 @@ def test_window_state_survives_pickling_for_snapshots() -> None:
     windows.add(1100, {"a": 2.0}, now_ms=0)
     restored = pickle.loads(pickle.dumps(windows))
     assert restored.flush(now_ms=1) == windows.flush(now_ms=1)
+
+
+def test_a_redelivered_event_is_counted_once_in_its_window() -> None:
+    s = state()
+    assert s.add(100, {"v": 2.0}, now_ms=0, event_key=7)
+    assert s.add(100, {"v": 2.0}, now_ms=0, event_key=7)  # the same event again
+    assert s.add(150, {"v": 3.0}, now_ms=0, event_key=8)
+    fields = by_field(s.flush(now_ms=0), 0)
+    assert fields[COUNT_FIELD]["count"] == 2
+    assert fields["v"]["sum"] == 5.0
+
+
+def test_the_same_event_key_in_different_windows_counts_in_each() -> None:
+    s = state(lateness_ms=5 * SIZE)
+    s.add(100, {}, now_ms=0, event_key=7)
+    s.add(SIZE + 100, {}, now_ms=0, event_key=7)
+    updates = s.flush(now_ms=0)
+    assert count_updates(updates) == [(0, 1, False), (SIZE, 1, False)]
+
+
+def test_idle_grace_delays_the_clock_advance_of_a_quiet_group() -> None:
+    s = WindowState("st", "g", SIZE, lateness_ms=0, idle_grace_ms=5000)
+    s.add(500, {}, now_ms=0)
+    # Without grace the window [0, 1000) would close after 500 ms of quiet.
+    assert count_updates(s.flush(now_ms=4000)) == [(0, 1, False)]
+    assert count_updates(s.flush(now_ms=5600)) == [(0, 1, True)]
+    assert s.next_close_wall() is None
+
+
+def test_next_close_wall_includes_the_idle_grace() -> None:
+    s = WindowState("st", "g", SIZE, lateness_ms=100, idle_grace_ms=5000)
+    s.add(500, {}, now_ms=10_000)
+    assert s.next_close_wall() == 10_000 + (1000 - 500) + 100 + 5000
+
+
+def test_time_spent_down_is_not_idle_time_after_a_resume() -> None:
+    s = WindowState("st", "g", SIZE, lateness_ms=0, idle_grace_ms=1000)
+    s.add(500, {}, now_ms=0)
+    restored = pickle.loads(pickle.dumps(s))
+    restored.resumed(now_ms=60_000)  # the flow was down for a minute
+    # An event held up upstream during the outage still lands in its window.
+    assert restored.add(900, {}, now_ms=60_100)
+    assert count_updates(restored.flush(now_ms=60_100)) == [(0, 2, False)]
+
+
+def source_state(lateness_ms: int = 0) -> WindowState:
+    return WindowState("st", "g", SIZE, lateness_ms, source_watermarks=True, idle_grace_ms=60_000)
+
+
+def test_with_source_watermarks_a_groups_own_newest_event_does_not_close_windows() -> None:
+    s = source_state()
+    # One partition raced ahead (a backlog read partition by partition): the source has not
+    # seen every partition past the first window yet.
+    assert s.add(2500, {}, now_ms=0, source_mark=None)
+    assert s.add(100, {}, now_ms=0, source_mark=None)  # not late: the source mark is unknown
+    assert count_updates(s.flush(now_ms=0)) == [(0, 1, False), (2000, 1, False)]
+
+
+def test_the_source_mark_closes_windows_and_makes_older_events_late() -> None:
+    s = source_state(lateness_ms=100)
+    s.add(500, {}, now_ms=0, source_mark=500)
+    assert s.add(1500, {}, now_ms=0, source_mark=1200)  # every partition is past 1100
+    assert count_updates(s.flush(now_ms=0)) == [(0, 1, True), (1000, 1, False)]
+    assert not s.add(900, {}, now_ms=0, source_mark=1200)
+
+
+def test_the_source_mark_never_moves_back() -> None:
+    s = source_state()
+    s.add(500, {}, now_ms=0, source_mark=1500)
+    s.add(1600, {}, now_ms=0, source_mark=900)  # an older reading must not reopen anything
+    assert s.source_mark == 1500

@@ -1,0 +1,228 @@
+"""Exact results through crashes: SIGKILL the agents, the flow, the API (which runs the
+ClickHouse sink) and the Redis sink at seeded random moments while events stream in.
+
+Each seed runs a pipeline of its own (broker, Redis database, data dir), posts a fixed set of
+events like a client that retries until it hears 202, and checks that ClickHouse holds every
+event exactly once and that every window aggregate, in Redis and in ClickHouse, equals a
+reference computed here.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from riverbed.embedded import Engine, free_port, start_kafka
+from riverbed.supervisor import Supervisor
+from sinks.redis_writer import series_key
+from streams.windows import window_start
+from tests.conftest import Engines, wait_until
+
+# Not in the default run: with an agent and an API restart in one run, some seeds still lose
+# events to windows that closed too early (see docs/guarantees.md). `make crash-test` runs it.
+pytestmark = [pytest.mark.e2e, pytest.mark.crash]
+WINDOW_MS = 5000
+EVENTS = 2400
+BATCH = 100
+VICTIMS = ("agents", "flow", "api", "sink-redis")
+
+
+@dataclass
+class Stack:
+    base: str
+    kafka: Engine
+    redis_url: str
+    supervisor: Supervisor
+
+    def kill(self, name: str) -> None:
+        self.supervisor.signal(name, signal.SIGKILL)
+
+
+@pytest.fixture()
+def stack(engines: Engines, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    kafka = start_kafka(tmp_path)
+    database = 3 + request.node.callspec.params["seed"] % 10
+    redis_url = engines.redis.url.rsplit("/", 1)[0] + f"/{database}"
+    redis.Redis.from_url(redis_url).flushdb()
+    port = free_port()
+    supervisor = Supervisor(
+        tmp_path / "logs",
+        {
+            "KAFKA_BOOTSTRAP": kafka.url,
+            "REDIS_URL": redis_url,
+            "RIVERBED_DATA_DIR": str(tmp_path),
+            "RIVERBED_API_PORT": str(port),
+            "RIVERBED_WINDOW_SECONDS": str(WINDOW_MS // 1000),
+            "RIVERBED_ALLOWED_LATENESS_SECONDS": "2",
+            # Longer than any restart here, so events held up by a killed agent are not late.
+            "RIVERBED_WINDOW_IDLE_GRACE_SECONDS": "60",
+        },
+        report=print,
+    )
+    for component in ("api", "agents", "flow", "sink-redis"):
+        supervisor.add(component)
+    watcher = threading.Thread(target=supervisor.run, args=(0.2,), daemon=True)
+    watcher.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 200,
+            120,
+            message="the crash-test stack to be ready",
+        )
+        yield Stack(base, kafka, redis_url, supervisor)
+    finally:
+        supervisor.stop()
+        kafka.stop()
+
+
+def make_events(rng: random.Random) -> list[dict]:
+    now = time.time_ns() // 1_000_000
+    return [
+        {
+            "event_id": f"crash-{i}-{uuid.uuid4().hex[:8]}",
+            "user_id": f"u{rng.randint(1, 50)}",
+            "page": f"/p{rng.randint(0, 4)}",
+            "load_ms": float(rng.randint(1, 500)),
+            "ts": now + rng.randint(0, 8000),
+        }
+        for i in range(EVENTS)
+    ]
+
+
+def reference(events: list[dict]) -> dict[tuple[str, str, int], tuple[int, float]]:
+    """(field, group, window) -> (count, sum), computed without the pipeline."""
+    out: dict[tuple[str, str, int], list[float]] = defaultdict(lambda: [0, 0.0])
+    for event in events:
+        start = window_start(event["ts"], WINDOW_MS)
+        for group in ("*", event["page"]):
+            for field, value in (("*", 1.0), ("load_ms", event["load_ms"])):
+                agg = out[(field, group, start)]
+                agg[0] += 1
+                agg[1] += value
+    return {key: (int(count), total) for key, (count, total) in out.items()}
+
+
+def post_until_accepted(base: str, batch: list[dict]) -> None:
+    """A client that retries the same events (same event_ids) until Riverbed accepts them."""
+
+    def accepted() -> bool:
+        try:
+            response = httpx.post(f"{base}/v1/streams/pageviews/events", json=batch, timeout=30)
+        except httpx.HTTPError:
+            return False  # API down (killed): retry
+        return response.status_code == 202
+
+    wait_until(accepted, 120, interval=0.2, message="ingest to accept a batch")
+
+
+def query(base: str, sql: str) -> list[list]:
+    response = httpx.post(f"{base}/v1/query", json={"sql": sql}, timeout=30)
+    response.raise_for_status()
+    return response.json()["rows"]
+
+
+@pytest.mark.parametrize("seed", [11, 22, 33])
+def test_killed_processes_restart_and_every_count_stays_exact(stack: Stack, seed: int) -> None:
+    rng = random.Random(seed)
+    events = make_events(rng)
+    batches = [events[i : i + BATCH] for i in range(0, EVENTS, BATCH)]
+    kills = dict.fromkeys(sorted(rng.sample(range(2, len(batches) - 1), 4)))
+    for index in kills:
+        kills[index] = rng.choice(VICTIMS)
+    for index, batch in enumerate(batches):
+        if index in kills:
+            stack.kill(kills[index])
+        post_until_accepted(stack.base, batch)
+
+    def crashed() -> set[str]:
+        return {c.name for c in stack.supervisor.children if c.history}
+
+    # The kills happened (the supervisor saw each victim die), and nothing else died.
+    wait_until(lambda: crashed() == set(kills.values()), 30, message=f"the kills {kills}")
+
+    ids = sorted(e["event_id"] for e in events)
+
+    def stored() -> bool:
+        ((count, distinct),) = query(
+            stack.base, "SELECT count(), uniqExact(event_id) FROM riverbed.events_pageviews FINAL"
+        )
+        return count == distinct == EVENTS
+
+    wait_until(stored, 180, interval=0.5, message="every event exactly once in ClickHouse")
+    got = [
+        r[0]
+        for r in query(
+            stack.base, "SELECT event_id FROM riverbed.events_pageviews FINAL ORDER BY event_id"
+        )
+    ]
+    assert got == ids
+
+    want = reference(events)
+    store = redis.Redis.from_url(stack.redis_url)
+
+    def redis_mismatches() -> list[str]:
+        wrong = []
+        for (field, group, start), (count, total) in sorted(want.items()):
+            raw = store.zrangebyscore(series_key("pageviews", field, group), start, start)
+            value = json.loads(raw[0]) if raw else {"count": None, "sum": None}
+            if value["count"] != count or abs((value["sum"] or 0) - total) > 1e-6:
+                wrong.append(
+                    f"{field}|{group}@{start}: want {count}/{total}, "
+                    f"got {value['count']}/{value['sum']}"
+                )
+        return wrong
+
+    try:
+        wait_until(
+            lambda: not redis_mismatches(), 120, interval=0.5, message="exact aggregates in Redis"
+        )
+    except AssertionError as exc:
+        totals = store.zrange(series_key("pageviews", "*", "*"), 0, -1, withscores=True)
+        in_clickhouse = query(
+            stack.base,
+            "SELECT toUnixTimestamp64Milli(window_start), count, "
+            "version, final FROM riverbed.metrics FINAL WHERE stream = "
+            "'pageviews' AND field = '*' AND `group` = '*'",
+        )
+        dead = query(
+            stack.base,
+            "SELECT stage, error, count() FROM riverbed.dead_letters FINAL GROUP BY stage, error",
+        )
+        raise AssertionError(
+            f"{exc}; first differences: {redis_mismatches()[:6]}; "
+            f"redis *|*: {totals}; clickhouse *|*: {in_clickhouse}; "
+            f"dead letters: {dead}; kills: {kills}"
+        ) from None
+
+    def clickhouse_metrics() -> dict[tuple[str, str, int], tuple[int, float]]:
+        rows = query(
+            stack.base,
+            "SELECT field, `group`, toUnixTimestamp64Milli(window_start), "
+            "count, sum FROM riverbed.metrics FINAL WHERE stream = 'pageviews'",
+        )
+        return {(r[0], r[1], int(r[2])): (int(r[3]), round(float(r[4]), 6)) for r in rows}
+
+    rounded = {k: (c, round(s, 6)) for k, (c, s) in want.items()}
+    wait_until(
+        lambda: clickhouse_metrics() == rounded,
+        120,
+        interval=0.5,
+        message="exact aggregates in ClickHouse",
+    )
+    late = query(
+        stack.base, "SELECT count() FROM riverbed.dead_letters FINAL WHERE stream = 'pageviews'"
+    )
+    assert late == [[0]]  # nothing was dropped as late or refused on the way
