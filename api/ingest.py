@@ -81,6 +81,13 @@ def _writer_schema(services: Services, spec: StreamSpec, request: Request) -> tu
     version = request.query_params.get("schema_version")
     if version is None:
         return services.catalog.ids(spec.name).ingest, spec.schema
+    if not (version.isascii() and version.isdigit()) and version != "latest":
+        raise Problem(
+            400,
+            "Bad parameter",
+            "schema_version must be a version number or 'latest'",
+            parameter="schema_version",
+        )
     try:
         return services.catalog.ingest_version(spec.name, version)
     except RegistryError as exc:
@@ -136,7 +143,18 @@ async def post_events(request: Request) -> JSONResponse:
             errors=errors,
             accepted=0,
         )
-    await _produce(services, _records(services, spec, batch, ingest_id, now))
+    try:
+        await _produce(services, _records(services, spec, batch, ingest_id, now))
+    except KafkaUnavailable as exc:
+        # Some of the batch may be in Kafka already: give the client the ids so that its
+        # retry carries the same ones and the copies are dropped as duplicates.
+        raise Problem(
+            503,
+            "Broker unavailable",
+            f"Kafka did not acknowledge the events: {exc}",
+            headers={"Retry-After": "5"},
+            event_ids=[e.event_id for e in batch.accepted],
+        ) from None
     body_out = {
         "accepted": len(batch.accepted),
         "rejected": len(batch.rejected),

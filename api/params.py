@@ -16,7 +16,7 @@ def time_param(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    if raw.lstrip("-").isdigit():
+    if raw.lstrip("-").isascii() and raw.lstrip("-").isdigit():
         return int(raw)
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -36,7 +36,7 @@ def int_param(request: Request, name: str, default: int, low: int, high: int) ->
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise Problem(
             400, "Bad parameter", f"{name} must be an integer in [{low}, {high}]", parameter=name
         )
@@ -51,7 +51,7 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         event_time, event_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         return int(event_time), str(event_id)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise Problem(
             400, "Bad parameter", "cursor is not one this API returned", parameter="cursor"
         ) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -14,6 +15,7 @@ from schemas.catalog import CatalogError, StreamNotFound
 from schemas.registry import RegistryError, SchemaIncompatible
 from schemas.stream_catalog import StreamExists
 from sinks.clickhouse import ClickHouseError
+from sinks.ddl import UnsupportedType
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -104,6 +106,19 @@ async def handle_catalog_error(request: Request, exc: Exception) -> Response:
     return problem_response(Problem(status, title, detail), request.url.path)
 
 
+async def handle_redis_error(request: Request, exc: Exception) -> Response:
+    return problem_response(
+        Problem(
+            503, "Redis unavailable", f"{type(exc).__name__}: {exc}", headers={"Retry-After": "5"}
+        ),
+        request.url.path,
+    )
+
+
+async def handle_unsupported_type(request: Request, exc: Exception) -> Response:
+    return problem_response(Problem(422, "Invalid stream", str(exc)), request.url.path)
+
+
 async def handle_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return problem_response(
@@ -124,6 +139,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     KafkaUnavailable: handle_kafka_unavailable,
     ClickHouseError: handle_clickhouse_error,
     RegistryError: handle_registry_error,
+    redis.RedisError: handle_redis_error,
+    UnsupportedType: handle_unsupported_type,
     StreamExists: handle_catalog_error,
     CatalogError: handle_catalog_error,
     HTTPException: handle_http,

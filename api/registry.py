@@ -17,7 +17,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from api.services import Services
-from schemas.registry import InvalidSchema, SchemaRegistry, SubjectNotFound, VersionNotFound
+from schemas.registry import (
+    InvalidSchema,
+    ProtectedSubject,
+    SchemaRegistry,
+    SubjectNotFound,
+    VersionNotFound,
+)
+from schemas.stream_catalog import PIPELINE_SUBJECT
 
 MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
 
@@ -96,7 +103,16 @@ async def lookup(request: Request) -> JSONResponse:
     return _reply(found.to_dict())
 
 
+def _deletable(subject: str) -> None:
+    if PIPELINE_SUBJECT.match(subject):
+        raise ProtectedSubject(
+            f"subject {subject!r} belongs to a Riverbed stream: its records are written with "
+            "these versions; evolve the stream with PUT /v1/streams/{stream}/schema instead"
+        )
+
+
 async def delete_version(request: Request) -> JSONResponse:
+    _deletable(request.path_params["subject"])
     if request.query_params.get("permanent") == "true":
         raise InvalidSchema("permanent deletes are not supported: ids must keep resolving")
     number = await _run(
@@ -110,6 +126,7 @@ async def delete_version(request: Request) -> JSONResponse:
 async def delete_subject(request: Request) -> JSONResponse:
     registry = _registry(request)
     subject = request.path_params["subject"]
+    _deletable(subject)
     versions = await _run(registry.versions, subject)
     if not versions:
         raise SubjectNotFound(f"subject {subject!r} not found")

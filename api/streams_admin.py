@@ -8,6 +8,7 @@ the answer, so the stream is usable as soon as the client hears back.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import anyio.to_thread
@@ -18,7 +19,7 @@ from starlette.responses import JSONResponse
 from api.problems import Problem
 from api.services import Services
 from riverbed.kafka import ensure_topics, stream_topic_configs
-from schemas.catalog import STREAM_NAME, StreamSpec, events_topic
+from schemas.catalog import STREAM_NAME, StreamSpec, check_spec, events_topic
 from schemas.codec import subject
 from sinks.ddl import stream_table_statements
 
@@ -86,6 +87,9 @@ async def create_stream(request: Request) -> JSONResponse:
     )
 
     def create() -> dict[str, Any]:
+        check_spec(spec, f"stream {spec.name!r}")
+        # Refuse what ClickHouse cannot store before anything is registered or created.
+        stream_table_statements(services.settings.clickhouse_database, spec.name, spec.clean_schema)
         services.catalog.create(spec)
         ensure_topics(services.settings, **stream_topic_configs({spec.name: spec}))
         _sync_table(services, spec.name)
@@ -105,6 +109,9 @@ async def evolve_schema(request: Request) -> JSONResponse:
     body: NewSchema = await _body(request, NewSchema)
 
     def evolve() -> dict[str, Any]:
+        candidate = dataclasses.replace(services.stream(name), schema=body.schema_)
+        check_spec(candidate, f"stream {name!r}")
+        stream_table_statements(services.settings.clickhouse_database, name, candidate.clean_schema)
         services.catalog.evolve(name, body.schema_)
         _sync_table(services, name)
         return _describe(services, name)

@@ -137,10 +137,21 @@ class StreamSpec:
         }
 
 
+AVRO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 def check_spec(spec: StreamSpec, where: str) -> None:
-    names = {f["name"]: f for f in spec.schema.get("fields", [])}
-    if spec.schema.get("type") != "record" or not names:
+    fields = spec.schema.get("fields") if isinstance(spec.schema, dict) else None
+    if spec.schema.get("type") != "record" or not isinstance(fields, list) or not fields:
         raise CatalogError(f"{where}: the schema must be an Avro record with fields")
+    for index, f in enumerate(fields):
+        if not isinstance(f, dict) or not isinstance(f.get("name"), str) or "type" not in f:
+            raise CatalogError(f"{where}: fields[{index}] needs a 'name' and a 'type'")
+        if not AVRO_NAME.match(f["name"]):
+            raise CatalogError(
+                f"{where}: field name {f['name']!r} is not an Avro name ([A-Za-z_][A-Za-z0-9_]*)"
+            )
+    names = {f["name"]: f for f in fields}
     clash = RESERVED_FIELDS.intersection(names)
     if clash:
         raise CatalogError(

@@ -71,6 +71,12 @@ class InvalidCompatibilityLevel(RegistryError, ValueError):
     code, status = 42203, 422
 
 
+class ProtectedSubject(RegistryError):
+    """A pipeline subject's versions are what its stream writes with; they cannot be deleted."""
+
+    code, status = 42205, 422
+
+
 class SchemaIncompatible(RegistryError):
     """The new schema breaks the subject's compatibility level; ``problems`` say where."""
 
@@ -275,25 +281,28 @@ class SchemaRegistry:
             raise SubjectNotFound(f"subject {subject!r} not found")
         raise SchemaNotFound(f"schema not registered under subject {subject!r}")
 
-    def register(self, subject: str, schema: Any) -> int:
+    def register(self, subject: str, schema: Any, also: str | None = None) -> int:
         """Id of ``schema`` as the newest version of ``subject``; idempotent.
 
-        Raises :class:`SchemaIncompatible` if it breaks the subject's compatibility level.
+        Raises :class:`SchemaIncompatible` if it breaks the subject's compatibility level, or
+        the level ``also`` that the caller requires on top of it.
         """
-        return self.register_version(subject, schema).id
+        return self.register_version(subject, schema, also).id
 
-    def register_version(self, subject: str, schema: Any) -> SubjectVersion:
+    def register_version(
+        self, subject: str, schema: Any, also: str | None = None
+    ) -> SubjectVersion:
         parse_avro(schema)
-        with self._subject_lock(subject):
+        with self.lock(subject):
             try:
                 return self.lookup(subject, schema)
             except (SubjectNotFound, SchemaNotFound):
                 pass
-            level = self.compatibility(subject)
             previous = [self.version(subject, v).schema for v in self.versions(subject)]
-            problems = check(level, schema, previous) if previous else []
-            if problems:
-                raise SchemaIncompatible(subject, level, problems)
+            for level in (self.compatibility(subject), also):
+                problems = check(level, schema, previous) if previous and level else []
+                if problems:
+                    raise SchemaIncompatible(subject, level or "", problems)
             schema_id = self.id_for(schema)
             self._redis.sadd(f"{PREFIX}:subjects", subject)
             number = self._redis.rpush(f"{PREFIX}:subject:{subject}", schema_id)
@@ -303,7 +312,7 @@ class SchemaRegistry:
 
     def delete_version(self, subject: str, version: int | str) -> int:
         """Soft delete: the id keeps resolving (old records stay readable), the version is gone."""
-        with self._subject_lock(subject):
+        with self.lock(subject):
             found = self.version(subject, version)
             self._redis.sadd(f"{PREFIX}:deleted:{subject}", found.version)
             self._append_log(found, deleted=True)
@@ -365,8 +374,9 @@ class SchemaRegistry:
     # ---- internals ------------------------------------------------------------------------
 
     @contextmanager
-    def _subject_lock(self, subject: str, timeout: float = 10.0) -> Iterator[None]:
-        """A Redis lock: registrations to one subject are serialised across processes."""
+    def lock(self, subject: str, timeout: float = 60.0) -> Iterator[None]:
+        """A Redis lock: registrations to one subject are serialised across processes. Its TTL
+        outlasts the ``_schemas`` append (which may wait 30 s for the broker)."""
         key = f"{PREFIX}:lock:{subject}"
         token = uuid.uuid4().hex
         deadline = time.monotonic() + timeout

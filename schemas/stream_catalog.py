@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -26,11 +27,14 @@ from schemas.catalog import (
     events_topic,
 )
 from schemas.codec import StreamSchemaIds, subject
-from schemas.registry import SchemaRegistry, as_text
+from schemas.registry import SchemaRegistry, as_text, fingerprint
 from schemas.system import DEAD_LETTER_SCHEMA, METRIC_UPDATE_SCHEMA
 
 STREAMS_KEY = "riverbed:streams"
+IDS_KEY = "riverbed:streams:ids"  # stream -> the schema ids it writes with, set with the spec
+SEEDED_KEY = "riverbed:streams:seeded"  # stream -> fingerprint of its streams.toml declaration
 VERSION_KEY = "riverbed:streams:version"
+PIPELINE_SUBJECT = re.compile(r"^(events|clean|dlq)\..+-value$|^metrics-value$")
 SYSTEM_FIELD_NAMES = ("event_id", "ingested_at", "event_time", "processed_at")
 
 
@@ -85,7 +89,9 @@ class StreamCatalog:
         if version == self._version:
             return False
         specs = {as_text(k): spec_from_json(v) for k, v in self.redis.hgetall(STREAMS_KEY).items()}
-        ids = {name: self._latest_ids(name) for name in specs}
+        stored_ids = {as_text(k): json.loads(v) for k, v in self.redis.hgetall(IDS_KEY).items()}
+        ids = {name: StreamSchemaIds(**stored_ids[name]) for name in specs if name in stored_ids}
+        specs = {name: spec for name, spec in specs.items() if name in ids}
         known = {
             name: {
                 *self.registry.subject_ids(subject(events_topic(name))),
@@ -97,13 +103,6 @@ class StreamCatalog:
             self._specs, self._ids, self._version = specs, ids, version
             self._known_ids = known
         return True
-
-    def _latest_ids(self, name: str) -> StreamSchemaIds:
-        return StreamSchemaIds(
-            ingest=self.registry.latest_id(subject(events_topic(name))),
-            clean=self.registry.latest_id(subject(clean_topic(name))),
-            dead_letter=self.registry.latest_id(subject(dlq_topic(name))),
-        )
 
     def get(self, name: str) -> StreamSpec:
         self.refresh()
@@ -149,24 +148,25 @@ class StreamCatalog:
     # ---- writing ------------------------------------------------------------------------------
 
     def bootstrap(self, declared: dict[str, StreamSpec]) -> None:
-        """Create declared streams that are missing; evolve the ones whose file changed.
+        """Create declared streams that are missing; evolve one only when its declaration in
+        ``streams.toml``/``.avsc`` changed since it was last applied, so schema changes made
+        at run time survive a restart.
 
         Raises :class:`schemas.registry.SchemaIncompatible` when a changed ``.avsc`` breaks
         compatibility, rather than starting with a schema its topic cannot carry.
         """
-        stored = {as_text(k): spec_from_json(v) for k, v in self.redis.hgetall(STREAMS_KEY).items()}
         for name, spec in declared.items():
-            current = stored.get(name)
-            if current is None:
+            declared_fp = fingerprint(spec_to_json(spec))
+            seeded = self.redis.hget(SEEDED_KEY, name)
+            if not self.redis.hexists(STREAMS_KEY, name):
                 self._store(spec, create=True)
-            elif spec_to_json(current) != spec_to_json(spec):
+            elif seeded is not None and as_text(seeded) != declared_fp:
                 self._store(spec, create=False)
+            self.redis.hset(SEEDED_KEY, name, declared_fp)
         self.refresh(force=True)
 
     def create(self, spec: StreamSpec) -> StreamSpec:
         check_spec(spec, f"stream {spec.name!r}")
-        if self.redis.hexists(STREAMS_KEY, spec.name):
-            raise StreamExists(spec.name)
         self._store(spec, create=True)
         self.refresh(force=True)
         return self.get(spec.name)
@@ -176,7 +176,9 @@ class StreamCatalog:
         spec = dataclasses.replace(
             self.get(name),
             schema=schema,
-            field_names=tuple(f["name"] for f in schema.get("fields", [])),
+            field_names=tuple(
+                str(f.get("name")) for f in schema.get("fields", []) if isinstance(f, dict)
+            ),
         )
         check_spec(spec, f"stream {name!r}")
         self._store(spec, create=False)
@@ -184,13 +186,32 @@ class StreamCatalog:
         return self.get(name)
 
     def _store(self, spec: StreamSpec, create: bool) -> None:
-        # The ingest subject decides compatibility; clean follows it field for field.
-        self.registry.register(subject(events_topic(spec.name)), spec.ingest_schema)
-        self.registry.register(subject(clean_topic(spec.name)), spec.clean_schema)
-        self.registry.register(subject(dlq_topic(spec.name)), DEAD_LETTER_SCHEMA)
-        text = spec_to_json(spec)
-        if create:
-            self.redis.hsetnx(STREAMS_KEY, spec.name, text)
-        else:
-            self.redis.hset(STREAMS_KEY, spec.name, text)
-        self.redis.incr(VERSION_KEY)
+        """Register the stream's schemas and store it with the ids it writes with, under a
+        per-stream lock so that two concurrent creations cannot interleave.
+
+        Consumers read every record with the latest schema, so whatever level the subject
+        is configured with, a stream's schema must also be able to read all earlier versions
+        (BACKWARD_TRANSITIVE); otherwise old records would fail to resolve downstream.
+        """
+        with self.registry.lock(f"stream:{spec.name}"):
+            exists = self.redis.hexists(STREAMS_KEY, spec.name)
+            if create and exists:
+                raise StreamExists(spec.name)
+            if not create and not exists:
+                raise StreamNotFound(spec.name)
+            ids = StreamSchemaIds(
+                ingest=self.registry.register(
+                    subject(events_topic(spec.name)), spec.ingest_schema, also="BACKWARD_TRANSITIVE"
+                ),
+                clean=self.registry.register(
+                    subject(clean_topic(spec.name)), spec.clean_schema, also="BACKWARD_TRANSITIVE"
+                ),
+                dead_letter=self.registry.register(
+                    subject(dlq_topic(spec.name)), DEAD_LETTER_SCHEMA
+                ),
+            )
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(STREAMS_KEY, spec.name, spec_to_json(spec))
+            pipe.hset(IDS_KEY, spec.name, json.dumps(dataclasses.asdict(ids)))
+            pipe.incr(VERSION_KEY)
+            pipe.execute()

@@ -196,12 +196,24 @@ class _Validator:
         if kind in ("float", "double"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise _Invalid(path, f"expected {kind} (number), got {_type_name(value)}")
-            if not math.isfinite(value):
+            try:
+                number = float(value)
+            except OverflowError:
+                raise _Invalid(
+                    path, f"{kind} cannot hold an integer of {len(str(value))} digits"
+                ) from None
+            if not math.isfinite(number):
                 raise _Invalid(path, f"{value} is not a finite number")
-            return float(value)
+            return number
         if kind == "string":
             if not isinstance(value, str):
                 raise _Invalid(path, f"expected string, got {_type_name(value)}")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _Invalid(
+                    path, "string holds a lone UTF-16 surrogate, which is not valid Unicode"
+                ) from None
             return value
         if kind == "bytes":
             return self._bytes(value, path)

@@ -11,6 +11,7 @@ import struct
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
+from fastavro._read_common import SchemaResolutionError
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -43,5 +44,13 @@ def decode_body(body: bytes | memoryview, writer_schema: Any, reader_schema: Any
     stream = io.BytesIO(body)
     try:
         return schemaless_reader(stream, writer_schema, reader_schema)
-    except (EOFError, ValueError, IndexError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (
+        EOFError,
+        ValueError,
+        IndexError,
+        KeyError,
+        TypeError,
+        UnicodeDecodeError,
+        SchemaResolutionError,
+    ) as exc:
         raise WireFormatError(f"Avro body does not match its schema: {exc}") from exc

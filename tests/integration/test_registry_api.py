@@ -119,3 +119,29 @@ def test_pipeline_subjects_are_registered_with_topic_name_strategy(
             f"dlq.{stream}-value",
         } <= subjects
     assert "metrics-value" in subjects
+
+
+def test_subjects_of_pipeline_streams_cannot_be_deleted(pipeline: Pipeline) -> None:
+    url = f"{pipeline.base_url}/registry/subjects/events.pageviews-value"
+    version = httpx.delete(f"{url}/versions/1")
+    subject = httpx.delete(url)
+    assert version.status_code == 422 and subject.status_code == 422
+    assert version.json()["error_code"] == 42205
+    assert httpx.get(f"{url}/versions/1").status_code == 200
+
+
+def test_a_stream_with_a_field_clickhouse_cannot_name_is_refused_whole(pipeline: Pipeline) -> None:
+    name = f"bad_{uuid.uuid4().hex[:6]}"
+    body = {
+        "name": name,
+        "key_field": "id",
+        "schema": {
+            "type": "record",
+            "name": "Bad",
+            "fields": [{"name": "id", "type": "string"}, {"name": "a-b", "type": "int"}],
+        },
+    }
+    response = httpx.post(f"{pipeline.base_url}/v1/streams", json=body)
+    assert response.status_code == 422
+    assert "a-b" in response.json()["detail"]
+    assert httpx.get(f"{pipeline.base_url}/v1/streams/{name}").status_code == 404

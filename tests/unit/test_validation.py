@@ -424,3 +424,15 @@ def test_fixed_of_the_wrong_size_is_rejected_with_both_sizes() -> None:
 
 def test_field_error_serialises_to_path_and_message() -> None:
     assert FieldError("$.a", "bad").to_dict() == {"path": "$.a", "message": "bad"}
+
+
+def test_an_integer_too_large_for_a_double_is_a_field_error() -> None:
+    datum, error = validate_event(one_field("double"), {"v": 10**400})
+    assert datum is None and error is not None
+    assert error.path == "$.v" and "401 digits" in error.message
+
+
+def test_a_lone_surrogate_in_a_string_is_a_field_error() -> None:
+    datum, error = validate_event(one_field("string"), {"v": "bad \ud800 text"})
+    assert datum is None and error is not None
+    assert error.path == "$.v" and "surrogate" in error.message

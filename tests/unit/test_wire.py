@@ -119,3 +119,20 @@ def test_body_is_decoded_with_the_reader_schema_when_one_is_given() -> None:
     )
     _, body = wire.split(wire.encode(1, PARSED, sample(id="x")))
     assert wire.decode_body(body, PARSED, reader) == {"id": "x", "added": "filled"}
+
+
+def test_a_reader_that_cannot_resolve_the_writer_is_a_wire_format_error() -> None:
+    writer = fastavro.parse_schema(
+        {"type": "record", "name": "R", "fields": [{"name": "a", "type": "string"}]}
+    )
+    reader = fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "R",
+            "fields": [{"name": "a", "type": "string"}, {"name": "b", "type": "int"}],
+        }
+    )
+    message = wire.encode(1, writer, {"a": "x"})
+    _, body = wire.split(message)
+    with pytest.raises(wire.WireFormatError, match="b"):
+        wire.decode_body(body, writer, reader)

@@ -1,0 +1,72 @@
+"""The shared stream catalog against a real Redis: bootstrap, evolution, protection."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pytest
+import redis
+
+from schemas.catalog import StreamSpec
+from schemas.registry import SchemaIncompatible, SchemaRegistry
+from schemas.stream_catalog import StreamCatalog, StreamExists
+from tests.conftest import Engines
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def catalog(engines: Engines) -> StreamCatalog:
+    client = redis.Redis.from_url(engines.redis.url.rsplit("/", 1)[0] + "/7")
+    client.flushdb()
+    return StreamCatalog(client, SchemaRegistry(client))
+
+
+def spec(name: str, *extra: dict) -> StreamSpec:
+    fields = [{"name": "id", "type": "string"}, *extra]
+    schema = {"type": "record", "name": "Thing", "fields": fields}
+    return StreamSpec(
+        name=name, schema=schema, key_field="id", field_names=tuple(f["name"] for f in fields)
+    )
+
+
+def test_a_restart_keeps_a_run_time_evolution_unless_the_file_changed(
+    catalog: StreamCatalog,
+) -> None:
+    name = f"s{uuid.uuid4().hex[:6]}"
+    declared = spec(name)
+    catalog.bootstrap({name: declared})
+    evolved = catalog.evolve(name, spec(name, {"name": "n", "type": "int", "default": 0}).schema)
+    catalog.bootstrap({name: declared})  # the same streams.toml as before: a restart
+    assert catalog.get(name).schema == evolved.schema
+    changed = spec(name, {"name": "m", "type": "long", "default": 1})
+    catalog.bootstrap({name: changed})  # the file itself changed: it wins (compatibly)
+    assert catalog.get(name).schema == changed.schema
+
+
+def test_streams_write_with_the_ids_stored_beside_them(catalog: StreamCatalog) -> None:
+    name = f"s{uuid.uuid4().hex[:6]}"
+    catalog.create(spec(name))
+    first = catalog.ids(name)
+    catalog.evolve(name, spec(name, {"name": "n", "type": "int", "default": 0}).schema)
+    catalog.evolve(name, spec(name).schema)  # back to the first schema (already version 1)
+    assert catalog.ids(name) == first
+
+
+def test_a_stream_schema_must_read_every_earlier_version_whatever_the_level(
+    catalog: StreamCatalog,
+) -> None:
+    name = f"s{uuid.uuid4().hex[:6]}"
+    catalog.create(spec(name))
+    catalog.registry.set_compatibility("NONE", f"events.{name}-value")
+    with pytest.raises(SchemaIncompatible) as refused:
+        catalog.evolve(name, spec(name, {"name": "required", "type": "int"}).schema)
+    assert refused.value.level == "BACKWARD_TRANSITIVE"
+
+
+def test_creating_a_stream_twice_is_refused(catalog: StreamCatalog) -> None:
+    name = f"s{uuid.uuid4().hex[:6]}"
+    catalog.create(spec(name))
+    with pytest.raises(StreamExists):
+        catalog.create(dataclasses.replace(spec(name), key_field="id"))
