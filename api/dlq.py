@@ -32,6 +32,7 @@ from schemas import codec
 from schemas.catalog import EVENT_ID_FIELD, StreamSpec, events_topic
 from schemas.registry import RegistryError, as_text
 from schemas.wire import WireFormatError
+from sinks.clickhouse import ClickHouseError
 from sinks.ddl import DEAD_LETTERS_TABLE, events_table, quote, row_converter
 
 MAX_REPLAY = 10_000
@@ -177,6 +178,8 @@ async def replay_dead_letters(request: Request) -> JSONResponse:
         for (dlq_id, _), error in zip(produce, errors, strict=True)
         if error
     ]
+    if done:  # recorded before the inserts, so a failure there cannot replay these twice
+        await services.redis.sadd(replayed_key(spec.name), *done)
     if insert:
 
         def insert_rows() -> None:
@@ -186,10 +189,14 @@ async def replay_dead_letters(request: Request) -> JSONResponse:
                 [r for _, r in insert],
             )
 
-        await anyio.to_thread.run_sync(insert_rows)
-        done += [dlq_id for dlq_id, _ in insert]
-    if done:
-        await services.redis.sadd(replayed_key(spec.name), *done)
+        try:
+            await anyio.to_thread.run_sync(insert_rows)
+        except ClickHouseError as exc:
+            failed += [{"dlq_id": i, "reason": f"ClickHouse: {exc}"} for i, _ in insert]
+        else:
+            inserted = [dlq_id for dlq_id, _ in insert]
+            await services.redis.sadd(replayed_key(spec.name), *inserted)
+            done += inserted
     return JSONResponse(
         {
             "requested": len(letters) + len(unknown),

@@ -15,6 +15,7 @@ from riverbed.kafka import KafkaUnavailable, OutgoingRecord
 from schemas import codec
 from schemas.catalog import StreamSpec, dlq_topic, events_topic
 from schemas.registry import RegistryError
+from schemas.system import dead_letter
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -56,14 +57,14 @@ def _records(
         for event in batch.accepted
     ]
     for reject in batch.rejected:
-        dead = {
-            "stream": spec.name,
-            "stage": "ingest",
-            "error": f"{reject.error.path}: {reject.error.message}",
-            "original": reject.original,
-            "event_id": reject.event_id,
-            "failed_at": now,
-        }
+        dead = dead_letter(
+            spec.name,
+            "ingest",
+            f"{reject.error.path}: {reject.error.message}",
+            reject.original,
+            reject.event_id,
+            now,
+        )
         records.append(
             OutgoingRecord(
                 dlq_topic(spec.name), None, codec.encode(services.registry, dead_letter_id, dead)

@@ -83,7 +83,13 @@ async def handle_kafka_unavailable(request: Request, exc: Exception) -> Response
 
 
 async def handle_clickhouse_error(request: Request, exc: Exception) -> Response:
-    return problem_response(Problem(400, "Query failed", str(exc)[:2000]), request.url.path)
+    if "TIMEOUT_EXCEEDED" in str(exc):
+        problem = Problem(504, "Query timed out", str(exc)[:2000])
+    elif "MEMORY_LIMIT_EXCEEDED" in str(exc):
+        problem = Problem(413, "Query too large", str(exc)[:2000])
+    else:
+        problem = Problem(400, "Query failed", str(exc)[:2000])
+    return problem_response(problem, request.url.path)
 
 
 async def handle_registry_error(request: Request, exc: Exception) -> Response:

@@ -68,6 +68,7 @@ async def post_query(request: Request) -> JSONResponse:
         "readonly": 1,
         "max_execution_time": services.settings.query_timeout_seconds,
         "max_result_rows": limit,
+        "max_memory_usage": services.settings.query_max_memory_bytes,
         "result_overflow_mode": "break",
         "output_format_json_quote_64bit_integers": 0,
     }

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
 
     query_row_limit: int = 10_000
     query_timeout_seconds: float = 10.0
+    # chdb runs inside the API process (with the sink): an analyst's query must not take it all.
+    query_max_memory_bytes: int = 2 * 1024**3
 
     sse_heartbeat_seconds: float = 15.0
 

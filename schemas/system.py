@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from schemas.catalog import TIMESTAMP_MILLIS
@@ -44,3 +45,22 @@ METRIC_UPDATE_SCHEMA: dict[str, Any] = {
         {"name": "version", "type": "long", "doc": "Emission time in ms; later replaces earlier."},
     ],
 }
+
+
+def dead_letter(
+    stream: str,
+    stage: str,
+    error: str,
+    original: bytes,
+    event_id: str | None = None,
+    failed_at: int | None = None,
+) -> dict[str, Any]:
+    """A :data:`DEAD_LETTER_SCHEMA` datum; every stage builds its letters here."""
+    return {
+        "stream": stream,
+        "stage": stage,
+        "error": error,
+        "original": original,
+        "event_id": event_id,
+        "failed_at": time.time_ns() // 1_000_000 if failed_at is None else failed_at,
+    }

@@ -40,8 +40,10 @@ Row = tuple[dict[str, Any], Message]
 
 
 def dlq_id(message: Message) -> str:
-    """Stable id of a dead letter: where it sits in its topic."""
-    return f"{message.topic()}/{message.partition()}/{message.offset()}"
+    """Stable id of a dead letter: where it sits in its topic, and when it was written (an
+    in-memory broker restarts its offsets, and an id must never name two letters)."""
+    _, timestamp = message.timestamp()
+    return f"{message.topic()}/{message.partition()}/{message.offset()}/{timestamp}"
 
 
 class ClickHouseWriter:

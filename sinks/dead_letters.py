@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 from confluent_kafka import Producer
 
 from schemas import codec
 from schemas.catalog import dlq_topic
 from schemas.registry import SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
+from schemas.system import dead_letter
 
 
 class DeadLetterError(RuntimeError):
@@ -34,14 +32,7 @@ class DeadLetters:
         key: bytes | None,
         event_id: str | None = None,
     ) -> None:
-        datum: dict[str, Any] = {
-            "stream": stream,
-            "stage": stage,
-            "error": error,
-            "original": original,
-            "event_id": event_id,
-            "failed_at": time.time_ns() // 1_000_000,
-        }
+        datum = dead_letter(stream, stage, error, original, event_id)
         value = codec.encode(self._registry, self._catalog.ids(stream).dead_letter, datum)
         failures: list[str] = []
         self._producer.produce(

@@ -31,6 +31,7 @@ from schemas import codec, wire
 from schemas.catalog import StreamSpec, clean_topic, dlq_topic, events_topic
 from schemas.registry import SchemaNotFound, SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
+from schemas.system import dead_letter
 from schemas.wire import WireFormatError
 from streams.processing import (
     EventRejected,
@@ -98,14 +99,7 @@ class AgentContext:
     def dead_letter(
         self, spec: StreamSpec, raw: bytes, key: bytes | None, error: str, event_id: str | None
     ) -> OutgoingRecord:
-        datum = {
-            "stream": spec.name,
-            "stage": "process",
-            "error": error,
-            "original": raw,
-            "event_id": event_id,
-            "failed_at": now_ms(),
-        }
+        datum = dead_letter(spec.name, "process", error, raw, event_id)
         value = codec.encode(self.registry, self.catalog.ids(spec.name).dead_letter, datum)
         return OutgoingRecord(dlq_topic(spec.name), key, value)
 

@@ -39,6 +39,7 @@ from schemas import codec, wire
 from schemas.catalog import METRICS_TOPIC, clean_topic, dlq_topic, stream_of_topic
 from schemas.registry import SchemaNotFound, SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
+from schemas.system import dead_letter
 from schemas.wire import WireFormatError
 from streams.windows import WindowState
 
@@ -113,6 +114,9 @@ class WindowLogic(op.StatefulLogic[Item, Output, WindowState]):
                 state.max_seen_wall,
                 now,
             )
+            # The stream-wide group speaks for the event: one dead letter per late event.
+            if value.group != ALL_GROUPS:
+                return [], op.StatefulLogic.RETAIN
             return [("late", value)], op.StatefulLogic.RETAIN
         if self.next_flush is None:
             self.next_flush = now + self.emit_interval_ms
@@ -123,7 +127,9 @@ class WindowLogic(op.StatefulLogic[Item, Output, WindowState]):
             return [], op.StatefulLogic.DISCARD
         updates: list[Output] = [("metric", u) for u in self.state.flush(_now_ms())]
         self.next_flush = None
-        return updates, not self.state.windows
+        # Retained even with no open window: a fresh state would know no watermark and let a
+        # late event reopen (and overwrite) a window that closed.
+        return updates, op.StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         if self.state is None:
@@ -210,14 +216,9 @@ def encode_output(
         value = codec.encode(registry, catalog.metrics_id, payload)
         return KafkaSinkMessage(key, value, topic=METRICS_TOPIC)
     late: Item = payload
-    dead = {
-        "stream": late.stream,
-        "stage": "aggregate",
-        "error": "late: its window had closed",
-        "original": late.raw,
-        "event_id": late.event_id,
-        "failed_at": _now_ms(),
-    }
+    dead = dead_letter(
+        late.stream, "aggregate", "late: its window had closed", late.raw, late.event_id
+    )
     value = codec.encode(registry, catalog.ids(late.stream).dead_letter, dead)
     return KafkaSinkMessage(None, value, topic=dlq_topic(late.stream))
 
