@@ -106,10 +106,14 @@ class WindowLogic(op.StatefulLogic[Item, Output, WindowState]):
         state = self.state
         if not state.add(value.event_time, value.values, now, value.event_key, value.source_mark):
             log.debug(
-                "late %s@%s: watermark %s, max event time %s, seen at %s, now %s",
+                "late %s %s@%s: watermark %s (source %s, item %s), max event time %s, seen at %s,"
+                " now %s",
+                value.event_id,
                 value.group,
                 value.event_time,
                 state.watermark(now),
+                state.source_mark,
+                value.source_mark,
                 state.max_event_time,
                 state.max_seen_wall,
                 now,
@@ -197,6 +201,16 @@ def decode_batch(
         event_id = record.get("event_id")
         key = event_key(event_id) if event_id else None
         mark = progress.observe(topic, message.partition or 0, record["event_time"])
+        if mark is not None and record["event_time"] < mark - 1000:
+            log.debug(
+                "behind the source: %s/%s@%s %s ts %s; progress %s",
+                topic,
+                message.partition,
+                message.offset,
+                record.get("event_id"),
+                record["event_time"],
+                progress.newest.get(topic),
+            )
         groups = [ALL_GROUPS]
         if spec.group_by is not None:
             value = record.get(spec.group_by)
