@@ -6,24 +6,16 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from riverbed.supervisor import Child, Supervisor
+from tests.conftest import wait_until
 
 CRASH = [sys.executable, "-c", "raise SystemExit(3)"]
 LINGER = [sys.executable, "-c", "import time; time.sleep(60)"]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> None:
-    """Poll ``condition`` until true; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 @pytest.fixture
