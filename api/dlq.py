@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from api.batch import parse_events, prepare_batch
-from api.params import decode_cursor, encode_cursor, int_param, sql_string
+from api.params import decode_cursor, encode_cursor, int_param
 from api.problems import Problem
 from api.services import Services
 from riverbed.kafka import OutgoingRecord
@@ -33,7 +33,7 @@ from schemas.catalog import EVENT_ID_FIELD, StreamSpec, events_topic
 from schemas.registry import RegistryError, as_text
 from schemas.wire import WireFormatError
 from sinks.clickhouse import ClickHouseError
-from sinks.ddl import DEAD_LETTERS_TABLE, events_table, quote, row_converter
+from sinks.ddl import DEAD_LETTERS_TABLE, events_table, quote, row_converter, string_literal
 
 MAX_REPLAY = 10_000
 
@@ -47,21 +47,20 @@ def _table(services: Services) -> str:
 
 
 def _letters(services: Services, stream: str, where: list[str], limit: int) -> list[dict]:
-    conditions = " AND ".join([f"stream = {sql_string(stream)}", *where])
+    conditions = " AND ".join([f"stream = {string_literal(stream)}", *where])
     sql = (
         "SELECT dlq_id, stage, error, event_id, toUnixTimestamp64Milli(failed_at) AS failed_at, "
         f"original FROM {_table(services)} FINAL WHERE {conditions} "
         f"ORDER BY failed_at DESC, dlq_id DESC LIMIT {limit}"
     )
     result = services.clickhouse.query(sql, {"output_format_json_quote_64bit_integers": 0})
-    names = [c["name"] for c in result.columns]
-    return [dict(zip(names, row, strict=True)) for row in result.rows]
+    return result.records()
 
 
 def _counts(services: Services, stream: str) -> dict[str, int]:
     result = services.clickhouse.query(
         f"SELECT stage, count() FROM {_table(services)} FINAL WHERE stream = "
-        f"{sql_string(stream)} GROUP BY stage",
+        f"{string_literal(stream)} GROUP BY stage",
         {"output_format_json_quote_64bit_integers": 0},
     )
     return {stage: int(n) for stage, n in result.rows}
@@ -73,10 +72,12 @@ async def list_dead_letters(request: Request) -> JSONResponse:
     limit = int_param(request, "limit", 100, 1, 1000)
     where = []
     if stage := request.query_params.get("stage"):
-        where.append(f"stage = {sql_string(stage)}")
+        where.append(f"stage = {string_literal(stage)}")
     if cursor := request.query_params.get("cursor"):
         t, dlq_id = decode_cursor(cursor)
-        where.append(f"(toUnixTimestamp64Milli(failed_at), dlq_id) < ({t}, {sql_string(dlq_id)})")
+        where.append(
+            f"(toUnixTimestamp64Milli(failed_at), dlq_id) < ({t}, {string_literal(dlq_id)})"
+        )
 
     def read() -> tuple[list[dict], dict[str, int], set[str]]:
         letters = _letters(services, spec.name, where, limit)
@@ -164,7 +165,7 @@ async def replay_dead_letters(request: Request) -> JSONResponse:
         if replay_all:
             letters = _letters(services, spec.name, [], MAX_REPLAY)
             return [letter for letter in letters if letter["dlq_id"] not in replayed]
-        wanted = ", ".join(sql_string(i) for i in ids or [])
+        wanted = ", ".join(string_literal(i) for i in ids or [])
         return _letters(services, spec.name, [f"dlq_id IN ({wanted})"], MAX_REPLAY)
 
     letters = await anyio.to_thread.run_sync(select)

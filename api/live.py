@@ -15,6 +15,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 
 from api.services import Services
+from schemas.registry import as_text
 from sinks.redis_writer import LIVE_CHANNEL, latest_key
 
 
@@ -45,7 +46,7 @@ async def _events(
             if _matches(update, filters):
                 yield {
                     "event": "metric",
-                    "data": data.decode() if isinstance(data, bytes) else data,
+                    "data": as_text(data),
                 }
     finally:
         await pubsub.unsubscribe(LIVE_CHANNEL)

@@ -55,7 +55,3 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         raise Problem(
             400, "Bad parameter", "cursor is not one this API returned", parameter="cursor"
         ) from None
-
-
-def sql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

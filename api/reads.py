@@ -9,9 +9,10 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.params import decode_cursor, encode_cursor, int_param, sql_string, time_param
+from api.params import decode_cursor, encode_cursor, int_param, time_param
 from api.services import Services
-from sinks.ddl import events_table, quote
+from schemas.registry import as_text
+from sinks.ddl import events_table, quote, string_literal
 from sinks.redis_writer import latest_key, series_key
 
 MAX_PAGE = 1000
@@ -42,7 +43,7 @@ async def list_events(request: Request) -> JSONResponse:
     if cursor:
         t, event_id = decode_cursor(cursor)
         where.append(
-            f"(toUnixTimestamp64Milli(event_time), event_id) < ({t}, {sql_string(event_id)})"
+            f"(toUnixTimestamp64Milli(event_time), event_id) < ({t}, {string_literal(event_id)})"
         )
     table = f"{quote(services.settings.clickhouse_database)}.{quote(events_table(spec.name))}"
     sql = (
@@ -53,8 +54,7 @@ async def list_events(request: Request) -> JSONResponse:
     result = await anyio.to_thread.run_sync(
         lambda: services.clickhouse.query(sql, {"output_format_json_quote_64bit_integers": 0})
     )
-    names = [c["name"] for c in result.columns]
-    rows = [dict(zip(names, row, strict=True)) for row in result.rows]
+    rows = result.records()
     next_cursor = None
     if len(rows) == limit:
         next_cursor = encode_cursor(int(rows[-1]["_t"]), rows[-1]["event_id"])
@@ -70,7 +70,7 @@ async def get_metrics(request: Request) -> JSONResponse:
     latest_raw = await services.redis.hgetall(latest_key(spec.name))
     latest: dict[str, Any] = {}
     for member, value in latest_raw.items():
-        name = member.decode() if isinstance(member, bytes) else member
+        name = as_text(member)
         latest[name] = json.loads(value)
     recent: dict[str, list[Any]] = {}
     wanted = request.query_params.getlist("series") or [m for m in latest if m.endswith("|*")]

@@ -17,6 +17,8 @@ from typing import Any
 
 import redis
 
+from schemas.registry import as_text
+
 PREFIX = "riverbed:heartbeat"
 
 
@@ -66,7 +68,7 @@ def live_components(client: redis.Redis) -> dict[str, dict[str, Any]]:
     now = time.time()
     report: dict[str, dict[str, Any]] = {}
     for key in client.scan_iter(f"{PREFIX}:*", count=500):
-        name = key.decode() if isinstance(key, bytes) else key
+        name = as_text(key)
         component = name[len(PREFIX) + 1 :].split(":", 1)[0]
         raw = client.get(key)
         if raw is None:

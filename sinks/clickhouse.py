@@ -27,6 +27,11 @@ class QueryResult:
     columns: list[dict[str, str]]  # [{"name": ..., "type": ...}]
     rows: list[list[Any]]
 
+    def records(self) -> list[dict[str, Any]]:
+        """Rows as ``{column: value}`` dicts."""
+        names = [c["name"] for c in self.columns]
+        return [dict(zip(names, row, strict=True)) for row in self.rows]
+
 
 class ClickHouse(Protocol):
     def command(self, sql: str) -> None: ...

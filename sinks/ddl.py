@@ -37,6 +37,11 @@ _EPOCH = datetime(1970, 1, 1)
 _WIDE = Context(prec=80)  # Avro decimals reach 38+ digits; the default context keeps 28
 
 
+def string_literal(value: str) -> str:
+    """A ClickHouse string literal: backslashes and quotes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _epoch_text(value: int, digits: int) -> str:
     """Epoch ticks as 'YYYY-MM-DD hh:mm:ss.fff' UTC text.
 
@@ -78,7 +83,7 @@ def default_literal(column: Column) -> str | None:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return string_literal(value)
     if isinstance(value, list) and not value:
         return "[]"
     if isinstance(value, dict) and not value:

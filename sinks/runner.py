@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -115,8 +114,3 @@ def start_thread(runner: SinkRunner) -> threading.Thread:
     thread = threading.Thread(target=runner.run, name=f"sink-{runner.writer.name}", daemon=True)
     thread.start()
     return thread
-
-
-def wait_healthy(runner: SinkRunner, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    return runner.healthy.wait(max(0.0, deadline - time.monotonic()))
