@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from riverbed.supervisor import Supervisor
 
 WINDOW_SECONDS = 5
 LATENESS_SECONDS = 2
+PIPELINE_COMPONENTS = ("api", "agents", "flow", "sink-redis")
 
 
 def wait_until(
@@ -89,43 +90,66 @@ class Pipeline:
         return {c.name: c.history for c in self.supervisor.children if c.history}
 
     def logs(self) -> str:
-        parts = []
-        for log in sorted((self.data_dir / "logs").glob("*.log")):
-            parts.append(
-                f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-            )
-        return "\n".join(parts)
+        return read_logs(self.data_dir)
+
+
+def read_logs(data_dir: Path, lines: int = 30) -> str:
+    """The tail of every component's log, for failure messages."""
+    parts = []
+    for log in sorted((data_dir / "logs").glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        parts.append(f"--- {log.name}\n" + "\n".join(tail))
+    return "\n".join(parts)
+
+
+def start_components(
+    data_dir: Path,
+    env: dict[str, str],
+    components: Sequence[str],
+    timeout: float = 120,
+    interval: float = 0.5,
+) -> tuple[Supervisor, str]:
+    """Run components as ``riverbed up`` does (watched, restarted) and wait for ``/readyz``.
+
+    Returns the supervisor and the API's base URL; stops everything if it never gets ready.
+    """
+    port = free_port()
+    supervisor = Supervisor(
+        data_dir / "logs",
+        {**env, "RIVERBED_DATA_DIR": str(data_dir), "RIVERBED_API_PORT": str(port)},
+        report=print,
+    )
+    for component in components:
+        supervisor.add(component)
+    threading.Thread(target=supervisor.run, args=(interval,), daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 200,
+            timeout,
+            message=f"{', '.join(components)} to be ready",
+        )
+    except AssertionError:
+        supervisor.stop()
+        raise
+    return supervisor, base
 
 
 @pytest.fixture(scope="session")
 def pipeline(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     data_dir = tmp_path_factory.mktemp("pipeline")
-    port = free_port()
     env = {
         **engines.env,
-        "RIVERBED_DATA_DIR": str(data_dir),
-        "RIVERBED_API_PORT": str(port),
         # Short windows, so the tests see windows close (final values) within their deadlines.
         "RIVERBED_WINDOW_SECONDS": str(WINDOW_SECONDS),
         "RIVERBED_ALLOWED_LATENESS_SECONDS": str(LATENESS_SECONDS),
         "RIVERBED_WINDOW_IDLE_GRACE_SECONDS": "1",
         "RIVERBED_LOG_LEVEL": "WARNING",
     }
-    supervisor = Supervisor(data_dir / "logs", env, report=lambda line: print(line))
-    for component in ("api", "agents", "flow", "sink-redis"):
-        supervisor.add(component)
-    watcher = threading.Thread(target=supervisor.run, daemon=True)
-    watcher.start()
-    base = f"http://127.0.0.1:{port}"
-    pipeline = Pipeline(base, data_dir, engines, supervisor)
     try:
-        wait_until(
-            lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 200,
-            120,
-            message="the API to be ready",
-        )
+        supervisor, base = start_components(data_dir, env, PIPELINE_COMPONENTS)
     except AssertionError:
-        supervisor.stop()
-        raise AssertionError("pipeline did not start:\n" + pipeline.logs()) from None
+        raise AssertionError("pipeline did not start:\n" + read_logs(data_dir)) from None
+    pipeline = Pipeline(base, data_dir, engines, supervisor)
     yield pipeline
     supervisor.stop()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -24,11 +23,11 @@ import httpx
 import pytest
 import redis
 
-from riverbed.embedded import Engine, free_port, start_kafka
+from riverbed.embedded import Engine, start_kafka
 from riverbed.supervisor import Supervisor
 from sinks.redis_writer import series_key
 from streams.windows import window_start
-from tests.conftest import Engines, wait_until
+from tests.conftest import PIPELINE_COMPONENTS, Engines, start_components, wait_until
 
 # Not in the default run: with an agent and an API restart in one run, some seeds still lose
 # events to windows that closed too early (see docs/guarantees.md). `make crash-test` runs it.
@@ -56,32 +55,20 @@ def stack(engines: Engines, tmp_path: Path, request: pytest.FixtureRequest) -> I
     database = 3 + request.node.callspec.params["seed"] % 10
     redis_url = engines.redis.url.rsplit("/", 1)[0] + f"/{database}"
     redis.Redis.from_url(redis_url).flushdb()
-    port = free_port()
-    supervisor = Supervisor(
-        tmp_path / "logs",
-        {
-            "KAFKA_BOOTSTRAP": kafka.url,
-            "REDIS_URL": redis_url,
-            "RIVERBED_DATA_DIR": str(tmp_path),
-            "RIVERBED_API_PORT": str(port),
-            "RIVERBED_WINDOW_SECONDS": str(WINDOW_MS // 1000),
-            "RIVERBED_ALLOWED_LATENESS_SECONDS": "2",
-            # Longer than any restart here, so events held up by a killed agent are not late.
-            "RIVERBED_WINDOW_IDLE_GRACE_SECONDS": "60",
-        },
-        report=print,
-    )
-    for component in ("api", "agents", "flow", "sink-redis"):
-        supervisor.add(component)
-    watcher = threading.Thread(target=supervisor.run, args=(0.2,), daemon=True)
-    watcher.start()
-    base = f"http://127.0.0.1:{port}"
+    env = {
+        "KAFKA_BOOTSTRAP": kafka.url,
+        "REDIS_URL": redis_url,
+        "RIVERBED_WINDOW_SECONDS": str(WINDOW_MS // 1000),
+        "RIVERBED_ALLOWED_LATENESS_SECONDS": "2",
+        # Longer than any restart here, so events held up by a killed agent are not late.
+        "RIVERBED_WINDOW_IDLE_GRACE_SECONDS": "60",
+    }
     try:
-        wait_until(
-            lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 200,
-            120,
-            message="the crash-test stack to be ready",
-        )
+        supervisor, base = start_components(tmp_path, env, PIPELINE_COMPONENTS, interval=0.2)
+    except AssertionError:
+        kafka.stop()
+        raise
+    try:
         yield Stack(base, kafka, redis_url, supervisor)
     finally:
         supervisor.stop()

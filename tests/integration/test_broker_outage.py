@@ -3,41 +3,32 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from riverbed.embedded import free_port, start_kafka
-from riverbed.supervisor import Supervisor
-from tests.conftest import Engines, wait_until
+from riverbed.embedded import start_kafka
+from tests.conftest import Engines, start_components
 
 pytestmark = pytest.mark.integration
 
 
 def test_ingest_answers_503_with_retry_after_when_the_broker_is_down(
-    engines: Engines, tmp_path: object
+    engines: Engines, tmp_path: Path
 ) -> None:
-    data_dir = tmp_path  # type: ignore[assignment]
-    kafka = start_kafka(data_dir)  # a broker of its own, so stopping it harms no other test
-    port = free_port()
-    supervisor = Supervisor(
-        data_dir / "logs",
-        {  # type: ignore[operator]
-            "KAFKA_BOOTSTRAP": kafka.url,
-            "REDIS_URL": engines.redis.url,
-            "RIVERBED_DATA_DIR": str(data_dir),
-            "RIVERBED_API_PORT": str(port),
-            "RIVERBED_PRODUCER_TIMEOUT_MS": "3000",
-        },
-    )
-    supervisor.add("api")
-    base = f"http://127.0.0.1:{port}"
+    kafka = start_kafka(tmp_path)  # a broker of its own, so stopping it harms no other test
+    env = {
+        "KAFKA_BOOTSTRAP": kafka.url,
+        "REDIS_URL": engines.redis.url,
+        "RIVERBED_PRODUCER_TIMEOUT_MS": "3000",
+    }
     try:
-        wait_until(
-            lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 200,
-            90,
-            message="the API to be ready",
-        )
+        supervisor, base = start_components(tmp_path, env, ["api"], timeout=90)
+    except AssertionError:
+        kafka.stop()
+        raise
+    try:
         event = {"user_id": "u1", "page": "/", "load_ms": 1.0, "ts": time.time_ns() // 1_000_000}
         assert httpx.post(f"{base}/v1/streams/pageviews/events", json=event).status_code == 202
         kafka.stop()
