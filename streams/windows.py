@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.watermark import Watermark
+
 COUNT_FIELD = "*"
 
 
@@ -56,38 +58,27 @@ class WindowState:
     lateness_ms: int
     windows: dict[int, Window] = field(default_factory=dict)
     dirty: set[int] = field(default_factory=set)
-    max_event_time: int | None = None
-    max_seen_wall: int = 0
     last_version: int = 0
-    # The highest watermark ever observed: a new event resets the idle advance, and without
-    # this floor the watermark would step back and let a closed window reopen.
-    high_watermark: int | None = None
-    # Wall time a group may stay quiet before its watermark starts advancing by the clock. It
-    # must outlast an upstream restart: events held up by a restarting agent are not late.
     idle_grace_ms: int = 0
-    # With source watermarks, event time advances by what the *source* has seen on every
-    # partition (the minimum of their maxima), not by this group's own newest event: a backlog
-    # read partition by partition would otherwise close windows that another partition's
-    # older events still belong to.
     source_watermarks: bool = False
-    source_mark: int | None = None
+    clock: Watermark = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.clock = Watermark(self.lateness_ms, self.idle_grace_ms, self.source_watermarks)
+
+    @property
+    def max_event_time(self) -> int | None:
+        return self.clock.max_event_time
+
+    @property
+    def source_mark(self) -> int | None:
+        return self.clock.source_mark
 
     def watermark(self, now_ms: int) -> int | None:
-        if self.max_event_time is None:
-            return None
-        if self.source_watermarks:
-            event_mark = None if self.source_mark is None else self.source_mark - self.lateness_ms
-        else:
-            event_mark = self.max_event_time - self.lateness_ms
-        idle = now_ms - self.max_seen_wall - self.idle_grace_ms
-        clock_mark = self.max_event_time - self.lateness_ms + idle if idle > 0 else None
-        marks = [m for m in (event_mark, clock_mark, self.high_watermark) if m is not None]
-        return max(marks) if marks else None
+        return self.clock.current(now_ms)
 
     def resumed(self, now_ms: int) -> None:
-        """After a restore from a snapshot: the time the flow was down is not idle time of the
-        stream (events may be waiting upstream), so the idle clock starts again now."""
-        self.max_seen_wall = max(self.max_seen_wall, now_ms)
+        self.clock.resumed(now_ms)
 
     def add(
         self,
@@ -102,10 +93,9 @@ class WindowState:
         An ``event_key`` already counted in its window is ignored (True, nothing changes).
         ``source_mark`` is the source's event-time progress when it read this event.
         """
-        if source_mark is not None and (self.source_mark is None or source_mark > self.source_mark):
-            self.source_mark = source_mark
+        self.clock.see_source(source_mark)
         start = window_start(event_time, self.size_ms)
-        mark = self.watermark(now_ms)
+        mark = self.clock.current(now_ms)
         if mark is not None and start + self.size_ms <= mark and start not in self.windows:
             return False
         window = self.windows.setdefault(start, Window())
@@ -118,15 +108,12 @@ class WindowState:
             if value is not None:
                 window.fields.setdefault(name, FieldStats()).add(value)
         self.dirty.add(start)
-        if self.max_event_time is None or event_time > self.max_event_time:
-            self.high_watermark = mark
-            self.max_event_time = event_time
-            self.max_seen_wall = now_ms
+        self.clock.advance(event_time, now_ms)
         return True
 
     def flush(self, now_ms: int) -> list[dict[str, Any]]:
         """Metric updates for windows that changed (running) and windows that closed (final)."""
-        mark = self.high_watermark = self.watermark(now_ms)
+        mark = self.clock.settle(now_ms)
         # Versions order the emissions of a window downstream (later replaces earlier), so they
         # must grow strictly even when two flushes fall in the same millisecond.
         version = max(now_ms, self.last_version + 1)
@@ -144,16 +131,9 @@ class WindowState:
 
     def next_close_wall(self) -> int | None:
         """Wall-clock ms at which the earliest open window closes if nothing else arrives."""
-        if not self.windows or self.max_event_time is None:
+        if not self.windows:
             return None
-        earliest_end = min(self.windows) + self.size_ms
-        return (
-            self.max_seen_wall
-            + earliest_end
-            - self.max_event_time
-            + self.lateness_ms
-            + self.idle_grace_ms
-        )
+        return self.clock.wall_time_reaching(min(self.windows) + self.size_ms)
 
     def _updates(self, start: int, window: Window, final: bool, version: int) -> list[dict]:
         base = {

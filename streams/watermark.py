@@ -1,0 +1,74 @@
+"""Event-time progress of one keyed state: when may a window be called complete?
+
+The watermark is ``progress - allowed lateness``, where progress is the source's event time on
+every partition (the minimum of their maxima) when the flow knows it, else this key's newest
+event. While a key receives nothing it keeps advancing with the wall clock after an idle grace,
+so quiet groups still close their windows; it never steps back, so a closed window stays closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Watermark:
+    lateness_ms: int
+    # Wall time a key may stay quiet before its watermark starts advancing by the clock. It
+    # must outlast an upstream restart: events held up by a restarting agent are not late.
+    idle_grace_ms: int = 0
+    # With source watermarks, event time advances by what the *source* has seen on every
+    # partition, not by this key's own newest event: a backlog read partition by partition
+    # would otherwise close windows that another partition's older events still belong to.
+    source_watermarks: bool = False
+    source_mark: int | None = None
+    max_event_time: int | None = None
+    max_seen_wall: int = 0
+    # The highest watermark ever observed: a new event resets the idle advance, and without
+    # this floor the watermark would step back and let a closed window reopen.
+    high: int | None = None
+
+    def current(self, now_ms: int) -> int | None:
+        if self.max_event_time is None:
+            return None
+        if self.source_watermarks:
+            event_mark = None if self.source_mark is None else self.source_mark - self.lateness_ms
+        else:
+            event_mark = self.max_event_time - self.lateness_ms
+        idle = now_ms - self.max_seen_wall - self.idle_grace_ms
+        clock_mark = self.max_event_time - self.lateness_ms + idle if idle > 0 else None
+        marks = [m for m in (event_mark, clock_mark, self.high) if m is not None]
+        return max(marks) if marks else None
+
+    def see_source(self, source_mark: int | None) -> None:
+        if source_mark is not None and (self.source_mark is None or source_mark > self.source_mark):
+            self.source_mark = source_mark
+
+    def advance(self, event_time: int, now_ms: int) -> None:
+        """An accepted event: move the newest event time (and the idle clock) forward."""
+        if self.max_event_time is None or event_time > self.max_event_time:
+            self.high = self.current(now_ms)
+            self.max_event_time = event_time
+            self.max_seen_wall = now_ms
+
+    def settle(self, now_ms: int) -> int | None:
+        """The watermark at a flush, remembered as the floor for later ones."""
+        self.high = self.current(now_ms)
+        return self.high
+
+    def resumed(self, now_ms: int) -> None:
+        """After a restore from a snapshot: the time the flow was down is not idle time of the
+        stream (events may be waiting upstream), so the idle clock starts again now."""
+        self.max_seen_wall = max(self.max_seen_wall, now_ms)
+
+    def wall_time_reaching(self, event_time: int) -> int | None:
+        """Wall-clock ms at which the idle advance alone brings the watermark to ``event_time``."""
+        if self.max_event_time is None:
+            return None
+        return (
+            self.max_seen_wall
+            + event_time
+            - self.max_event_time
+            + self.lateness_ms
+            + self.idle_grace_ms
+        )
