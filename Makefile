@@ -32,6 +32,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.flow
 
 clean:
 	rm -rf $(VENV) .riverbed .pytest_cache .mypy_cache .ruff_cache

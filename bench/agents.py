@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -22,49 +21,16 @@ from pathlib import Path
 import redis
 from confluent_kafka import Consumer, Producer
 
-from riverbed.embedded import start_kafka, start_redis, wait_for
-from riverbed.kafka import ensure_topics, pipeline_topics
+from bench.drain import Progress, drain_rate
+from bench.stack import bench_stack
+from bench.workload import fill, now_ms, page_view, produce
 from riverbed.settings import Settings
 from riverbed.supervisor import Supervisor
 from schemas import codec
 from schemas.catalog import events_topic, load_catalog
 from schemas.registry import SchemaRegistry
-from schemas.stream_catalog import StreamCatalog
 from streams.agents import stats_key
 from streams.processing import ProcessingRules, enrich
-
-
-def fill(settings: Settings, registry: SchemaRegistry, schema_id: int, total: int) -> None:
-    producer = Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "linger.ms": 20,
-            "batch.num.messages": 10000,
-        }
-    )
-    now = time.time_ns() // 1_000_000
-    for i in range(total):
-        datum = {
-            "user_id": f"u{i % 1000}",
-            "page": f"/p{i % 20}",
-            "referrer": None,
-            "country": "DE",
-            "load_ms": float(i % 300),
-            "ts": now,
-            "event_id": uuid.uuid4().hex,
-            "ingested_at": now,
-        }
-        while True:
-            try:
-                producer.produce(
-                    events_topic("pageviews"),
-                    codec.encode(registry, schema_id, datum),
-                    datum["user_id"].encode(),
-                )
-                break
-            except BufferError:
-                producer.poll(0.05)
-    producer.flush()
 
 
 def raw_loop(settings: Settings, registry: SchemaRegistry, clean_id: int, total: int) -> float:
@@ -96,18 +62,13 @@ def raw_loop(settings: Settings, registry: SchemaRegistry, clean_id: int, total:
         if not batch:
             continue
         started = started or time.perf_counter()
-        now = time.time_ns() // 1_000_000
+        now = now_ms()
         for message in batch:
             if message.error():
                 continue
             _, record = codec.decode(registry, message.value() or b"")
             out = codec.encode(registry, clean_id, enrich(spec, record, now, rules))
-            while True:
-                try:
-                    producer.produce("bench.raw", out, message.key())
-                    break
-                except BufferError:
-                    producer.poll(0.01)
+            produce(producer, "bench.raw", out, message.key())
             seen += 1
         producer.poll(0)
         producer.flush()
@@ -120,18 +81,15 @@ def raw_loop(settings: Settings, registry: SchemaRegistry, clean_id: int, total:
 def faust_agents(settings: Settings, env: dict[str, str], data_dir: Path, total: int) -> float:
     client = redis.Redis.from_url(settings.require_redis())
     supervisor = Supervisor(data_dir / "logs", env)
-    supervisor.add("agents")
+    child = supervisor.add("agents")
     try:
 
-        def processed() -> int:
-            return int(client.hget(stats_key("pageviews"), "processed") or 0)
+        def processed() -> Progress:
+            return Progress(
+                int(client.hget(stats_key("pageviews"), "processed") or 0), time.monotonic()
+            )
 
-        if not wait_for(lambda: processed() > 0, 120, interval=0.01):
-            raise SystemExit(f"agents processed nothing; see {data_dir / 'logs' / 'agents.log'}")
-        started, first = time.perf_counter(), processed()
-        if not wait_for(lambda: processed() >= total, 600, interval=0.05):
-            raise SystemExit(f"agents stalled at {processed()} of {total}")
-        return (total - first) / (time.perf_counter() - started)
+        return drain_rate(processed, total, child)
     finally:
         supervisor.stop()
 
@@ -140,28 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="riverbed-bench-agents-") as tmp:
-        data_dir = Path(tmp)
-        kafka, valkey = start_kafka(data_dir), start_redis(data_dir)
-        env = {
-            "KAFKA_BOOTSTRAP": kafka.url,
-            "REDIS_URL": valkey.url,
-            "RIVERBED_DATA_DIR": str(data_dir),
-        }
-        try:
-            settings = Settings(kafka_bootstrap=kafka.url, redis_url=valkey.url, data_dir=data_dir)
-            client = redis.Redis.from_url(valkey.url)
-            registry = SchemaRegistry(client)
-            catalog = StreamCatalog(client, registry)
-            catalog.bootstrap(load_catalog(settings.schemas_dir))
-            ensure_topics(settings, [*pipeline_topics(catalog.specs()), "bench.raw"])
-            ids = catalog.ids("pageviews")
-            fill(settings, registry, ids.ingest, args.events)
-            raw = raw_loop(settings, registry, ids.clean, args.events)
-            agents = faust_agents(settings, env, data_dir, args.events)
-        finally:
-            valkey.stop()
-            kafka.stop()
+    with bench_stack("riverbed-bench-agents-", ["bench.raw"]) as stack:
+        settings, registry = stack.settings, stack.registry
+        ids = stack.catalog.ids("pageviews")
+        now = now_ms()
+        views = (page_view(i, now, now) for i in range(args.events))
+        fill(settings, registry, events_topic("pageviews"), ids.ingest, views)
+        raw = raw_loop(settings, registry, ids.clean, args.events)
+        agents = faust_agents(settings, stack.env, stack.data_dir, args.events)
     result = {
         "events": args.events,
         "raw_confluent_loop_per_s": round(raw),

@@ -26,12 +26,10 @@ from typing import Any
 
 import httpx
 
+from bench.drain import status_mb
+from bench.workload import now_ms
 from riverbed.embedded import free_port, start_kafka, start_redis, wait_for
 from riverbed.supervisor import Supervisor
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -39,16 +37,6 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 @contextmanager
@@ -211,7 +199,7 @@ def run(
             "p99": percentile(live, 0.99),
             "n": len(live),
         },
-        "rss_mb": {name: round(rss_mb(pid)) for name, pid in pids.items()},
+        "rss_mb": {name: round(status_mb(pid, "VmRSS")) for name, pid in pids.items()},
     }
 
 
