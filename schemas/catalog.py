@@ -3,7 +3,9 @@
 A stream is declared by a ``[streams.NAME]`` table in ``streams.toml`` and a ``NAME.avsc`` file.
 The producer-facing schema is the user's; Riverbed derives the schemas of the topics it writes
 (``events.*``, ``clean.*``) by appending system fields, so analysts always find ``event_id``,
-``event_time``, ``ingested_at`` and ``processed_at`` in every table.
+``event_time``, ``ingested_at`` and ``processed_at`` in every table. A stream may also declare
+routing rules (:mod:`schemas.routes`) and enrichment from reference tables
+(:mod:`schemas.reference`, declared as ``[reference.NAME]`` in the same file).
 """
 
 from __future__ import annotations
@@ -15,6 +17,16 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from schemas.reference import (
+    Enrichment,
+    ReferenceTable,
+    ReferenceTableError,
+    check_enrichments,
+    parse_enrichments,
+    parse_reference_tables,
+)
+from schemas.routes import Route, RouteError, check_routes, parse_routes
 
 BUNDLED_DIR = Path(__file__).resolve().parent
 STREAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -84,6 +96,13 @@ def _base_type(avro_type: Any) -> Any:
     return avro_type.get("type") if isinstance(avro_type, dict) else avro_type
 
 
+def _enrichment(data: Enrichment | dict[str, Any]) -> Enrichment:
+    if isinstance(data, Enrichment):
+        return data
+    fields = tuple((str(name), str(avro_type)) for name, avro_type in data["fields"])
+    return Enrichment(data["table"], data["key"], fields)
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """One declared stream; pure data, safe to share between processes."""
@@ -96,6 +115,13 @@ class StreamSpec:
     window_seconds: int | None = None
     retention_ms: int | None = None
     field_names: tuple[str, ...] = field(default=(), compare=False)
+    routes: tuple[Route, ...] = ()
+    enrich: tuple[Enrichment, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Specs read back from JSON (the live catalog) carry plain lists and dicts here.
+        object.__setattr__(self, "routes", parse_routes(list(self.routes)))
+        object.__setattr__(self, "enrich", tuple(_enrichment(e) for e in self.enrich))
 
     @property
     def ingest_schema(self) -> dict[str, Any]:
@@ -104,8 +130,15 @@ class StreamSpec:
 
     @property
     def clean_schema(self) -> dict[str, Any]:
-        """Schema of ``clean.{stream}``: the ingest schema plus event and processing time."""
-        return _with_fields(self.ingest_schema, SYSTEM_CLEAN_FIELDS, "Clean")
+        """Schema of ``clean.{stream}``: the ingest schema plus event and processing time, then
+        the enriched fields (nullable, default null)."""
+        enriched = tuple(f for e in self.enrich for f in e.schema_fields)
+        return _with_fields(self.ingest_schema, SYSTEM_CLEAN_FIELDS + enriched, "Clean")
+
+    @property
+    def route_topics(self) -> list[str]:
+        """Topics the stream's routing rules write to, each once."""
+        return list(dict.fromkeys(r.topic for r in self.routes))
 
     @property
     def numeric_fields(self) -> list[str]:
@@ -134,6 +167,11 @@ class StreamSpec:
                 "dlq": dlq_topic(self.name),
             },
             "schema": self.schema,
+            "routes": [{"when": r.when, "topic": r.topic} for r in self.routes],
+            "enrich": [
+                {"table": e.table, "key": e.key, "fields": [n for n, _ in e.fields]}
+                for e in self.enrich
+            ],
         }
 
 
@@ -166,16 +204,37 @@ def check_spec(spec: StreamSpec, where: str) -> None:
         t = _non_null(names[spec.time_field]["type"])
         if not (isinstance(t, dict) and t.get("logicalType") == "timestamp-millis"):
             raise CatalogError(f"{where}: time_field {spec.time_field!r} must be timestamp-millis")
+    unenriched = _with_fields(spec.ingest_schema, SYSTEM_CLEAN_FIELDS, "Clean")["fields"]
+    try:
+        check_enrichments(spec.enrich, {f["name"]: f for f in unenriched})
+        check_routes(spec.routes, [f["name"] for f in spec.clean_schema["fields"]])
+    except (ReferenceTableError, RouteError) as exc:
+        raise CatalogError(f"{where}: {exc}") from None
+
+
+def _read_catalog_file(directory: Path) -> tuple[Path, dict[str, Any]]:
+    catalog_file = directory / "streams.toml"
+    try:
+        return catalog_file, tomllib.loads(catalog_file.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CatalogError(f"{catalog_file}: {exc}") from exc
+
+
+def load_reference_tables(directory: Path | None = None) -> dict[str, ReferenceTable]:
+    """The ``[reference.*]`` tables of ``streams.toml``; raise :class:`CatalogError` on a flaw."""
+    catalog_file, declared = _read_catalog_file(directory or BUNDLED_DIR)
+    try:
+        return parse_reference_tables(declared.get("reference", {}))
+    except ReferenceTableError as exc:
+        raise CatalogError(f"{catalog_file} {exc}") from None
 
 
 def load_catalog(directory: Path | None = None) -> dict[str, StreamSpec]:
     """Read ``streams.toml`` and its ``.avsc`` files; raise :class:`CatalogError` on any flaw."""
     directory = directory or BUNDLED_DIR
-    catalog_file = directory / "streams.toml"
-    try:
-        declared = tomllib.loads(catalog_file.read_text()).get("streams", {})
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise CatalogError(f"{catalog_file}: {exc}") from exc
+    catalog_file, document = _read_catalog_file(directory)
+    declared = document.get("streams", {})
+    tables = load_reference_tables(directory)
     specs: dict[str, StreamSpec] = {}
     for name, options in declared.items():
         where = f"{catalog_file} [streams.{name}]"
@@ -188,6 +247,11 @@ def load_catalog(directory: Path | None = None) -> dict[str, StreamSpec]:
             raise CatalogError(f"{schema_file}: {exc}") from exc
         if "key" not in options:
             raise CatalogError(f"{where}: 'key' (the partitioning field) is required")
+        try:
+            routes = parse_routes(options.get("routes", []))
+            enrich = parse_enrichments(options.get("enrich", []), tables)
+        except (RouteError, ReferenceTableError) as exc:
+            raise CatalogError(f"{where}: {exc}") from None
         spec = StreamSpec(
             name=name,
             schema=schema,
@@ -197,6 +261,8 @@ def load_catalog(directory: Path | None = None) -> dict[str, StreamSpec]:
             window_seconds=options.get("window_seconds"),
             retention_ms=options.get("retention_ms"),
             field_names=tuple(f["name"] for f in schema.get("fields", [])),
+            routes=routes,
+            enrich=enrich,
         )
         check_spec(spec, where)
         specs[name] = spec

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from schemas.catalog import StreamSpec
+from schemas.reference import lookup_key
+
+# (table, key) -> the reference entry, or None when the table has none for that key.
+ReferenceLookup = Callable[[str, str], Mapping[str, Any] | None]
 
 
 class EventRejected(ValueError):
@@ -35,6 +40,26 @@ def enrich(spec: StreamSpec, record: dict[str, Any], now_ms: int, rules: Process
     enriched["event_time"] = event_time
     enriched["processed_at"] = now_ms
     return enriched
+
+
+def add_reference_attributes(
+    spec: StreamSpec, record: dict[str, Any], lookup: ReferenceLookup
+) -> dict[str, Any]:
+    """Set every enriched field of ``record`` (in place) from its reference entry.
+
+    An event whose key field is null, or whose key has no entry, gets nulls: enrichment never
+    rejects an event, the fields are nullable in the clean schema for exactly this reason.
+    """
+    for enrichment in spec.enrich:
+        key = lookup_key(record.get(enrichment.key))
+        entry = lookup(enrichment.table, key) if key is not None else None
+        record.update(enrichment.attributes(entry))
+    return record
+
+
+def no_references(table: str, key: str) -> None:
+    """The lookup of a worker that follows no reference tables."""
+    return None
 
 
 def dedup_key(stream: str, event_id: str) -> str:
