@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from riverbed.settings import Settings
 from schemas.catalog import METRICS_TOPIC, StreamSpec, clean_topic, dlq_topic, events_topic
+from schemas.reference import REFERENCE_TOPIC_CONFIG, reference_topic
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,22 @@ def pipeline_topics(catalog: dict[str, StreamSpec]) -> list[str]:
 
 
 def stream_topic_configs(catalog: dict[str, StreamSpec]) -> dict[str, Any]:
-    """``ensure_topics`` arguments for a catalog: every topic, with each stream's retention."""
+    """``ensure_topics`` arguments for a catalog: every topic, with each stream's retention.
+
+    Route targets are created with their stream's configs; reference tables are compacted.
+    """
+    topics = pipeline_topics(catalog)
     configs: dict[str, dict[str, str]] = {}
     for name, spec in catalog.items():
+        topics += spec.route_topics
+        for enrichment in spec.enrich:
+            topics.append(reference_topic(enrichment.table))
+            configs[reference_topic(enrichment.table)] = dict(REFERENCE_TOPIC_CONFIG)
         if spec.retention_ms is not None:
-            for topic in (events_topic(name), clean_topic(name), dlq_topic(name)):
+            own = (events_topic(name), clean_topic(name), dlq_topic(name), *spec.route_topics)
+            for topic in own:
                 configs[topic] = {"retention.ms": str(spec.retention_ms)}
-    return {"topics": pipeline_topics(catalog), "configs": configs}
+    return {"topics": list(dict.fromkeys(topics)), "configs": configs}
 
 
 def ensure_topics(

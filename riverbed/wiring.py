@@ -14,7 +14,8 @@ import redis
 
 from riverbed.kafka import ensure_topics, stream_topic_configs
 from riverbed.settings import Settings
-from schemas.catalog import load_catalog
+from schemas.catalog import load_catalog, load_reference_tables
+from schemas.reference import REFERENCE_TOPIC_CONFIG
 from schemas.registry import SchemaRegistry
 from schemas.schema_log import KafkaSchemaLog, reconcile
 from schemas.stream_catalog import VERSION_KEY, StreamCatalog
@@ -33,7 +34,12 @@ def bootstrap_catalog(settings: Settings) -> tuple[SchemaRegistry, StreamCatalog
     log.info("schema registry: %s", reconcile(registry, schema_log))
     catalog = StreamCatalog(client, registry)
     catalog.bootstrap(load_catalog(settings.schemas_dir))
-    ensure_topics(settings, **stream_topic_configs(catalog.specs()))
+    topics = stream_topic_configs(catalog.specs())
+    # Every declared table, so that PUT /v1/reference can write one no stream enriches from yet.
+    for table in load_reference_tables(settings.schemas_dir).values():
+        topics["topics"].append(table.topic)
+        topics["configs"][table.topic] = dict(REFERENCE_TOPIC_CONFIG)
+    ensure_topics(settings, **topics)
     return registry, catalog
 
 

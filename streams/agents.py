@@ -8,6 +8,11 @@ producer and are awaited before Faust may commit the batch's offsets, so an even
 Deduplication lives in Redis with a TTL (the horizon). The key stores the Kafka position of the
 first copy, so a *redelivery* of that very record after a crash is processed again instead of
 being mistaken for a duplicate and lost.
+
+Enrichment adds the declared attributes of reference tables (``ref.*``, followed in memory by
+:class:`streams.reference_store.ReferenceStore`); routing rules then copy each first copy whose
+filter matches to the rule's topic, in the same batch as its ``clean.*`` record, so both are
+acknowledged before the offsets may be committed.
 """
 
 from __future__ import annotations
@@ -30,16 +35,20 @@ from riverbed.supervisor import EXIT_RESTART
 from schemas import codec, wire
 from schemas.catalog import StreamSpec, clean_topic, dlq_topic, events_topic
 from schemas.registry import SchemaNotFound, SchemaRegistry
+from schemas.routes import compile_routes, matching_topics
 from schemas.stream_catalog import StreamCatalog
 from schemas.system import dead_letter
 from schemas.wire import WireFormatError
 from streams.processing import (
     EventRejected,
     ProcessingRules,
+    add_reference_attributes,
     dedup_key,
     enrich,
+    no_references,
     source_position,
 )
+from streams.reference_store import ReferenceStore
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +89,7 @@ class RoutedBatch:
     outgoing: list[OutgoingRecord] = field(default_factory=list)
     duplicates: int = 0
     dead_letters: int = 0
+    routed: int = 0
 
 
 @dataclass
@@ -92,9 +102,16 @@ class AgentContext:
     producer: AsyncProducer
     rules: ProcessingRules
     dedup_horizon_seconds: int
+    references: ReferenceStore | None = None
 
     def __post_init__(self) -> None:
         self._dedup = self.redis.register_script(_DEDUP)
+        self._lookup = self.references.lookup if self.references else no_references
+
+    @property
+    def reference_tables(self) -> frozenset[str]:
+        """Tables this worker follows; enriching from another needs a restart."""
+        return self.references.tables if self.references else frozenset()
 
     def dead_letter(
         self, spec: StreamSpec, raw: bytes, key: bytes | None, error: str, event_id: str | None
@@ -117,7 +134,8 @@ class AgentContext:
                 ids = self.catalog.reader_ids(spec.name, writer_id)
                 spec = self.catalog.get(spec.name)
                 _, record = codec.decode(self.registry, raw, reader_id=ids.ingest)
-                candidates.append((event, enrich(spec, record, stamp, self.rules)))
+                record = enrich(spec, record, stamp, self.rules)
+                candidates.append((event, add_reference_attributes(spec, record, self._lookup)))
                 clean_ids.append(ids.clean)
             except (WireFormatError, SchemaNotFound, EventRejected, KeyError) as exc:
                 log.warning("dead letter on %s: %s", spec.name, exc)
@@ -126,12 +144,17 @@ class AgentContext:
                 )
                 routed.dead_letters += 1
         verdicts = await self._first_copies(spec, candidates)
+        routes = compile_routes(spec.routes, tuple(f["name"] for f in spec.clean_schema["fields"]))
         for (event, record), clean_id, first in zip(candidates, clean_ids, verdicts, strict=True):
             if not first:
                 routed.duplicates += 1
                 continue
             value = codec.encode(self.registry, clean_id, record)
-            routed.outgoing.append(OutgoingRecord(clean_topic(spec.name), event.message.key, value))
+            key = event.message.key
+            routed.outgoing.append(OutgoingRecord(clean_topic(spec.name), key, value))
+            for topic in matching_topics(routes, record):
+                routed.outgoing.append(OutgoingRecord(topic, key, value))
+                routed.routed += 1
         return routed
 
     async def deliver(self, spec: StreamSpec, routed: RoutedBatch) -> None:
@@ -146,7 +169,9 @@ class AgentContext:
             raise OutputNotAcknowledged(
                 f"{len(failed)} outputs of {spec.name} not acknowledged: {failed[0]}"
             )
-        await self._count(spec, len(routed.events), routed.duplicates, routed.dead_letters)
+        await self._count(
+            spec, len(routed.events), routed.duplicates, routed.dead_letters, routed.routed
+        )
         for event in routed.events:
             event.ack()
 
@@ -163,13 +188,17 @@ class AgentContext:
         verdicts = await self._dedup(keys=keys, args=[self.dedup_horizon_seconds, *positions])
         return [int(v) for v in verdicts]
 
-    async def _count(self, spec: StreamSpec, seen: int, duplicates: int, dead: int) -> None:
+    async def _count(
+        self, spec: StreamSpec, seen: int, duplicates: int, dead: int, routed: int = 0
+    ) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hincrby(stats_key(spec.name), "processed", seen)
             if duplicates:
                 pipe.hincrby(stats_key(spec.name), "duplicates", duplicates)
             if dead:
                 pipe.hincrby(stats_key(spec.name), "dead_letters", dead)
+            if routed:
+                pipe.hincrby(stats_key(spec.name), "routed", routed)
             await pipe.execute()
 
 
@@ -190,9 +219,10 @@ def install_agents(
     (``CrashingSupervisor``), so the supervisor restarts it from the committed offsets.
 
     Faust cannot add agents to a running worker (and its pattern subscriptions are unreliable),
-    so a timer watches the catalog and exits with ``EXIT_RESTART`` when streams were added;
-    the supervisor starts the worker again at once with an agent for each. Schema changes of
-    existing streams need no restart: every batch resolves to the latest schema.
+    so a timer watches the catalog and exits with ``EXIT_RESTART`` when streams were added (or
+    a stream enriches from a reference table the worker does not follow); the supervisor starts
+    the worker again at once with an agent for each. Schema changes of existing streams need no
+    restart: every batch resolves to the latest schema.
     """
     names = context.catalog.names()
     for name in names:
@@ -222,3 +252,12 @@ def install_agents(
         if added:
             log.warning("new streams %s: restarting the worker to add their agents", sorted(added))
             os._exit(EXIT_RESTART)
+        tables = reference_tables(context.catalog.specs()) - context.reference_tables
+        if tables:
+            log.warning("enrichment from %s: restarting the worker to load it", sorted(tables))
+            os._exit(EXIT_RESTART)
+
+
+def reference_tables(specs: dict[str, StreamSpec]) -> frozenset[str]:
+    """Every reference table some stream enriches from."""
+    return frozenset(e.table for spec in specs.values() for e in spec.enrich)

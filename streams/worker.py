@@ -12,8 +12,9 @@ from riverbed.heartbeat import start_heartbeat
 from riverbed.kafka import AsyncProducer, producer_config
 from riverbed.settings import Settings
 from riverbed.wiring import join_catalog
-from streams.agents import AgentContext, install_agents
+from streams.agents import AgentContext, install_agents, reference_tables
 from streams.processing import ProcessingRules
+from streams.reference_store import ReferenceStore
 
 log = logging.getLogger(__name__)
 APP_ID = "riverbed-agents"  # also the agents' consumer group
@@ -42,6 +43,10 @@ def create_app(settings: Settings) -> faust.App:
 def build_worker(settings: Settings) -> faust.App:
     registry, catalog = join_catalog(settings)
     app = create_app(settings)
+    # Loaded before the agents start, so no event is enriched from a half-read table.
+    references = ReferenceStore(settings.require_kafka(), reference_tables(catalog.specs()))
+    references.start()
+    references.wait_ready(timeout=120)
     context = AgentContext(
         registry=registry,
         catalog=catalog,
@@ -49,6 +54,7 @@ def build_worker(settings: Settings) -> faust.App:
         producer=AsyncProducer(producer_config(settings)),
         rules=ProcessingRules(max_future_skew_ms=settings.max_future_skew_seconds * 1000),
         dedup_horizon_seconds=settings.dedup_horizon_seconds,
+        references=references,
     )
     install_agents(app, context)
     return app
