@@ -24,6 +24,7 @@ from starlette.routing import Mount, Route
 from api import dlq, health, ingest, live, query, reads, registry, streams_admin
 from api.openapi import build_openapi
 from api.problems import EXCEPTION_HANDLERS
+from api.reference import put_entry
 from api.services import Services
 from riverbed.heartbeat import start_heartbeat
 from riverbed.kafka import AsyncProducer, producer_config
@@ -89,6 +90,7 @@ def create_app(settings: Settings, run_clickhouse_sink: bool | None = None) -> S
         Route("/v1/streams/{stream}/events", reads.list_events, methods=["GET"]),
         Route("/v1/streams/{stream}/dlq", dlq.list_dead_letters, methods=["GET"]),
         Route("/v1/streams/{stream}/dlq/replay", dlq.replay_dead_letters, methods=["POST"]),
+        Route("/v1/reference/{table}/{key}", put_entry, methods=["PUT"]),
         Route("/v1/metrics/{stream}", reads.get_metrics),
         Route("/v1/query", query.post_query, methods=["POST"]),
         Route("/v1/live/metrics", live.live_metrics),

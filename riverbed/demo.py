@@ -19,6 +19,13 @@ PAGE_WEIGHTS = [30, 10, 15, 8, 5, 4, 12]
 REFERRERS = [None, "https://news.example", "https://search.example", "https://social.example"]
 COUNTRIES = ["DE", "FR", "US", "GB", "NL", "ES", None]
 PRODUCTS = {"notebook": 4.5, "pen": 1.2, "backpack": 39.0, "headphones": 79.0, "mug": 9.5}
+# The products reference table (schemas/streams.toml), so demo purchases come out enriched.
+PRODUCT_DETAILS = {
+    "notebook": {"category": "stationery", "brand": "Leaf", "unit_cost": 1.9},
+    "pen": {"category": "stationery", "brand": "Inkwell", "unit_cost": 0.3},
+    "backpack": {"category": "bags", "brand": "Trail", "unit_cost": 17.0},
+    "headphones": {"category": "audio", "brand": "Hush", "unit_cost": 31.5},
+}  # no "mug": its purchases show what an event without an entry looks like (nulls)
 
 
 def page_view(rng: random.Random, now_ms: int) -> dict[str, Any]:
@@ -62,6 +69,11 @@ class DemoTraffic:
 
     def run(self) -> None:
         with httpx.Client(base_url=self.base_url, timeout=15) as client:
+            for product, details in PRODUCT_DETAILS.items():
+                try:
+                    client.put(f"/v1/reference/products/{product}", json=details).raise_for_status()
+                except httpx.HTTPError:
+                    self.failures += 1
             while not self._stop.is_set():
                 now = time.time_ns() // 1_000_000
                 views = [page_view(self.rng, now) for _ in range(max(1, int(self.rate * 0.9 / 4)))]

@@ -1,0 +1,80 @@
+"""Write reference-table entries: ``PUT /v1/reference/{table}/{key}``.
+
+The entry replaces the key's previous one (fields left out become null) and is in the compacted
+topic ``ref.{table}`` before the answer. The agents follow that topic: events they process once
+the entry has reached them (normally well under a second) carry its attributes; events already
+processed keep the ones they got.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from api.problems import Problem
+from api.services import Services
+from riverbed.kafka import KafkaUnavailable, OutgoingRecord
+from schemas.catalog import load_reference_tables
+from schemas.reference import MAX_KEY_BYTES, InvalidAttributes, ReferenceTable
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@lru_cache(maxsize=4)
+def declared_tables(schemas_dir: Path | None) -> dict[str, ReferenceTable]:
+    """The ``[reference.*]`` tables of the catalog file this process bootstrapped from."""
+    return load_reference_tables(schemas_dir)
+
+
+def _table(services: Services, name: str) -> ReferenceTable:
+    tables = declared_tables(services.settings.schemas_dir)
+    table = tables.get(name)
+    if table is None:
+        raise Problem(
+            404,
+            "Unknown reference table",
+            f"no reference table named {name!r}; streams.toml declares {sorted(tables)}",
+        )
+    return table
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key.encode()) > MAX_KEY_BYTES or CONTROL_CHARACTERS.search(key):
+        raise Problem(
+            422,
+            "Invalid key",
+            f"a reference key is 1 to {MAX_KEY_BYTES} bytes of UTF-8 without control characters",
+        )
+
+
+async def put_entry(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    table = _table(services, request.path_params["table"])
+    key = request.path_params["key"]
+    _check_key(key)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise Problem(400, "Malformed body", "the body is not JSON") from None
+    try:
+        attributes = table.attributes(body)
+    except InvalidAttributes as exc:
+        first = exc.errors[0]
+        raise Problem(
+            422,
+            "Invalid reference entry",
+            f"{len(exc.errors)} problems; first: {first['path']}: {first['message']}",
+            errors=exc.errors,
+        ) from None
+    value = json.dumps(attributes, sort_keys=True, separators=(",", ":")).encode()
+    errors = await services.producer.produce([OutgoingRecord(table.topic, key.encode(), value)])
+    if errors[0]:
+        raise KafkaUnavailable(f"{table.topic} did not acknowledge the entry: {errors[0]}")
+    return JSONResponse(
+        {"table": table.name, "key": key, "topic": table.topic, "attributes": attributes}
+    )
