@@ -52,9 +52,9 @@ class _Constants(ast.NodeTransformer):
 
 
 def _check(tree: ast.Expression, fields: Collection[str], evaluator: Any) -> None:
-    called = {
-        id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)
-    }  # names in call position are functions, every other name is a field
+    """Refuse what simpleeval would refuse per event, and names that are not fields."""
+    # A name in call position is a function, every other name a field.
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     for node in ast.walk(tree.body):
         if isinstance(node, _PLAIN_NODES):
             if isinstance(node, ast.operator | ast.unaryop | ast.cmpop) and (
@@ -66,9 +66,9 @@ def _check(tree: ast.Expression, fields: Collection[str], evaluator: Any) -> Non
             raise ExpressionError(f"{type(node).__name__} is not supported in a filter")
         if isinstance(node, ast.Name):
             if id(node) in called:
-                if node.id not in FUNCTIONS:
+                if node.id not in evaluator.functions:
                     raise ExpressionError(
-                        f"unknown function {node.id!r}; functions are {sorted(FUNCTIONS)}"
+                        f"unknown function {node.id!r}; functions are {sorted(evaluator.functions)}"
                     )
             elif node.id not in fields:
                 raise ExpressionError(f"unknown field {node.id!r}; fields are {sorted(fields)}")

@@ -41,6 +41,7 @@ def purchase(**overrides: object) -> dict[str, object]:
         ("price * quantity > 100", purchase(price=50.0), False),
         ("currency == 'EUR' and quantity >= 2", purchase(), True),
         ("currency in ['USD', 'GBP']", purchase(), False),
+        ("currency in set(['EUR']) and len(list(product)) == 2", purchase(), True),
         ("product.startswith('p') and len(user_id) == 2", purchase(), True),
         ("category == null", purchase(), True),
         ("lower(currency) == 'eur'", purchase(), True),
