@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from api import dlq, health, ingest, live, query, reads, registry, streams_admin
+from api import dlq, health, ingest, live, metrics, query, reads, registry, streams_admin
 from api.openapi import build_openapi
 from api.problems import EXCEPTION_HANDLERS
 from api.reference import put_entry
@@ -33,6 +33,7 @@ from riverbed.wiring import bootstrap_catalog
 from sinks.clickhouse import connect
 from sinks.runner import start_thread
 from sinks.service import clickhouse_runner
+from streams.metrics.store import MetricStore
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,13 @@ def build_services(settings: Settings, run_clickhouse_sink: bool | None = None) 
         redis=aioredis.Redis.from_url(settings.require_redis()),
         sync_redis=redis.Redis.from_url(settings.require_redis()),
         clickhouse=engine,
+        metric_store=MetricStore(
+            redis.Redis.from_url(settings.require_redis()),
+            catalog.specs,
+            settings.allowed_lateness_seconds * 1000,
+        ),
     )
+    metrics.sync_metrics_file(services)
     if run_clickhouse_sink if run_clickhouse_sink is not None else settings.embedded_clickhouse:
         runner = clickhouse_runner(settings, engine, registry, catalog)
         services.sinks.append(runner)
@@ -65,9 +72,11 @@ def create_app(settings: Settings, run_clickhouse_sink: bool | None = None) -> S
             signal.SIGUSR1, lambda: setattr(services, "draining", True)
         )
         heartbeat = await anyio.to_thread.run_sync(start_heartbeat, settings.require_redis(), "api")
+        follower = asyncio.create_task(metrics.follow_metrics_file(services))
         try:
             yield
         finally:
+            follower.cancel()
             heartbeat.stop()
             for runner in services.sinks:
                 runner.stop()
@@ -91,7 +100,13 @@ def create_app(settings: Settings, run_clickhouse_sink: bool | None = None) -> S
         Route("/v1/streams/{stream}/dlq", dlq.list_dead_letters, methods=["GET"]),
         Route("/v1/streams/{stream}/dlq/replay", dlq.replay_dead_letters, methods=["POST"]),
         Route("/v1/reference/{table}/{key}", put_entry, methods=["PUT"]),
-        Route("/v1/metrics/{stream}", reads.get_metrics),
+        Route("/v1/streams/{stream}/metrics", reads.get_metrics),
+        Route("/v1/metrics", metrics.list_metrics, methods=["GET"]),
+        Route("/v1/metrics", metrics.create_metric, methods=["POST"]),
+        Route("/v1/metrics/{name}", metrics.get_metric, methods=["GET"]),
+        Route("/v1/metrics/{name}", metrics.delete_metric, methods=["DELETE"]),
+        Route("/v1/metrics/{name}/results", metrics.metric_results),
+        Route("/v1/metrics/{name}/live", metrics.live_metric),
         Route("/v1/query", query.post_query, methods=["POST"]),
         Route("/v1/live/metrics", live.live_metrics),
         Route("/healthz", health.healthz),

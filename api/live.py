@@ -8,7 +8,7 @@ is filled at once, then every update the Redis sink applies. Filters: ``stream``
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
@@ -23,18 +23,24 @@ def _matches(update: dict[str, Any], filters: dict[str, str]) -> bool:
     return all(str(update.get(k)) == v for k, v in filters.items())
 
 
-async def _events(
-    services: Services, request: Request, filters: dict[str, str]
+async def sse_events(
+    services: Services,
+    request: Request,
+    channel: str,
+    snapshot: Callable[[], Awaitable[list[bytes | str]]],
+    filters: dict[str, str],
 ) -> AsyncIterator[dict]:
+    """``snapshot`` events for the current values, then each published update that matches.
+
+    Subscribing comes first, so an update published while the snapshot is read is not missed
+    (at worst it is seen twice; versions tell a client which is newer)."""
     pubsub = services.redis.pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(LIVE_CHANNEL)
+    await pubsub.subscribe(channel)
     try:
-        streams = [filters["stream"]] if "stream" in filters else services.catalog.names()
-        for stream in streams:
-            for raw in (await services.redis.hgetall(latest_key(stream))).values():
-                update = json.loads(raw)
-                if _matches(update, filters):
-                    yield {"event": "snapshot", "data": json.dumps(update)}
+        for raw in await snapshot():
+            update = json.loads(raw)
+            if _matches(update, filters):
+                yield {"event": "snapshot", "data": json.dumps(update)}
         while True:
             message = await pubsub.get_message(timeout=1.0)
             if message is None:
@@ -42,14 +48,10 @@ async def _events(
                     return
                 continue
             data = message["data"]
-            update = json.loads(data)
-            if _matches(update, filters):
-                yield {
-                    "event": "metric",
-                    "data": as_text(data),
-                }
+            if _matches(json.loads(data), filters):
+                yield {"event": "metric", "data": as_text(data)}
     finally:
-        await pubsub.unsubscribe(LIVE_CHANNEL)
+        await pubsub.unsubscribe(channel)
         await pubsub.aclose()
 
 
@@ -62,6 +64,15 @@ async def live_metrics(request: Request) -> EventSourceResponse:
     }
     if "stream" in filters:
         services.stream(filters["stream"])  # 404 for an unknown stream instead of silence
+    streams = [filters["stream"]] if "stream" in filters else services.catalog.names()
+
+    async def snapshot() -> list[bytes | str]:
+        out: list[bytes | str] = []
+        for stream in streams:
+            out += (await services.redis.hgetall(latest_key(stream))).values()
+        return out
+
     return EventSourceResponse(
-        _events(services, request, filters), ping=int(services.settings.sse_heartbeat_seconds)
+        sse_events(services, request, LIVE_CHANNEL, snapshot, filters),
+        ping=int(services.settings.sse_heartbeat_seconds),
     )

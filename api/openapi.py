@@ -110,7 +110,52 @@ def build_openapi(catalog: dict[str, StreamSpec]) -> dict[str, Any]:
                     },
                 },
             },
-            "/v1/metrics/{stream}": {
+            "/v1/metrics": {
+                "get": {
+                    "summary": "Declared metrics (file and API) and the file's last sync errors",
+                    "responses": {"200": _json("Declared metrics")},
+                },
+                "post": {
+                    "summary": "Declare a metric (same shape as an entry of metrics.yaml)",
+                    "requestBody": {"required": True, "content": {"application/json": {}}},
+                    "responses": {
+                        "201": _json("The stored metric"),
+                        "400": _problem("Body is not JSON"),
+                        "409": _problem("Name taken by a metric or a stream"),
+                        "422": _problem("Declaration cannot run; errors[] name each path"),
+                    },
+                },
+            },
+            "/v1/metrics/{name}": {
+                "get": {
+                    "summary": "A declared metric, whether the flow runs it, latest window per"
+                    " group (?group= adds recent windows); a stream name gives its built-in"
+                    " metrics",
+                    "responses": {"200": _json("Metric"), "404": _problem("Unknown metric")},
+                },
+                "delete": {
+                    "summary": "Stop and remove an API-declared metric",
+                    "responses": {
+                        "204": {"description": "Removed"},
+                        "404": _problem("Unknown metric"),
+                        "409": _problem("Declared in the metrics file"),
+                    },
+                },
+            },
+            "/v1/metrics/{name}/results": {
+                "get": {
+                    "summary": "Windows from ClickHouse (exact, FINAL): ?group= ?from= ?to="
+                    " ?final=true ?limit=",
+                    "responses": {"200": _json("Windows"), "404": _problem("Unknown metric")},
+                }
+            },
+            "/v1/metrics/{name}/live": {
+                "get": {
+                    "summary": "Server-sent events: snapshot per group, then each update",
+                    "responses": {"200": {"description": "text/event-stream"}},
+                }
+            },
+            "/v1/streams/{stream}/metrics": {
                 "get": {
                     "summary": "Latest windowed metrics and recent windows (from Redis)",
                     "parameters": [

@@ -15,6 +15,7 @@ from schemas.registry import SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
 from sinks.clickhouse import ClickHouse
 from sinks.runner import SinkRunner
+from streams.metrics.store import MetricStore
 
 
 @dataclass
@@ -26,10 +27,13 @@ class Services:
     redis: aioredis.Redis
     sync_redis: SyncRedis
     clickhouse: ClickHouse
+    metric_store: MetricStore
     sinks: list[SinkRunner] = field(default_factory=list)
     sink_threads: list[threading.Thread] = field(default_factory=list)
     # Set by SIGUSR1 (riverbed up's graceful stop): ingest answers 503 while the rest drains.
     draining: bool = False
+    # Problems of the metrics file's last sync ({path, message}); empty when it applied.
+    metrics_file_errors: list[dict[str, str]] = field(default_factory=list)
 
     def stream(self, name: str) -> StreamSpec:
         """The stream's spec; raises :class:`schemas.catalog.StreamNotFound` (-> 404)."""

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from confluent_kafka import Consumer, Producer
 
 from bench.drain import Progress, drain_rate, status_mb
@@ -33,6 +34,7 @@ from riverbed.kafka import consumer_config, producer_config
 from riverbed.supervisor import Supervisor
 from schemas import codec
 from schemas.catalog import METRICS_TOPIC, clean_topic
+from streams.metrics.store import MetricStore
 from streams.processing import ProcessingRules, enrich
 from streams.windows import COUNT_FIELD, window_start
 
@@ -255,10 +257,37 @@ def clean_page_views(stack: BenchStack, total: int, windows: int) -> Iterator[di
         yield enrich(spec, view, now, rules)
 
 
+# A declared metric as a user would write one: every kind of aggregation, a group-by and a
+# filter, so ``--declared N`` measures what each such metric costs the flow.
+DECLARED: dict[str, Any] = {
+    "stream": STREAM,
+    "aggregations": ["count", "sum(load_ms)", "p99(load_ms)", "count_distinct(user_id)"],
+    "group_by": ["page"],
+    "filter": "load_ms >= 0",
+    "window": {"type": "tumbling", "size": "1m"},
+}
+
+
+def declare(stack: BenchStack, count: int) -> None:
+    store = MetricStore(
+        redis.Redis.from_url(stack.env["REDIS_URL"]),
+        stack.catalog.specs,
+        stack.settings.allowed_lateness_seconds * 1000,
+    )
+    for i in range(count):
+        store.create({**DECLARED, "name": f"bench_{i}"})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--windows", type=int, default=10, help="windows the event times span")
+    parser.add_argument(
+        "--declared",
+        type=int,
+        default=0,
+        help="also run this many declared metrics on the stream (see DECLARED)",
+    )
     parser.add_argument(
         "--emit-interval",
         type=float,
@@ -270,12 +299,14 @@ def main(argv: list[str] | None = None) -> int:
         ids = stack.catalog.ids(STREAM)
         records = clean_page_views(stack, args.events, args.windows)
         fill(stack.settings, stack.registry, clean_topic(STREAM), ids.clean, records)
+        declare(stack, args.declared)
         raw = raw_windows(stack, args.events, args.emit_interval)
         flow = bytewax_flow(stack, args.events, args.emit_interval)
     result = {
         "events": args.events,
         "windows": flow.windows,
         "emit_interval_s": args.emit_interval,
+        "declared_metrics": args.declared,
         "raw_confluent_loop_per_s": round(raw),
         "bytewax_flow_per_s": round(flow.events_per_s),
         "ratio": round(flow.events_per_s / raw, 3),

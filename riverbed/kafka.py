@@ -18,7 +18,14 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from riverbed.settings import Settings
-from schemas.catalog import METRICS_TOPIC, StreamSpec, clean_topic, dlq_topic, events_topic
+from schemas.catalog import (
+    METRIC_RESULTS_TOPIC,
+    METRICS_TOPIC,
+    StreamSpec,
+    clean_topic,
+    dlq_topic,
+    events_topic,
+)
 from schemas.reference import REFERENCE_TOPIC_CONFIG, reference_topic
 
 log = logging.getLogger(__name__)
@@ -57,7 +64,7 @@ def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str
 
 
 def pipeline_topics(catalog: dict[str, StreamSpec]) -> list[str]:
-    names = [METRICS_TOPIC]
+    names = [METRICS_TOPIC, METRIC_RESULTS_TOPIC]
     for stream in catalog:
         names += [events_topic(stream), clean_topic(stream), dlq_topic(stream)]
     return names

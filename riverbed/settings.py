@@ -23,6 +23,16 @@ class Settings(BaseSettings):
         default=None, description="Stream catalog and .avsc files; default: the bundled ones."
     )
 
+    metrics_file: Path | None = Field(
+        default=None, description="Declared metrics (YAML); default: metrics.yaml in data_dir."
+    )
+
+    # Scale-out: Faust worker processes sharing the agents' consumer group (`riverbed up` starts
+    # this many), and Bytewax workers in the flow process (partitions and keys are split).
+    agent_workers: int = Field(default=1, ge=1, le=64)
+    flow_workers: int = Field(default=1, ge=1, le=64)
+    instance: int = Field(default=0, ge=0, description="Set by the supervisor per replica.")
+
     kafka_bootstrap: str | None = Field(
         default=None, validation_alias=AliasChoices("RIVERBED_KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP")
     )
@@ -88,6 +98,10 @@ class Settings(BaseSettings):
     @property
     def chdb_path(self) -> Path:
         return self.data_dir / "clickhouse"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.metrics_file or self.data_dir / "metrics.yaml"
 
     @property
     def flow_recovery_dir(self) -> Path:

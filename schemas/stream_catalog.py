@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from schemas.catalog import (
+    METRIC_RESULTS_TOPIC,
     METRICS_TOPIC,
     StreamNotFound,
     StreamSpec,
@@ -28,13 +29,13 @@ from schemas.catalog import (
 )
 from schemas.codec import StreamSchemaIds, subject
 from schemas.registry import SchemaRegistry, as_text, fingerprint
-from schemas.system import DEAD_LETTER_SCHEMA, METRIC_UPDATE_SCHEMA
+from schemas.system import DEAD_LETTER_SCHEMA, METRIC_RESULT_SCHEMA, METRIC_UPDATE_SCHEMA
 
 STREAMS_KEY = "riverbed:streams"
 IDS_KEY = "riverbed:streams:ids"  # stream -> the schema ids it writes with, set with the spec
 SEEDED_KEY = "riverbed:streams:seeded"  # stream -> fingerprint of its streams.toml declaration
 VERSION_KEY = "riverbed:streams:version"
-PIPELINE_SUBJECT = re.compile(r"^(events|clean|dlq)\..+-value$|^metrics-value$")
+PIPELINE_SUBJECT = re.compile(r"^(events|clean|dlq)\..+-value$|^(metrics|metric_results)-value$")
 SYSTEM_FIELD_NAMES = ("event_id", "ingested_at", "event_time", "processed_at")
 
 
@@ -76,6 +77,7 @@ class StreamCatalog:
         self._version = -1
         self._checked = 0.0
         self.metrics_id = registry.register(subject(METRICS_TOPIC), METRIC_UPDATE_SCHEMA)
+        self.results_id = registry.register(subject(METRIC_RESULTS_TOPIC), METRIC_RESULT_SCHEMA)
 
     # ---- reading ----------------------------------------------------------------------------
 

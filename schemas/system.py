@@ -47,6 +47,32 @@ METRIC_UPDATE_SCHEMA: dict[str, Any] = {
 }
 
 
+METRIC_RESULT_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "MetricResult",
+    "namespace": "riverbed.system",
+    "doc": (
+        "One window of a declared metric for one group. Re-emitted with a higher version while"
+        " the window is open or when a late event updates it; final=true when it closes;"
+        " deleted=true retracts a session window that merged into another."
+    ),
+    "fields": [
+        {"name": "metric", "type": "string"},
+        {"name": "generation", "type": "string", "doc": "Fingerprint of the declaration."},
+        {"name": "stream", "type": "string"},
+        {"name": "group_key", "type": "string", "doc": "group_by values joined by '|'; '*'."},
+        {"name": "group", "type": {"type": "map", "values": "string"}},
+        {"name": "window_start", "type": TIMESTAMP_MILLIS},
+        {"name": "window_end", "type": TIMESTAMP_MILLIS},
+        {"name": "count", "type": "long", "doc": "Events counted (after the filter)."},
+        {"name": "values", "type": {"type": "map", "values": "double"}},
+        {"name": "final", "type": "boolean"},
+        {"name": "deleted", "type": "boolean"},
+        {"name": "version", "type": "long", "doc": "Emission time in ms; later replaces earlier."},
+    ],
+}
+
+
 def dead_letter(
     stream: str,
     stage: str,

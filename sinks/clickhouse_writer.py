@@ -16,7 +16,7 @@ from typing import Any
 from confluent_kafka import Message
 
 from schemas import codec, wire
-from schemas.catalog import METRICS_TOPIC, stream_of_topic
+from schemas.catalog import METRIC_RESULTS_TOPIC, METRICS_TOPIC, stream_of_topic
 from schemas.registry import SchemaNotFound, SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
 from schemas.system import DEAD_LETTER_SCHEMA
@@ -24,8 +24,10 @@ from schemas.wire import WireFormatError
 from sinks.clickhouse import ClickHouse, ClickHouseError
 from sinks.ddl import (
     DEAD_LETTERS_TABLE,
+    METRIC_RESULTS_TABLE,
     METRICS_TABLE,
     create_dead_letters_table,
+    create_metric_results_table,
     create_metrics_table,
     events_table,
     quote,
@@ -71,6 +73,7 @@ class ClickHouseWriter:
     def ensure_tables(self) -> None:
         self.engine.command(f"CREATE DATABASE IF NOT EXISTS {quote(self.database)}")
         self.engine.command(create_metrics_table(self.database))
+        self.engine.command(create_metric_results_table(self.database))
         self.engine.command(create_dead_letters_table(self.database))
         for name in self.catalog.names():
             self._ensure_stream_table(name)
@@ -113,6 +116,10 @@ class ClickHouseWriter:
         if topic == METRICS_TOPIC:
             schema_id, record = codec.decode(self.registry, raw)
             return METRICS_TABLE, self._converter(schema_id)(record)
+        if topic == METRIC_RESULTS_TOPIC:
+            schema_id, record = codec.decode(self.registry, raw)
+            row = self._converter(schema_id)(record)
+            return METRIC_RESULTS_TABLE, {**row, "deleted": int(record["deleted"])}
         if topic.startswith("dlq."):
             _, record = codec.decode(self.registry, raw)
             return DEAD_LETTERS_TABLE, {**self._dead_letter_row(record), "dlq_id": dlq_id(message)}
@@ -133,7 +140,7 @@ class ClickHouseWriter:
             return
         except ClickHouseError as exc:
             self.engine.query("SELECT 1")  # raises if ClickHouse itself is down: retry later
-            if table in (METRICS_TABLE, DEAD_LETTERS_TABLE):
+            if table in (METRICS_TABLE, METRIC_RESULTS_TABLE, DEAD_LETTERS_TABLE):
                 raise
             if len(pairs) == 1:
                 self._dead_letter(pairs[0][1], f"clickhouse: insert refused: {exc}")

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Context, Decimal
 from typing import Any
 
-from schemas.catalog import METRICS_TOPIC
+from schemas.catalog import METRIC_RESULTS_TOPIC, METRICS_TOPIC
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 Convert = Callable[[Any], Any]
@@ -212,6 +212,7 @@ def create_events_table(database: str, stream: str, schema: dict[str, Any]) -> s
 
 
 METRICS_TABLE = METRICS_TOPIC
+METRIC_RESULTS_TABLE = METRIC_RESULTS_TOPIC
 DEAD_LETTERS_TABLE = "dead_letters"
 
 
@@ -248,6 +249,28 @@ def create_metrics_table(database: str) -> str:
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (stream, field, `group`, window_start)"""
+
+
+def create_metric_results_table(database: str) -> str:
+    """One row per (metric, generation, group, window). The highest version wins, and a row
+    with ``deleted = 1`` (a session merged into another) hides the window under ``FINAL``.
+    ``values`` holds each aggregation by its output name, e.g. ``values['p99_amount']``."""
+    return f"""CREATE TABLE IF NOT EXISTS {quote(database)}.{quote(METRIC_RESULTS_TABLE)} (
+  `metric` LowCardinality(String),
+  `generation` LowCardinality(String),
+  `stream` LowCardinality(String),
+  `group_key` String,
+  `group` Map(String, String),
+  `window_start` DateTime64(3, 'UTC'),
+  `window_end` DateTime64(3, 'UTC'),
+  `count` UInt64,
+  `values` Map(String, Float64),
+  `final` Bool,
+  `deleted` UInt8,
+  `version` Int64
+)
+ENGINE = ReplacingMergeTree(version, deleted)
+ORDER BY (metric, generation, group_key, window_start)"""
 
 
 def row_converter(schema: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:

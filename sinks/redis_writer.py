@@ -7,21 +7,27 @@ applied. Keys (all under ``riverbed:``):
 - ``latest:{stream}`` hash, field ``{field}|{group}`` -> JSON of the newest window's update
 - ``series:{stream}:{field}:{group}`` sorted set by window start, the last N windows
 - channel ``live:metrics`` -> every applied update as JSON
+
+Declared metrics (``metric_results``) get the same shape under their metric name:
+``mlatest:{metric}`` (field: group key), ``mseries:{metric}:{group key}`` and channel
+``live:metric_results``. A retracted session window is removed rather than stored.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
 from confluent_kafka import Message
 
 from schemas import codec
+from schemas.catalog import METRIC_RESULTS_TOPIC
 from schemas.registry import SchemaRegistry
 
 LIVE_CHANNEL = "riverbed:live:metrics"
+RESULTS_CHANNEL = "riverbed:live:metric_results"
 
 _UPSERT = """
 local series, latest = KEYS[1], KEYS[2]
@@ -30,6 +36,14 @@ local current = redis.call('ZRANGEBYSCORE', series, start, start)
 if #current > 0 then
   if tonumber(cjson.decode(current[1])['version']) >= version then return 0 end
   redis.call('ZREMRANGEBYSCORE', series, start, start)
+end
+if ARGV[7] == '1' then
+  local newest = redis.call('HGET', latest, member)
+  if newest and tonumber(cjson.decode(newest)['window_start']) == start then
+    redis.call('HDEL', latest, member)
+  end
+  redis.call('PUBLISH', ARGV[6], update)
+  return 1
 end
 redis.call('ZADD', series, start, update)
 redis.call('ZREMRANGEBYRANK', series, 0, -(tonumber(ARGV[5]) + 1))
@@ -50,6 +64,14 @@ def series_key(stream: str, field: str, group: str) -> str:
     return f"riverbed:series:{stream}:{field}:{group}"
 
 
+def results_latest_key(metric: str) -> str:
+    return f"riverbed:mlatest:{metric}"
+
+
+def results_series_key(metric: str, group_key: str) -> str:
+    return f"riverbed:mseries:{metric}:{group_key}"
+
+
 def metric_json(update: dict[str, Any]) -> str:
     return json.dumps(update, separators=(",", ":"), sort_keys=True)
 
@@ -64,23 +86,62 @@ class RedisMetricsWriter:
         self._upsert = client.register_script(_UPSERT)
 
     def write(self, messages: Sequence[Message]) -> None:
-        self.apply([codec.decode(self.registry, m.value() or b"")[1] for m in messages])
+        updates: list[dict[str, Any]] = []
+        results: list[dict[str, Any]] = []
+        for message in messages:
+            record = codec.decode(self.registry, message.value() or b"")[1]
+            (results if message.topic() == METRIC_RESULTS_TOPIC else updates).append(record)
+        self.apply(updates)
+        self.apply_results(results)
 
     def apply(self, updates: Sequence[dict[str, Any]]) -> list[bool]:
         """Upsert decoded updates in one round trip; True for each one that was applied."""
+        return self._upsert_all(
+            (
+                series_key(u["stream"], u["field"], u["group"]),
+                latest_key(u["stream"]),
+                f"{u['field']}|{u['group']}",
+                u,
+                False,
+                LIVE_CHANNEL,
+            )
+            for u in updates
+        )
+
+    def apply_results(self, results: Sequence[dict[str, Any]]) -> list[bool]:
+        """The same upsert for declared metrics' windows; retractions delete."""
+        return self._upsert_all(
+            (
+                results_series_key(r["metric"], r["group_key"]),
+                results_latest_key(r["metric"]),
+                r["group_key"],
+                r,
+                r["deleted"],
+                RESULTS_CHANNEL,
+            )
+            for r in results
+        )
+
+    def _upsert_all(
+        self, items: Iterable[tuple[str, str, str, dict[str, Any], bool, str]]
+    ) -> list[bool]:
         pipe = self.client.pipeline(transaction=False)
-        for update in updates:
-            stream, field, group = update["stream"], update["field"], update["group"]
+        count = 0
+        for series, latest, member, update, deleted, channel in items:
             self._upsert(
-                keys=[series_key(stream, field, group), latest_key(stream)],
+                keys=[series, latest],
                 args=[
-                    f"{field}|{group}",
+                    member,
                     metric_json(update),
                     update["window_start"],
                     update["version"],
                     self.series_length,
-                    LIVE_CHANNEL,
+                    channel,
+                    "1" if deleted else "0",
                 ],
                 client=pipe,
             )
+            count += 1
+        if not count:
+            return []
         return [bool(applied) for applied in pipe.execute()]

@@ -13,7 +13,7 @@ from riverbed.heartbeat import start_heartbeat
 from riverbed.kafka import consumer_config, producer_config
 from riverbed.settings import Settings
 from riverbed.wiring import join_catalog
-from schemas.catalog import METRICS_TOPIC
+from schemas.catalog import METRIC_RESULTS_TOPIC, METRICS_TOPIC
 from schemas.registry import SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
 from sinks.clickhouse import ClickHouse, connect
@@ -34,7 +34,7 @@ def clickhouse_runner(
     writer = ClickHouseWriter(engine, settings.clickhouse_database, registry, catalog, dead_letters)
     writer.ensure_tables()
     # Regex subscriptions: topics of streams created at run time are picked up on their own.
-    topics = [r"^clean\..+", r"^dlq\..+", METRICS_TOPIC]
+    topics = [r"^clean\..+", r"^dlq\..+", METRICS_TOPIC, METRIC_RESULTS_TOPIC]
     return SinkRunner(
         consumer_config(settings, CLICKHOUSE_GROUP),
         topics,
@@ -51,7 +51,7 @@ def redis_runner(settings: Settings, registry: SchemaRegistry) -> SinkRunner:
     # Live values want latency, not big batches: hand over whatever arrived within 100 ms.
     return SinkRunner(
         consumer_config(settings, REDIS_GROUP),
-        [METRICS_TOPIC],
+        [METRICS_TOPIC, METRIC_RESULTS_TOPIC],
         writer,
         settings.sink_batch_size,
         0.1,

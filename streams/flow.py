@@ -23,11 +23,12 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard, cast
 
 import bytewax.operators as op
+import redis
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from confluent_kafka.admin import AdminClient
 
@@ -36,11 +37,26 @@ from riverbed.settings import Settings
 from riverbed.supervisor import EXIT_RESTART
 from riverbed.wiring import join_catalog
 from schemas import codec, wire
-from schemas.catalog import METRICS_TOPIC, clean_topic, dlq_topic, stream_of_topic
+from schemas.catalog import (
+    METRIC_RESULTS_TOPIC,
+    METRICS_TOPIC,
+    clean_topic,
+    dlq_topic,
+    stream_of_topic,
+)
 from schemas.registry import SchemaNotFound, SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
 from schemas.system import dead_letter
 from schemas.wire import WireFormatError
+from streams.metrics.steps import (
+    PROCESSED_AT,
+    MetricItem,
+    MetricLogic,
+    MetricOutput,
+    metric_item,
+    passes,
+)
+from streams.metrics.store import MetricFollower, MetricStore
 from streams.windows import WindowState
 
 log = logging.getLogger(__name__)
@@ -115,7 +131,7 @@ class WindowLogic(op.StatefulLogic[Item, Output, WindowState]):
                 state.source_mark,
                 value.source_mark,
                 state.max_event_time,
-                state.max_seen_wall,
+                state.clock.max_seen_wall,
                 now,
             )
             # The stream-wide group speaks for the event: one dead letter per late event.
@@ -151,16 +167,21 @@ class SourceProgress:
     """Per-topic event-time progress of the source: the minimum over all partitions of the
     newest event time read from each, unknown until every partition has delivered.
 
-    Kept by the (single) worker that reads every partition; not snapshotted, so after a
-    restart it starts unknown again, which only delays closing windows.
+    Shared by the flow's workers (threads of one process; each reads some of the partitions);
+    not snapshotted, so after a restart it starts unknown again, which only delays closing
+    windows. Flow workers in several processes would each see only their own partitions, which
+    is why the flow scales with ``RIVERBED_FLOW_WORKERS`` (threads) and runs as one process.
     """
 
     def __init__(self, partitions: dict[str, int]) -> None:
         self.partitions = partitions
         self.newest: dict[str, dict[int, int]] = {}
 
-    def observe(self, topic: str, partition: int, event_time: int) -> int | None:
-        seen = self.newest.setdefault(topic, {})
+    def observe(
+        self, topic: str, partition: int, event_time: int, series: str | None = None
+    ) -> int | None:
+        """``series`` tracks another clock of the same topic (e.g. processing time)."""
+        seen = self.newest.setdefault(series or topic, {})
         if event_time > seen.get(partition, event_time - 1):
             seen[partition] = event_time
         if len(seen) < self.partitions.get(topic, 1):
@@ -182,9 +203,12 @@ def decode_batch(
     catalog: StreamCatalog,
     progress: SourceProgress,
     messages: list[Any],
-) -> list[tuple[str, Item]]:
-    """Each clean record becomes one item for the stream total and one for its group."""
-    out: list[tuple[str, Item]] = []
+    follower: MetricFollower | None = None,
+) -> list[tuple[str, Item | MetricItem]]:
+    """Each clean record becomes one item for the stream total, one for its group, and one
+    for each declared metric of its stream whose filter it passes."""
+    out: list[tuple[str, Item | MetricItem]] = []
+    declared = follower.refresh() if follower is not None else {}
     for message in messages:
         if not isinstance(message, KafkaSourceMessage):
             raise RuntimeError(f"Kafka error in the metrics flow: {message}")
@@ -218,13 +242,41 @@ def decode_batch(
         for group in groups:
             item = Item(stream, group, record["event_time"], values, raw, event_id, key, mark)
             out.append((f"{stream}\x1f{group}", item))
+        metrics = declared.get(stream, ())
+        if metrics and any(m.time_basis == "processing" for m, _ in metrics):
+            processing_mark = progress.observe(
+                topic, message.partition or 0, record[PROCESSED_AT], f"{topic}#processing"
+            )
+        for metric, metric_filter in metrics:
+            if passes(metric_filter, record):
+                at = mark if metric.time_basis == "event" else processing_mark
+                out.append(metric_item(metric, record, raw, key, at))
     return out
 
 
+def is_window_item(kv: tuple[str, Item | MetricItem]) -> TypeGuard[tuple[str, Item]]:
+    return isinstance(kv[1], Item)
+
+
 def encode_output(
-    registry: SchemaRegistry, catalog: StreamCatalog, item: tuple[str, Output]
+    registry: SchemaRegistry, catalog: StreamCatalog, item: tuple[str, Output | MetricOutput]
 ) -> KafkaSinkMessage[bytes | None, bytes]:
     _, (kind, payload) = item
+    if kind == "result":
+        key = f"{payload['metric']}|{payload['group_key']}".encode()
+        value = codec.encode(registry, catalog.results_id, payload)
+        return KafkaSinkMessage(key, value, topic=METRIC_RESULTS_TOPIC)
+    if kind == "late_metric":
+        item_: MetricItem = payload
+        dead = dead_letter(
+            item_.metric.stream,
+            "aggregate",
+            f"late: its window of metric {item_.metric.name} had closed",
+            item_.raw,
+            item_.event_id,
+        )
+        value = codec.encode(registry, catalog.ids(item_.metric.stream).dead_letter, dead)
+        return KafkaSinkMessage(None, value, topic=dlq_topic(item_.metric.stream))
     if kind == "metric":
         key = f"{payload['stream']}|{payload['field']}|{payload['group']}".encode()
         value = codec.encode(registry, catalog.metrics_id, payload)
@@ -237,7 +289,12 @@ def encode_output(
     return KafkaSinkMessage(None, value, topic=dlq_topic(late.stream))
 
 
-def build_flow(settings: Settings, registry: SchemaRegistry, catalog: StreamCatalog) -> Dataflow:
+def build_flow(
+    settings: Settings,
+    registry: SchemaRegistry,
+    catalog: StreamCatalog,
+    follower: MetricFollower | None = None,
+) -> Dataflow:
     brokers = [settings.require_kafka()]
     flow = Dataflow("riverbed_metrics")
     topics = [clean_topic(name) for name in catalog.names()]
@@ -250,8 +307,10 @@ def build_flow(settings: Settings, registry: SchemaRegistry, catalog: StreamCata
     messages = op.input("clean", flow, source)
     progress = SourceProgress(partition_counts(brokers, topics))
     keyed = op.flat_map_batch(
-        "decode", messages, lambda b: decode_batch(registry, catalog, progress, b)
+        "decode", messages, lambda b: decode_batch(registry, catalog, progress, b, follower)
     )
+    kinds = op.branch("kinds", keyed, is_window_item)
+    declared_items = cast(Stream[tuple[str, MetricItem]], kinds.falses)
 
     def size_ms(stream: str) -> int:
         return (catalog.get(stream).window_seconds or settings.window_seconds) * 1000
@@ -261,10 +320,23 @@ def build_flow(settings: Settings, registry: SchemaRegistry, catalog: StreamCata
     grace_ms = int(settings.window_idle_grace_seconds * 1000)
     outputs = op.stateful(
         "windows",
-        keyed,
+        kinds.trues,
         lambda resume: WindowLogic(resume, size_ms, lateness_ms, emit_ms, grace_ms),
     )
-    encoded = op.map("encode", outputs, lambda item: encode_output(registry, catalog, item))
+
+    def is_live(name: str, generation: str) -> bool:
+        if follower is None:
+            return False
+        follower.refresh()
+        return (name, generation) in follower.live_generations()
+
+    results = op.stateful(
+        "declared",
+        declared_items,
+        lambda resume: MetricLogic(resume, is_live, emit_ms, grace_ms),
+    )
+    merged = op.merge("outputs", outputs, results)
+    encoded = op.map("encode", merged, lambda item: encode_output(registry, catalog, item))
     sink = KafkaSink(brokers, None, add_config={"linger.ms": "5", "enable.idempotence": "true"})
     op.output("out", encoded, sink)
     return flow
@@ -295,16 +367,39 @@ def watch_for_new_streams(catalog: StreamCatalog, interval: float = 2.0) -> None
     threading.Thread(target=watch, name="catalog-watch", daemon=True).start()
 
 
+def follow_metrics(follower: MetricFollower, interval: float = 1.0) -> None:
+    """Pick up declared metrics while no events arrive too (the decode step refreshes only when
+    it has a batch), so ``running`` turns true before the first event is posted."""
+
+    def follow() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                follower.refresh()
+            except redis.RedisError as exc:
+                log.warning("cannot refresh declared metrics: %s", exc)
+
+    threading.Thread(target=follow, name="metrics-follow", daemon=True).start()
+
+
 def run(settings: Settings) -> None:
     from bytewax._bytewax import cli_main
 
     registry, catalog = join_catalog(settings)
-    flow = build_flow(settings, registry, catalog)
+    store = MetricStore(
+        redis.Redis.from_url(settings.require_redis()),
+        catalog.specs,
+        settings.allowed_lateness_seconds * 1000,
+    )
+    follower = MetricFollower(store)
+    follower.refresh(force=True)
+    flow = build_flow(settings, registry, catalog, follower)
     start_heartbeat(settings.require_redis(), "flow")
     watch_for_new_streams(catalog)
+    follow_metrics(follower)
     cli_main(
         flow,
-        workers_per_process=1,
+        workers_per_process=settings.flow_workers,
         epoch_interval=timedelta(seconds=settings.flow_snapshot_seconds),
         recovery_config=recovery_config(settings),
     )

@@ -1,5 +1,6 @@
 """Exact results through crashes: SIGKILL the agents, the flow, the API (which runs the
-ClickHouse sink) and the Redis sink at seeded random moments while events stream in.
+ClickHouse sink) and the Redis sink at seeded random moments while events stream in; the
+built-in window aggregates and a declared metric (from metrics.yaml) must both come out exact.
 
 Each seed runs a pipeline of its own (broker, Redis database, data dir), posts a fixed set of
 events like a client that retries until it hears 202, and checks that ClickHouse holds every
@@ -35,6 +36,14 @@ BATCHES = 24
 BATCH = 100
 EVENTS = BATCHES * BATCH
 SPREAD_MS = 1500  # below RIVERBED_ALLOWED_LATENESS_SECONDS
+# A declared metric computed alongside the built-in ones, from the data dir's metrics.yaml.
+DECLARED = {
+    "name": "crash_pages",
+    "stream": "pageviews",
+    "aggregations": ["count", "sum(load_ms)", "max(load_ms)", "count_distinct(user_id)"],
+    "group_by": ["page"],
+    "window": {"type": "tumbling", "size": f"{WINDOW_MS}ms"},
+}
 VICTIMS = ("agents", "flow", "api", "sink-redis")
 
 
@@ -63,6 +72,7 @@ def stack(engines: Engines, tmp_path: Path, request: pytest.FixtureRequest) -> I
         # Longer than any restart here, so events held up by a killed agent are not late.
         "RIVERBED_WINDOW_IDLE_GRACE_SECONDS": "60",
     }
+    (tmp_path / "metrics.yaml").write_text(json.dumps({"metrics": [DECLARED]}))  # YAML ⊇ JSON
     try:
         supervisor, base = start_components(tmp_path, env, PIPELINE_COMPONENTS, interval=0.2)
     except AssertionError:
@@ -134,6 +144,11 @@ def test_killed_processes_restart_and_every_count_stays_exact(stack: Stack, seed
     victims = list(VICTIMS)
     rng.shuffle(victims)
     kills = dict(zip(sorted(rng.sample(range(2, BATCHES - 1), len(victims))), victims, strict=True))
+    wait_until(
+        lambda: httpx.get(f"{stack.base}/v1/metrics/crash_pages", timeout=5).json()["running"],
+        30,
+        message="the flow to run the declared metric",
+    )
     events: list[dict] = []
     for index in range(BATCHES):
         batch = make_batch(rng, index)
@@ -216,6 +231,38 @@ def test_killed_processes_restart_and_every_count_stays_exact(stack: Stack, seed
         120,
         interval=0.5,
         message="exact aggregates in ClickHouse",
+    )
+    declared: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for event in events:
+        declared[(event["page"], window_start(event["ts"], WINDOW_MS))].append(event)
+    want_declared = {
+        key: (
+            len(group),
+            round(sum(e["load_ms"] for e in group), 6),
+            max(e["load_ms"] for e in group),
+            len({e["user_id"] for e in group}),
+        )
+        for key, group in declared.items()
+    }
+
+    def declared_results() -> dict[tuple[str, int], tuple[int, float, float, int]]:
+        response = httpx.get(f"{stack.base}/v1/metrics/crash_pages/results", timeout=30)
+        response.raise_for_status()
+        return {
+            (w["group_key"], w["window_start"]): (
+                w["count"],
+                round(w["values"]["sum_load_ms"], 6),
+                w["values"]["max_load_ms"],
+                int(w["values"]["count_distinct_user_id"]),
+            )
+            for w in response.json()["windows"]
+        }
+
+    wait_until(
+        lambda: declared_results() == want_declared,
+        60,
+        interval=0.5,
+        message="exact declared-metric windows in ClickHouse",
     )
     late = query(
         stack.base, "SELECT count() FROM riverbed.dead_letters FINAL WHERE stream = 'pageviews'"

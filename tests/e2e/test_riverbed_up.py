@@ -96,7 +96,7 @@ def test_riverbed_up_serves_demo_data_drains_on_ctrl_c_and_keeps_it_across_resta
         kafka_port = int(re.search(r":(\d+)", kafka_line).group(1))  # type: ignore[union-attr]
 
         def demo_metrics() -> bool:
-            latest = httpx.get(f"{base}/v1/metrics/purchases", timeout=10).json()["latest"]
+            latest = httpx.get(f"{base}/v1/streams/purchases/metrics", timeout=10).json()["latest"]
             return "*|*" in latest and latest["*|*"]["count"] > 0
 
         wait_until(demo_metrics, 60, message="demo purchases to show up as live metrics")
@@ -125,7 +125,7 @@ def test_riverbed_up_serves_demo_data_drains_on_ctrl_c_and_keeps_it_across_resta
         sql = f"SELECT count() FROM riverbed.events_pageviews FINAL WHERE page = '{page}'"
         rows = httpx.post(f"{base}/v1/query", json={"sql": sql}, timeout=30).json()["rows"]
         assert rows[0][0] == len(burst)
-        latest = httpx.get(f"{base}/v1/metrics/purchases", timeout=10).json()["latest"]
+        latest = httpx.get(f"{base}/v1/streams/purchases/metrics", timeout=10).json()["latest"]
         assert latest["*|*"]["count"] > 0  # live values came back from valkey's AOF
         assert httpx.get(latest_url, timeout=10).json()["id"] == schema_id  # ids are stable
     finally:

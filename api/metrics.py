@@ -1,0 +1,201 @@
+"""Declared metrics over HTTP: define, list, delete, read results, follow live.
+
+``POST /v1/metrics`` takes the same declaration as ``metrics.yaml`` (see
+``streams/metrics/definition.py``); a declaration that cannot run gets a 422 listing every
+problem with its path. Results come from ClickHouse (``/results``, exact, read with ``FINAL``)
+or Redis (``GET /v1/metrics/{name}``: the latest window per group, and ``/live`` over SSE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import anyio.to_thread
+from sse_starlette.sse import EventSourceResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from api import reads
+from api.live import sse_events
+from api.params import int_param, time_param
+from api.problems import Problem
+from api.services import Services
+from schemas.registry import as_text
+from sinks.ddl import METRIC_RESULTS_TABLE, quote, string_literal
+from sinks.redis_writer import RESULTS_CHANNEL, results_latest_key, results_series_key
+from streams.metrics.definition import MetricError
+from streams.metrics.store import DeclaredInFile, MetricExists, MetricNotFound, StoredMetric
+
+log = logging.getLogger(__name__)
+
+
+def _stored(services: Services, name: str) -> StoredMetric:
+    try:
+        return services.metric_store.get(name)
+    except MetricNotFound:
+        raise Problem(404, "No such metric", f"no declared metric {name!r}", metric=name) from None
+
+
+async def list_metrics(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    stored = await anyio.to_thread.run_sync(services.metric_store.all)
+    return JSONResponse(
+        {
+            "metrics": [m.to_public() for m in stored.values()],
+            "file": str(services.settings.metrics_path),
+            "file_errors": services.metrics_file_errors,
+        }
+    )
+
+
+async def create_metric(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    try:
+        payload = await request.json()
+    except ValueError:
+        raise Problem(400, "Malformed body", "the body is not JSON") from None
+    if isinstance(payload, dict) and payload.get("name") in services.catalog.names():
+        raise Problem(
+            409, "Name taken", f"{payload['name']!r} is a stream; pick another metric name"
+        )
+    try:
+        stored = await anyio.to_thread.run_sync(services.metric_store.create, payload)
+    except MetricError as exc:
+        first = exc.errors[0]
+        raise Problem(
+            422,
+            "Invalid metric",
+            f"{len(exc.errors)} problems; first: {first['path']}: {first['message']}",
+            errors=[{**e, "path": "/" + e["path"].replace(".", "/")} for e in exc.errors],
+        ) from None
+    except MetricExists as exc:
+        raise Problem(
+            409,
+            "Metric exists",
+            f"{exc.name!r} is already declared (source: {exc.source}); delete it first",
+            metric=exc.name,
+        ) from None
+    location = f"/v1/metrics/{stored.metric.name}"
+    return JSONResponse(stored.to_public(), status_code=201, headers={"Location": location})
+
+
+async def delete_metric(request: Request) -> Response:
+    services: Services = request.app.state.services
+    name = request.path_params["name"]
+    try:
+        await anyio.to_thread.run_sync(services.metric_store.delete, name)
+    except MetricNotFound:
+        raise Problem(404, "No such metric", f"no declared metric {name!r}") from None
+    except DeclaredInFile:
+        raise Problem(
+            409,
+            "Declared in file",
+            f"{name!r} comes from {services.settings.metrics_path}; remove it there",
+        ) from None
+    return Response(status_code=204)
+
+
+async def get_metric(request: Request) -> JSONResponse:
+    """A declared metric with its latest window per group; for a stream name, the stream's
+    built-in metrics (the older spelling of ``/v1/streams/{stream}/metrics``)."""
+    services: Services = request.app.state.services
+    name = request.path_params["name"]
+    try:
+        stored = await anyio.to_thread.run_sync(services.metric_store.get, name)
+    except MetricNotFound:
+        if name in services.catalog.names():
+            request.path_params["stream"] = name
+            return await reads.get_metrics(request)
+        raise Problem(404, "No such metric", f"no declared metric {name!r}") from None
+    latest = {
+        as_text(k): json.loads(v)
+        for k, v in (await services.redis.hgetall(results_latest_key(name))).items()
+    }
+    recent: dict[str, list[Any]] = {}
+    for group in request.query_params.getlist("group"):
+        values = await services.redis.zrange(results_series_key(name, group), 0, -1)
+        recent[group] = [json.loads(v) for v in values]  # type: ignore[arg-type]
+    running = await anyio.to_thread.run_sync(services.metric_store.applied)
+    return JSONResponse(
+        {**stored.to_public(), "running": running, "latest": latest, "recent": recent}
+    )
+
+
+async def metric_results(request: Request) -> JSONResponse:
+    """Windows from ClickHouse: ``?group=`` (key), ``from``/``to`` (window start), ``final``."""
+    services: Services = request.app.state.services
+    stored = _stored(services, request.path_params["name"])
+    metric = stored.metric
+    where = [
+        f"metric = {string_literal(metric.name)}",
+        f"generation = {string_literal(metric.generation)}",
+    ]
+    if (group := request.query_params.get("group")) is not None:
+        where.append(f"group_key = {string_literal(group)}")
+    if (start := time_param(request, "from")) is not None:
+        where.append(f"toUnixTimestamp64Milli(window_start) >= {start}")
+    if (end := time_param(request, "to")) is not None:
+        where.append(f"toUnixTimestamp64Milli(window_start) < {end}")
+    if request.query_params.get("final") in ("1", "true"):
+        where.append("final")
+    limit = int_param(request, "limit", 1000, 1, 100_000)
+    table = f"{quote(services.settings.clickhouse_database)}.{quote(METRIC_RESULTS_TABLE)}"
+    sql = (
+        "SELECT group_key, `group`, toUnixTimestamp64Milli(window_start) AS window_start,"
+        " toUnixTimestamp64Milli(window_end) AS window_end, count, `values`, final, version"
+        f" FROM {table} FINAL WHERE {' AND '.join(where)}"
+        f" ORDER BY window_start, group_key LIMIT {limit}"
+    )
+    result = await anyio.to_thread.run_sync(
+        lambda: services.clickhouse.query(sql, {"output_format_json_quote_64bit_integers": 0})
+    )
+    return JSONResponse({"metric": metric.name, "windows": result.records()})
+
+
+async def live_metric(request: Request) -> EventSourceResponse:
+    """SSE: the latest window of each group (``snapshot``), then every applied update."""
+    services: Services = request.app.state.services
+    name = request.path_params["name"]
+    _stored(services, name)
+    filters = {"metric": name}
+    if "group" in request.query_params:
+        filters["group_key"] = request.query_params["group"]
+
+    async def snapshot() -> list[bytes | str]:
+        return list((await services.redis.hgetall(results_latest_key(name))).values())
+
+    return EventSourceResponse(
+        sse_events(services, request, RESULTS_CHANNEL, snapshot, filters),
+        ping=int(services.settings.sse_heartbeat_seconds),
+    )
+
+
+async def follow_metrics_file(services: Services, interval: float = 2.0) -> None:
+    """Re-sync ``metrics.yaml`` whenever it changes, so editing the file is enough."""
+    path = services.settings.metrics_path
+    seen: float | None = None
+    while True:
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            mtime = -1.0
+        if mtime != seen:
+            seen = mtime
+            await anyio.to_thread.run_sync(sync_metrics_file, services)
+        await asyncio.sleep(interval)
+
+
+def sync_metrics_file(services: Services) -> None:
+    path = services.settings.metrics_path
+    try:
+        report = services.metric_store.sync_file(path)
+    except MetricError as exc:
+        services.metrics_file_errors = exc.errors
+        log.error("metrics file %s not applied: %s", path, exc)
+        return
+    services.metrics_file_errors = []
+    if any(report.values()):
+        log.warning("metrics file %s applied: %s", path, report)

@@ -1,0 +1,137 @@
+"""Windows of a declared metric: assignment, exact folding, sessions, lateness."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from schemas.catalog import load_catalog
+from streams.metrics.definition import Metric, parse_definition
+from streams.metrics.state import SKETCH_RELATIVE_ACCURACY, MetricWindows
+from streams.metrics.steps import group_of, value_hash
+from streams.watermark import Watermark
+
+STREAMS = load_catalog()
+
+
+def metric(window: dict[str, Any], aggregations: list[str] | None = None) -> Metric:
+    return parse_definition(
+        {
+            "name": "m",
+            "stream": "purchases",
+            "aggregations": aggregations or ["count", "sum(price)"],
+            "window": window,
+            "allowed_lateness": "1s",
+        },
+        STREAMS,
+        0,
+    )
+
+
+def windows(window: dict[str, Any], aggregations: list[str] | None = None) -> MetricWindows:
+    m = metric(window, aggregations)
+    return MetricWindows(m, "*", {}, Watermark(m.lateness_ms))
+
+
+def by_start(updates: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {u["window_start"]: u for u in updates}
+
+
+def test_tumbling_windows_count_each_event_once_even_when_redelivered() -> None:
+    w = windows({"type": "tumbling", "size": "10s"})
+    for key, t in enumerate([1000, 2000, 9999, 10_000]):
+        assert w.add(t, {"price": 2.0}, {}, now_ms=0, event_key=key)
+    assert w.add(2000, {"price": 2.0}, {}, now_ms=0, event_key=1)  # a redelivered copy
+    out = by_start(w.flush(0))
+    assert out[0]["values"] == {"count": 3.0, "sum_price": 6.0}
+    assert out[10_000]["values"] == {"count": 1.0, "sum_price": 2.0}
+    assert not any(u["final"] for u in out.values())
+
+
+def test_hopping_windows_put_an_event_in_size_over_step_windows() -> None:
+    w = windows({"type": "hopping", "size": "30s", "step": "10s"})
+    w.add(25_000, {"price": 1.0}, {}, now_ms=0, event_key=1)
+    assert sorted(by_start(w.flush(0))) == [0, 10_000, 20_000]
+
+
+def test_a_window_closes_final_once_the_watermark_passes_its_end() -> None:
+    w = windows({"type": "tumbling", "size": "10s"})
+    w.add(5000, {"price": 1.0}, {}, now_ms=0, event_key=1)
+    w.add(10_500, {"price": 1.0}, {}, now_ms=0, event_key=2)  # watermark 9500: still open
+    assert not by_start(w.flush(0))[0]["final"]
+    w.add(11_000, {"price": 1.0}, {}, now_ms=0, event_key=3)  # watermark 10000: closed
+    updates = by_start(w.flush(0))
+    assert updates[0]["final"] and updates[0]["values"]["count"] == 1.0
+    assert not w.add(9000, {"price": 1.0}, {}, now_ms=0, event_key=4)  # late now
+
+
+def test_an_event_is_late_if_any_of_its_hopping_windows_closed() -> None:
+    w = windows({"type": "hopping", "size": "20s", "step": "10s"})
+    w.add(1000, {}, {}, now_ms=0, event_key=1)
+    w.add(12_000, {}, {}, now_ms=0, event_key=2)  # watermark 11000: [0,10) not yet closed
+    w.add(21_000, {}, {}, now_ms=0, event_key=3)  # watermark 20000: [0, 20) closes
+    w.flush(0)
+    before = {s: win.acc.count for s, win in w.windows.items()}
+    assert not w.add(15_000, {}, {}, now_ms=0, event_key=4)  # [0,20) closed, [10,30) open
+    assert {s: win.acc.count for s, win in w.windows.items()} == before  # counted nowhere
+
+
+def test_sessions_merge_and_the_absorbed_session_is_retracted() -> None:
+    w = windows({"type": "session", "gap": "5s"})
+    w.add(10_000, {"price": 1.0}, {}, now_ms=0, event_key=1)
+    w.add(12_000, {"price": 1.0}, {}, now_ms=0, event_key=2)  # same session: [10s, 17s)
+    first = w.flush(0)
+    assert [(u["window_start"], u["window_end"], u["count"]) for u in first] == [
+        (10_000, 17_000, 2)
+    ]
+    w.add(6_000, {"price": 1.0}, {}, now_ms=0, event_key=3)  # within the gap before: merge
+    second = w.flush(0)
+    assert [(u["window_start"], u["deleted"]) for u in second] == [(10_000, True), (6_000, False)]
+    merged = second[1]
+    assert (merged["window_end"], merged["count"]) == (17_000, 3)
+
+
+def test_sessions_further_apart_than_the_gap_stay_apart() -> None:
+    w = windows({"type": "session", "gap": "2s"})
+    w.add(0, {}, {}, now_ms=0, event_key=1)
+    w.add(5000, {}, {}, now_ms=0, event_key=2)
+    assert sorted(by_start(w.flush(0))) == [0, 5000]
+
+
+def test_count_distinct_is_exact_and_percentiles_stay_within_the_sketch_accuracy() -> None:
+    w = windows(
+        {"type": "tumbling", "size": "1h"},
+        ["count_distinct(user_id)", "p50(price)", "p99(price)", "min(price)", "max(price)"],
+    )
+    rng = random.Random(7)
+    prices, users = [], set()
+    for key in range(5000):
+        price, user = rng.lognormvariate(3, 1), f"u{rng.randint(1, 700)}"
+        prices.append(price)
+        users.add(user)
+        w.add(1000, {"price": price}, {"user_id": value_hash(user)}, now_ms=0, event_key=key)
+    values = w.flush(0)[0]["values"]
+    assert values["count_distinct_user_id"] == len(users)
+    assert (values["min_price"], values["max_price"]) == (min(prices), max(prices))
+    ordered = sorted(prices)
+    for q, name in ((0.5, "p50_price"), (0.99, "p99_price")):
+        exact = ordered[int(q * (len(ordered) - 1))]
+        assert abs(values[name] - exact) <= SKETCH_RELATIVE_ACCURACY * exact * 1.0001
+
+
+def test_groups_escape_the_separator_so_keys_are_unique() -> None:
+    m = parse_definition(
+        {
+            "name": "g",
+            "stream": "purchases",
+            "aggregations": ["count"],
+            "group_by": ["product", "user_id"],
+            "window": {"type": "tumbling", "size": 1},
+        },
+        STREAMS,
+        0,
+    )
+    a, _ = group_of(m, {"product": "a|b", "user_id": "c"})
+    b, _ = group_of(m, {"product": "a", "user_id": "b|c"})
+    assert a != b
+    assert group_of(m, {"product": "x", "user_id": None}) == ("x|", {"product": "x", "user_id": ""})
