@@ -104,7 +104,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not settings.embedded_clickhouse:
         components.append("sink-clickhouse")
     for component in components:
-        supervisor.add(component)
+        replicas = settings.agent_workers if component == "agents" else 1
+        for instance in range(replicas):
+            supervisor.add(component, instance)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

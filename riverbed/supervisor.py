@@ -59,12 +59,14 @@ class Supervisor:
         self.children: list[Child] = []
         self._stop = threading.Event()
 
-    def add(self, component: str) -> Child:
+    def add(self, component: str, instance: int = 0) -> Child:
+        """Start a component; replicas (``instance`` > 0) are named ``agents#2`` and so on."""
+        name = component if instance == 0 else f"{component}#{instance + 1}"
         child = Child(
-            component,
+            name,
             component_argv(component),
-            {**os.environ, **self.env},
-            self.log_dir / f"{component}.log",
+            {**os.environ, **self.env, "RIVERBED_INSTANCE": str(instance)},
+            self.log_dir / f"{name.replace('#', '-')}.log",
         )
         self.children.append(child)
         child.start()

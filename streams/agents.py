@@ -103,6 +103,7 @@ class AgentContext:
     rules: ProcessingRules
     dedup_horizon_seconds: int
     references: ReferenceStore | None = None
+    instance: int = 0  # which replica of the agents this worker is (RIVERBED_INSTANCE)
 
     def __post_init__(self) -> None:
         self._dedup = self.redis.register_script(_DEDUP)
@@ -193,6 +194,8 @@ class AgentContext:
     ) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hincrby(stats_key(spec.name), "processed", seen)
+            # Per replica too, so scaling out can be seen (and tested) to share the work.
+            pipe.hincrby(stats_key(spec.name), f"processed:{self.instance}", seen)
             if duplicates:
                 pipe.hincrby(stats_key(spec.name), "duplicates", duplicates)
             if dead:

@@ -35,7 +35,10 @@ def create_app(settings: Settings) -> faust.App:
         broker_max_poll_records=5000,
         stream_buffer_maxsize=20000,
         web_enabled=False,
-        datadir=str(settings.data_dir / "faust"),
+        # One directory per replica: Faust keeps per-worker files there.
+        datadir=str(
+            settings.data_dir / ("faust" if not settings.instance else f"faust-{settings.instance}")
+        ),
         producer_acks=-1,
     )
 
@@ -55,6 +58,7 @@ def build_worker(settings: Settings) -> faust.App:
         rules=ProcessingRules(max_future_skew_ms=settings.max_future_skew_seconds * 1000),
         dedup_horizon_seconds=settings.dedup_horizon_seconds,
         references=references,
+        instance=settings.instance,
     )
     install_agents(app, context)
     return app

@@ -120,7 +120,8 @@ def start_components(
         report=print,
     )
     for component in components:
-        supervisor.add(component)
+        name, _, replica = component.partition("#")  # "agents#2": a second agents worker
+        supervisor.add(name, int(replica) - 1 if replica else 0)
     threading.Thread(target=supervisor.run, args=(interval,), daemon=True).start()
     base = f"http://127.0.0.1:{port}"
     try:
