@@ -110,6 +110,20 @@ def build_openapi(catalog: dict[str, StreamSpec]) -> dict[str, Any]:
                     },
                 },
             },
+            "/v1/reference/{table}/{key}": {
+                "put": {
+                    "summary": "Replace a reference-table entry (compacted ref.{table}); agents"
+                    " enrich later events with it",
+                    "requestBody": {"required": True, "content": {"application/json": {}}},
+                    "responses": {
+                        "200": _json("The stored entry"),
+                        "400": _problem("Body is not JSON"),
+                        "404": _problem("Unknown table"),
+                        "422": _problem("Invalid key, or unknown or mistyped attributes"),
+                        "503": _problem("Kafka unavailable"),
+                    },
+                }
+            },
             "/v1/metrics": {
                 "get": {
                     "summary": "Declared metrics (file and API) and the file's last sync errors",

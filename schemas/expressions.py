@@ -1,10 +1,16 @@
 """Filter expressions over one record's fields, checked against the fields and parsed once.
 
-Expressions are Python-like (``price * quantity > 100 and currency == "EUR"``) and evaluated
-by simpleeval, which never hands them Python's ``eval``. Everything that can be wrong with an
-expression is found when it is compiled: syntax, constructs simpleeval does not evaluate, names
-that are not fields, functions that do not exist. Evaluating it can then only fail on the data
-(a null where a number was expected), which counts as "does not match".
+Expressions are Python-like (``price * quantity > 100 and currency == "EUR"``) with
+simpleeval's language and rules. Everything that can be wrong with an expression is found when
+it is compiled: syntax, constructs simpleeval does not evaluate, names that are not fields,
+functions that do not exist. Evaluating it can then only fail on the data (a null where a
+number was expected), which counts as "does not match".
+
+simpleeval walks the syntax tree for every evaluation, which cost a quarter of the metrics
+flow's time for a one-comparison filter. So the checked tree is compiled to bytecode instead,
+with simpleeval's guards kept where they matter: ``+ * ** << >>`` go through its size-limited
+``safe_*`` functions, attribute access through the same allow-list, functions by names a field
+cannot shadow, and no builtins. The result is also safe to share between threads.
 """
 
 from __future__ import annotations
@@ -74,6 +80,60 @@ def _check(tree: ast.Expression, fields: Collection[str], evaluator: Any) -> Non
                 raise ExpressionError(f"unknown field {node.id!r}; fields are {sorted(fields)}")
 
 
+# simpleeval's size-limited operators (a filter must not build a gigabyte string).
+_SAFE_OPERATORS: dict[type, Any] = {
+    ast.Add: simpleeval.safe_add,
+    ast.Mult: simpleeval.safe_mult,
+    ast.Pow: simpleeval.safe_power,
+    ast.LShift: simpleeval.safe_lshift,
+    ast.RShift: simpleeval.safe_rshift,
+}
+
+
+def _attribute(value: Any, name: str) -> Any:
+    """simpleeval's attribute rule: no private names, only the allow-listed ones per type."""
+    allowed = simpleeval.BASIC_ALLOWED_ATTRS.get(type(value), ())
+    if name.startswith("_") or name not in allowed or name in simpleeval.DISALLOW_METHODS:
+        raise AttributeError(f"{type(value).__name__}.{name} is not available in a filter")
+    return getattr(value, name)
+
+
+class _Compiler(ast.NodeTransformer):
+    """Rewrite a checked tree so that plain bytecode keeps simpleeval's guards."""
+
+    def __init__(self, called: set[int]) -> None:
+        self.called = called
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if id(node) in self.called:
+            return ast.copy_location(ast.Name(f"__fn_{node.id}", ast.Load()), node)
+        return node
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        self.generic_visit(node)
+        if type(node.op) not in _SAFE_OPERATORS:
+            return node
+        name = f"__op_{type(node.op).__name__}"
+        call = ast.Call(ast.Name(name, ast.Load()), [node.left, node.right], [])
+        return ast.copy_location(call, node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        if node.attr.startswith("_"):
+            raise ExpressionError(f"private attribute {node.attr!r} is not available")
+        self.generic_visit(node)
+        call = ast.Call(ast.Name("__attr", ast.Load()), [node.value, ast.Constant(node.attr)], [])
+        return ast.copy_location(call, node)
+
+
+_GLOBALS: dict[str, Any] = {
+    "__builtins__": {},
+    "__attr": _attribute,
+    # The evaluator's functions: ours plus the compound-type constructors it adds.
+    **{f"__fn_{name}": fn for name, fn in _evaluator().functions.items()},
+    **{f"__op_{op.__name__}": fn for op, fn in _SAFE_OPERATORS.items()},
+}
+
+
 class Expression:
     """A compiled filter; :meth:`matches` is cheap enough to call for every event."""
 
@@ -87,24 +147,22 @@ class Expression:
             raise ExpressionError(f"not an expression: {exc.msg} (column {exc.offset})") from None
         tree = ast.fix_missing_locations(_Constants().visit(tree))
         self.text = text
-        self._evaluator = _evaluator()
-        _check(tree, frozenset(fields), self._evaluator)
-        self._parsed = tree.body
+        _check(tree, frozenset(fields), _evaluator())
+        called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        compiled = ast.fix_missing_locations(_Compiler(called).visit(tree))
+        self._code = compile(compiled, "<filter>", "eval")
 
     def matches(self, record: dict[str, Any]) -> bool:
-        """True if the expression is truthy for ``record``; an error on its values is False.
-
-        Not thread-safe (the evaluator holds the record while it runs): one per thread.
-        """
-        self._evaluator.names = record
+        """True if the expression is truthy for ``record``; an error on its values is False."""
         try:
-            return bool(self._evaluator.eval(self.text, previously_parsed=self._parsed))
+            return bool(eval(self._code, _GLOBALS, record))  # checked tree, no builtins
         except (
             TypeError,
             ValueError,
             ArithmeticError,
             LookupError,
             AttributeError,
+            NameError,
             simpleeval.InvalidExpression,
         ):
             return False

@@ -16,7 +16,6 @@ exactly the same things, with the same field paths in the errors. Example::
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import re
@@ -24,10 +23,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-import simpleeval
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.catalog import NUMERIC_TYPES, StreamSpec, base_type
+from schemas.expressions import Expression, ExpressionError
 
 METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -35,19 +34,6 @@ UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 AGGREGATION = re.compile(r"^\s*([a-z_]+[0-9.]*)\s*(?:\(\s*([A-Za-z_][A-Za-z0-9_]*)?\s*\))?\s*$")
 PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
 NUMERIC_OPS = frozenset({"sum", "avg", "min", "max"})
-# Functions a filter may call; simpleeval's defaults include rand/randint, which would make a
-# metric differ between a run and its replay after a crash.
-FILTER_FUNCTIONS = {
-    "int": int,
-    "float": float,
-    "str": str,
-    "len": len,
-    "abs": abs,
-    "min": min,
-    "max": max,
-    "lower": lambda s: s.lower(),
-}
-BUILTIN_NAMES = frozenset({"True", "False", "None", "true", "false", "null"})
 
 
 def parse_duration_ms(value: Any) -> int:
@@ -137,6 +123,7 @@ class Metric:
     definition: dict[str, Any]
     aggregations: tuple[Aggregation, ...]
     lateness_ms: int
+    fields: tuple[str, ...] = ()  # of the stream's clean schema, which the filter may read
 
     # Cached: the flow asks these for every event, and a frozen dataclass still lets
     # cached_property store its value (it writes the instance dict directly).
@@ -191,30 +178,9 @@ class Metric:
         canonical = json.dumps(self.definition, sort_keys=True, separators=(",", ":"))
         return hashlib.blake2b(canonical.encode(), digest_size=6).hexdigest()
 
-    def compile_filter(self) -> Filter | None:
+    def compile_filter(self) -> Expression | None:
         text = self.definition.get("filter")
-        return None if not text else Filter(text)
-
-
-class Filter:
-    """A simpleeval expression over one event's fields, parsed once."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self._eval = simpleeval.EvalWithCompoundTypes(functions=FILTER_FUNCTIONS)
-        self._parsed = self._eval.parse(text)
-
-    def names(self) -> set[str]:
-        tree = ast.parse(self.text, mode="eval")
-        return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-
-    def matches(self, record: dict[str, Any]) -> bool:
-        self._eval.names = record
-        try:
-            return bool(self._eval.eval(self.text, previously_parsed=self._parsed))
-        except (TypeError, ValueError, ArithmeticError, simpleeval.InvalidExpression):
-            # A null or mistyped value in one event is that event not matching, not a crash.
-            return False
+        return None if not text else Expression(text, self.fields)
 
 
 def parse_aggregation(spec: str | dict[str, str]) -> Aggregation:
@@ -308,13 +274,9 @@ def parse_definition(
             )
     if declared.filter:
         try:
-            names = Filter(declared.filter).names()
-        except (SyntaxError, simpleeval.InvalidExpression) as exc:
-            errors.append({"path": f"{prefix}filter", "message": f"not an expression: {exc}"})
-        else:
-            unknown = sorted(names - set(types) - set(FILTER_FUNCTIONS) - BUILTIN_NAMES)
-            if unknown:
-                errors.append({"path": f"{prefix}filter", "message": f"unknown names {unknown}"})
+            Expression(declared.filter, types)
+        except ExpressionError as exc:
+            errors.append({"path": f"{prefix}filter", "message": str(exc)})
     if errors:
         raise MetricError(errors)
     definition = _normalized(declared)
@@ -325,4 +287,5 @@ def parse_definition(
         definition,
         tuple(aggregations),
         default_lateness_ms if lateness is None else lateness,
+        tuple(types),
     )

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 import bytewax.operators as op
 
-from streams.metrics.definition import Filter, Metric
+from schemas.expressions import Expression
+from streams.metrics.definition import Metric
 from streams.metrics.state import MetricWindows
 from streams.watermark import Watermark
 
@@ -82,7 +83,7 @@ def metric_item(
     return f"m\x1f{metric.name}\x1f{metric.generation}\x1f{group_key}", item
 
 
-def passes(metric_filter: Filter | None, record: dict[str, Any]) -> bool:
+def passes(metric_filter: Expression | None, record: dict[str, Any]) -> bool:
     return metric_filter is None or metric_filter.matches(record)
 
 

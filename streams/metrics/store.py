@@ -20,8 +20,9 @@ import redis
 import yaml
 
 from schemas.catalog import StreamSpec
+from schemas.expressions import Expression
 from schemas.registry import as_text
-from streams.metrics.definition import Filter, Metric, MetricError, parse_definition
+from streams.metrics.definition import Metric, MetricError, parse_definition
 
 DEFS_KEY = "riverbed:metrics:defs"
 VERSION_KEY = "riverbed:metrics:version"
@@ -191,16 +192,16 @@ class MetricFollower:
         self.interval = interval
         self._checked = 0.0
         self._version = -1
-        self.by_stream: dict[str, list[tuple[Metric, Filter | None]]] = {}
+        self.by_stream: dict[str, list[tuple[Metric, Expression | None]]] = {}
 
-    def refresh(self, force: bool = False) -> dict[str, list[tuple[Metric, Filter | None]]]:
+    def refresh(self, force: bool = False) -> dict[str, list[tuple[Metric, Expression | None]]]:
         now = time.monotonic()
         if not force and now - self._checked < self.interval:
             return self.by_stream
         self._checked = now
         version = self.store.version()
         if version != self._version or force:
-            by_stream: dict[str, list[tuple[Metric, Filter | None]]] = {}
+            by_stream: dict[str, list[tuple[Metric, Expression | None]]] = {}
             for stored in self.store.all().values():
                 metric = stored.metric
                 by_stream.setdefault(metric.stream, []).append((metric, metric.compile_filter()))

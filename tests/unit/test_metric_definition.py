@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from schemas.catalog import load_catalog
+from schemas.expressions import Expression
 from streams.metrics.definition import (
-    Filter,
     MetricError,
     parse_aggregation,
     parse_definition,
@@ -102,13 +102,26 @@ def test_processing_time_has_no_lateness() -> None:
 
 
 def test_filters_see_fields_and_treat_a_type_error_as_no_match() -> None:
-    rule = Filter("price > 10 and currency in ('EUR', 'GBP')")
+    metric = parse_definition(
+        declare(filter="price > 10 and currency in ('EUR', 'GBP')"), STREAMS, 0
+    )
+    rule = metric.compile_filter()
+    assert rule is not None
     assert rule.matches({"price": 11.0, "currency": "EUR"})
     assert not rule.matches({"price": 11.0, "currency": "USD"})
     assert not rule.matches({"price": None, "currency": "EUR"})  # None > 10 is a TypeError
-    assert rule.names() == {"price", "currency"}
 
 
-def test_filters_cannot_reach_random_or_attributes() -> None:
+def test_filters_cannot_reach_random_or_private_attributes() -> None:
     assert paths(declare(filter="rand() > 0.5")) == ["filter"]
-    assert not Filter("price.__class__ is None").matches({"price": 1.0})
+    assert paths(declare(filter="price.__class__ is None")) == ["filter"]
+    rule = Expression("product.isdigit() or product.title() == 'X'", ["product"])
+    assert rule.matches({"product": "x"})  # allow-listed str methods work
+    assert not Expression("product.count('x') > 0", ["product"]).matches({"product": 1})
+
+
+def test_compiled_filters_keep_simpleevals_size_limits_and_shield_functions() -> None:
+    huge = Expression("len(product * 100000000) > 0", ["product"])
+    assert not huge.matches({"product": "xx"})  # refused by safe_mult, not built
+    shadowed = Expression("len(product) == 2", ["product", "len"])
+    assert shadowed.matches({"product": "xx", "len": 5})  # a field cannot replace a function
