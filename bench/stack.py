@@ -15,8 +15,9 @@ from pathlib import Path
 import redis
 
 from riverbed.embedded import start_kafka, start_redis
-from riverbed.kafka import ensure_topics, pipeline_topics
+from riverbed.kafka import ensure_topics
 from riverbed.settings import Settings
+from riverbed.wiring import catalog_topics
 from schemas.catalog import load_catalog
 from schemas.registry import SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
@@ -49,7 +50,8 @@ def bench_stack(prefix: str, extra_topics: list[str]) -> Iterator[BenchStack]:
             registry = SchemaRegistry(client)
             catalog = StreamCatalog(client, registry)
             catalog.bootstrap(load_catalog(settings.schemas_dir))
-            ensure_topics(settings, [*pipeline_topics(catalog.specs()), *extra_topics])
+            topics = catalog_topics(settings, catalog)
+            ensure_topics(settings, [*topics["topics"], *extra_topics], configs=topics["configs"])
             yield BenchStack(settings, env, data_dir, registry, catalog)
         finally:
             valkey.stop()

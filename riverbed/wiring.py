@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import redis
 
@@ -34,13 +35,18 @@ def bootstrap_catalog(settings: Settings) -> tuple[SchemaRegistry, StreamCatalog
     log.info("schema registry: %s", reconcile(registry, schema_log))
     catalog = StreamCatalog(client, registry)
     catalog.bootstrap(load_catalog(settings.schemas_dir))
+    ensure_topics(settings, **catalog_topics(settings, catalog))
+    return registry, catalog
+
+
+def catalog_topics(settings: Settings, catalog: StreamCatalog) -> dict[str, Any]:
+    """``ensure_topics`` arguments for everything the catalog needs, reference tables too."""
     topics = stream_topic_configs(catalog.specs())
     # Every declared table, so that PUT /v1/reference can write one no stream enriches from yet.
     for table in load_reference_tables(settings.schemas_dir).values():
         topics["topics"].append(table.topic)
         topics["configs"][table.topic] = dict(REFERENCE_TOPIC_CONFIG)
-    ensure_topics(settings, **topics)
-    return registry, catalog
+    return topics
 
 
 def join_catalog(

@@ -81,7 +81,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class WindowLogic(op.StatefulLogic[Item, Output, WindowState]):
+class WindowLogic(op.StatefulLogic[list[Item], Output, WindowState]):
     """Drives one :class:`WindowState`: folds events, flushes on a timer, releases when idle.
 
     Bytewax hands the builder only the resume state, not the key, so a fresh state is created
@@ -108,39 +108,38 @@ class WindowLogic(op.StatefulLogic[Item, Output, WindowState]):
             # Updates emitted after the snapshot may not have reached Kafka before the crash.
             self.next_flush = _now_ms() + emit_interval_ms
 
-    def on_item(self, value: Item) -> tuple[list[Output], bool]:
+    def on_item(self, value: list[Item]) -> tuple[list[Output], bool]:
         now = _now_ms()
         if self.state is None:
+            first = value[0]
             self.state = WindowState(
-                value.stream,
-                value.group,
-                self.size_ms(value.stream),
+                first.stream,
+                first.group,
+                self.size_ms(first.stream),
                 self.lateness_ms,
                 idle_grace_ms=self.idle_grace_ms,
                 source_watermarks=True,
             )
         state = self.state
-        if not state.add(value.event_time, value.values, now, value.event_key, value.source_mark):
-            log.debug(
-                "late %s %s@%s: watermark %s (source %s, item %s), max event time %s, seen at %s,"
-                " now %s",
-                value.event_id,
-                value.group,
-                value.event_time,
-                state.watermark(now),
-                state.source_mark,
-                value.source_mark,
-                state.max_event_time,
-                state.clock.max_seen_wall,
-                now,
-            )
-            # The stream-wide group speaks for the event: one dead letter per late event.
-            if value.group != ALL_GROUPS:
-                return [], op.StatefulLogic.RETAIN
-            return [("late", value)], op.StatefulLogic.RETAIN
+        late: list[Output] = []
+        for item in value:
+            if not state.add(item.event_time, item.values, now, item.event_key, item.source_mark):
+                log.debug(
+                    "late %s %s@%s: watermark %s (source %s, item %s), max event time %s",
+                    item.event_id,
+                    item.group,
+                    item.event_time,
+                    state.watermark(now),
+                    state.source_mark,
+                    item.source_mark,
+                    state.max_event_time,
+                )
+                # The stream-wide group speaks for the event: one dead letter per late event.
+                if item.group == ALL_GROUPS:
+                    late.append(("late", item))
         if self.next_flush is None:
             self.next_flush = now + self.emit_interval_ms
-        return [], op.StatefulLogic.RETAIN
+        return late, op.StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Output], bool]:
         if self.state is None:
@@ -204,10 +203,10 @@ def decode_batch(
     progress: SourceProgress,
     messages: list[Any],
     follower: MetricFollower | None = None,
-) -> list[tuple[str, Item | MetricItem]]:
+) -> list[tuple[str, list[Item] | list[MetricItem]]]:
     """Each clean record becomes one item for the stream total, one for its group, and one
     for each declared metric of its stream whose filter it passes."""
-    out: list[tuple[str, Item | MetricItem]] = []
+    out: dict[str, list[Any]] = {}
     declared = follower.refresh() if follower is not None else {}
     for message in messages:
         if not isinstance(message, KafkaSourceMessage):
@@ -241,7 +240,7 @@ def decode_batch(
             groups.append("" if value is None else str(value))
         for group in groups:
             item = Item(stream, group, record["event_time"], values, raw, event_id, key, mark)
-            out.append((f"{stream}\x1f{group}", item))
+            out.setdefault(f"{stream}\x1f{group}", []).append(item)
         metrics = declared.get(stream, ())
         if metrics and any(m.time_basis == "processing" for m, _ in metrics):
             processing_mark = progress.observe(
@@ -250,12 +249,17 @@ def decode_batch(
         for metric, metric_filter in metrics:
             if passes(metric_filter, record):
                 at = mark if metric.time_basis == "event" else processing_mark
-                out.append(metric_item(metric, record, raw, key, at))
-    return out
+                metric_key, declared_item = metric_item(metric, record, raw, key, at)
+                out.setdefault(metric_key, []).append(declared_item)
+    # One item per key and batch, in read order: Bytewax's per-item routing and state lookup
+    # then cost once per key, not once per event and group (or metric).
+    return list(out.items())
 
 
-def is_window_item(kv: tuple[str, Item | MetricItem]) -> TypeGuard[tuple[str, Item]]:
-    return isinstance(kv[1], Item)
+def is_window_batch(
+    kv: tuple[str, list[Item] | list[MetricItem]],
+) -> TypeGuard[tuple[str, list[Item]]]:
+    return isinstance(kv[1][0], Item)
 
 
 def encode_output(
@@ -309,8 +313,8 @@ def build_flow(
     keyed = op.flat_map_batch(
         "decode", messages, lambda b: decode_batch(registry, catalog, progress, b, follower)
     )
-    kinds = op.branch("kinds", keyed, is_window_item)
-    declared_items = cast(Stream[tuple[str, MetricItem]], kinds.falses)
+    kinds = op.branch("kinds", keyed, is_window_batch)
+    declared_items = cast(Stream[tuple[str, list[MetricItem]]], kinds.falses)
 
     def size_ms(stream: str) -> int:
         return (catalog.get(stream).window_seconds or settings.window_seconds) * 1000

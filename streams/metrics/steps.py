@@ -91,7 +91,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class MetricLogic(op.StatefulLogic[MetricItem, MetricOutput, MetricWindows]):
+class MetricLogic(op.StatefulLogic[list[MetricItem], MetricOutput, MetricWindows]):
     """Drives one :class:`MetricWindows`; drops it once its metric is deleted or redefined."""
 
     def __init__(
@@ -111,28 +111,32 @@ class MetricLogic(op.StatefulLogic[MetricItem, MetricOutput, MetricWindows]):
             if state.dirty or state.retracted:
                 self.next_flush = _now_ms() + emit_interval_ms
 
-    def on_item(self, value: MetricItem) -> tuple[list[MetricOutput], bool]:
+    def on_item(self, value: list[MetricItem]) -> tuple[list[MetricOutput], bool]:
         now = _now_ms()
         if self.state is None:
+            first = value[0]
             clock = Watermark(
-                value.metric.lateness_ms,
-                self.idle_grace_ms if value.metric.time_basis == "event" else 0,
+                first.metric.lateness_ms,
+                self.idle_grace_ms if first.metric.time_basis == "event" else 0,
                 source_watermarks=True,
             )
-            self.state = MetricWindows(value.metric, value.group_key, value.group, clock)
-        accepted = self.state.add(
-            value.event_time,
-            value.numbers,
-            value.hashes,
-            now,
-            value.event_key,
-            value.source_mark,
-        )
-        if not accepted:
-            return [("late_metric", value)], op.StatefulLogic.RETAIN
+            self.state = MetricWindows(first.metric, first.group_key, first.group, clock)
+        state = self.state
+        late: list[MetricOutput] = []
+        for item in value:
+            accepted = state.add(
+                item.event_time,
+                item.numbers,
+                item.hashes,
+                now,
+                item.event_key,
+                item.source_mark,
+            )
+            if not accepted:
+                late.append(("late_metric", item))
         if self.next_flush is None:
             self.next_flush = now + self.emit_interval_ms
-        return [], op.StatefulLogic.RETAIN
+        return late, op.StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[MetricOutput], bool]:
         state = self.state
