@@ -44,7 +44,7 @@ def _wait_ready(url: str, timeout: float) -> bool:
 def cmd_up(args: argparse.Namespace) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # status lines must show up when piped
-    from riverbed.demo import DemoTraffic
+    from riverbed.demo import DEMO_METRICS, DemoTraffic
     from riverbed.embedded import EngineStartError, port_is_free, start_kafka, start_redis
 
     overrides = {}
@@ -68,6 +68,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         "RIVERBED_HOST": settings.host,
     }
     print(f"Riverbed starting (data dir {data_dir})")
+    metrics_path = settings.model_copy(update={"data_dir": data_dir}).metrics_path
+    if args.demo and not metrics_path.exists():
+        metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        metrics_path.write_text(DEMO_METRICS)
+        print(f"  metrics  {metrics_path}  (demo declarations written; edit freely)")
+    else:
+        print(f"  metrics  {metrics_path}" + ("" if metrics_path.exists() else "  (none yet)"))
     try:
         if settings.embedded_kafka:
             # A new in-memory broker starts with empty topics: snapshots of offsets into the
@@ -121,6 +128,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"\nRiverbed is up: {base}")
             print(f"  streams      {base}/v1/streams")
             print(f"  live (SSE)   {base}/v1/live/metrics")
+            print(f"  metrics      {base}/v1/metrics")
             print(f"  OpenAPI      {base}/openapi.json")
             print(f"  health       {base}/readyz")
             print(f"  logs         {data_dir / 'logs'}")

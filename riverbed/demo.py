@@ -28,6 +28,30 @@ PRODUCT_DETAILS = {
 }  # no "mug": its purchases show what an event without an entry looks like (nulls)
 
 
+# Written to the data dir's metrics.yaml by `riverbed up --demo` when there is none, so the demo
+# shows declared metrics too; edit the file and the flow follows within seconds.
+DEMO_METRICS = """\
+# Declared metrics (docs/metrics.md). Edit and save: the API applies changes within seconds.
+metrics:
+  - name: page_latency
+    stream: pageviews
+    aggregations: [count, avg(load_ms), p50(load_ms), p99(load_ms), count_distinct(user_id)]
+    group_by: [page]
+    window: {type: tumbling, size: 1m}
+  - name: revenue_by_category
+    stream: purchases
+    aggregations: [count, sum(price), max(price)]
+    group_by: [category]
+    filter: "currency == 'EUR'"
+    window: {type: hopping, size: 5m, step: 1m}
+  - name: shopping_sessions
+    stream: purchases
+    aggregations: [count, sum(price)]
+    group_by: [user_id]
+    window: {type: session, gap: 30s}
+"""
+
+
 def page_view(rng: random.Random, now_ms: int) -> dict[str, Any]:
     return {
         "user_id": f"u{rng.randint(1, 500)}",

@@ -100,6 +100,12 @@ def test_riverbed_up_serves_demo_data_drains_on_ctrl_c_and_keeps_it_across_resta
             return "*|*" in latest and latest["*|*"]["count"] > 0
 
         wait_until(demo_metrics, 60, message="demo purchases to show up as live metrics")
+
+        def declared_demo_metric() -> bool:
+            body = httpx.get(f"{base}/v1/metrics/page_latency", timeout=10).json()
+            return bool(body["source"] == "file" and body["running"] and body["latest"])
+
+        wait_until(declared_demo_metric, 60, message="the demo's metrics.yaml to be computed")
         assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
         latest_url = f"{base}/registry/subjects/events.pageviews-value/versions/latest"
         schema_id = httpx.get(latest_url, timeout=10).json()["id"]

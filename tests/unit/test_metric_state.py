@@ -8,7 +8,7 @@ from typing import Any
 from schemas.catalog import load_catalog
 from streams.metrics.definition import Metric, parse_definition
 from streams.metrics.state import SKETCH_RELATIVE_ACCURACY, MetricWindows
-from streams.metrics.steps import group_of, value_hash
+from streams.metrics.steps import group_of, metric_item, value_hash
 from streams.watermark import Watermark
 
 STREAMS = load_catalog()
@@ -135,3 +135,20 @@ def test_groups_escape_the_separator_so_keys_are_unique() -> None:
     b, _ = group_of(m, {"product": "a", "user_id": "b|c"})
     assert a != b
     assert group_of(m, {"product": "x", "user_id": None}) == ("x|", {"product": "x", "user_id": ""})
+
+
+def test_processing_time_metrics_window_by_the_agents_processed_at() -> None:
+    m = parse_definition(
+        {
+            "name": "p",
+            "stream": "purchases",
+            "aggregations": ["count"],
+            "window": {"type": "tumbling", "size": "1s"},
+            "time": "processing",
+        },
+        STREAMS,
+        5000,
+    )
+    record = {"event_time": 1_000, "processed_at": 7_500, "event_id": "e"}
+    _, item = metric_item(m, record, b"", event_key=1, source_mark=None)
+    assert item.event_time == 7_500 and m.lateness_ms == 0
