@@ -7,6 +7,7 @@ them. Nothing here is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from riverbed.embedded import Engine, free_port, start_kafka, start_redis
 from riverbed.supervisor import Supervisor
@@ -134,6 +136,44 @@ def start_components(
         supervisor.stop()
         raise
     return supervisor, base
+
+
+@dataclass
+class OwnStack:
+    """A pipeline with a broker and a Redis database of its own (see :func:`own_stack`)."""
+
+    base: str
+    kafka: Engine
+    redis_url: str
+    supervisor: Supervisor
+
+
+@contextlib.contextmanager
+def own_stack(
+    engines: Engines,
+    data_dir: Path,
+    database: int,
+    env: dict[str, str],
+    components: Sequence[str] = PIPELINE_COMPONENTS,
+) -> Iterator[OwnStack]:
+    """For tests that kill or scale processes: nothing they do can disturb the shared pipeline.
+
+    Uses Redis database ``database`` of the session's valkey (emptied first) and a new tansu.
+    """
+    kafka = start_kafka(data_dir)
+    redis_url = engines.redis.url.rsplit("/", 1)[0] + f"/{database}"
+    redis.Redis.from_url(redis_url).flushdb()
+    full_env = {"KAFKA_BOOTSTRAP": kafka.url, "REDIS_URL": redis_url, **env}
+    try:
+        supervisor, base = start_components(data_dir, full_env, components, interval=0.2)
+    except AssertionError:
+        kafka.stop()
+        raise
+    try:
+        yield OwnStack(base, kafka, redis_url, supervisor)
+    finally:
+        supervisor.stop()
+        kafka.stop()
 
 
 @pytest.fixture(scope="session")

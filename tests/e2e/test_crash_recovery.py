@@ -17,18 +17,15 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
-from riverbed.embedded import Engine, start_kafka
-from riverbed.supervisor import Supervisor
 from sinks.redis_writer import series_key
 from streams.windows import window_start
-from tests.conftest import PIPELINE_COMPONENTS, Engines, start_components, wait_until
+from tests.conftest import Engines, OwnStack, own_stack, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.crash]
 WINDOW_MS = 5000
@@ -47,42 +44,23 @@ DECLARED = {
 VICTIMS = ("agents", "flow", "api", "sink-redis")
 
 
-@dataclass
-class Stack:
-    base: str
-    kafka: Engine
-    redis_url: str
-    supervisor: Supervisor
-
+class Stack(OwnStack):
     def kill(self, name: str) -> None:
         self.supervisor.signal(name, signal.SIGKILL)
 
 
 @pytest.fixture()
 def stack(engines: Engines, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    kafka = start_kafka(tmp_path)
-    database = 3 + request.node.callspec.params["seed"] % 10
-    redis_url = engines.redis.url.rsplit("/", 1)[0] + f"/{database}"
-    redis.Redis.from_url(redis_url).flushdb()
     env = {
-        "KAFKA_BOOTSTRAP": kafka.url,
-        "REDIS_URL": redis_url,
         "RIVERBED_WINDOW_SECONDS": str(WINDOW_MS // 1000),
         "RIVERBED_ALLOWED_LATENESS_SECONDS": "2",
         # Longer than any restart here, so events held up by a killed agent are not late.
         "RIVERBED_WINDOW_IDLE_GRACE_SECONDS": "60",
     }
     (tmp_path / "metrics.yaml").write_text(json.dumps({"metrics": [DECLARED]}))  # YAML ⊇ JSON
-    try:
-        supervisor, base = start_components(tmp_path, env, PIPELINE_COMPONENTS, interval=0.2)
-    except AssertionError:
-        kafka.stop()
-        raise
-    try:
-        yield Stack(base, kafka, redis_url, supervisor)
-    finally:
-        supervisor.stop()
-        kafka.stop()
+    database = 3 + request.node.callspec.params["seed"] % 10
+    with own_stack(engines, tmp_path, database, env) as own:
+        yield Stack(own.base, own.kafka, own.redis_url, own.supervisor)
 
 
 def make_batch(rng: random.Random, index: int) -> list[dict]:

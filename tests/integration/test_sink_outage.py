@@ -24,26 +24,10 @@ from schemas.stream_catalog import StreamCatalog
 from sinks.redis_writer import RedisMetricsWriter, series_key
 from sinks.runner import SinkRunner
 from tests.conftest import Engines, wait_until
+from tests.integration.test_sinks import update
 
 pytestmark = pytest.mark.integration
 WINDOWS = 60
-
-
-def metric_update(stream: str, start: int, count: int) -> dict:
-    return {
-        "stream": stream,
-        "group": "*",
-        "field": "*",
-        "window_start": start,
-        "window_end": start + 1000,
-        "count": count,
-        "sum": float(count),
-        "min": None,
-        "max": None,
-        "avg": None,
-        "final": True,
-        "version": 1,
-    }
 
 
 def test_the_redis_sink_retries_through_a_redis_restart_and_loses_nothing(
@@ -70,7 +54,7 @@ def test_the_redis_sink_retries_through_a_redis_restart_and_loses_nothing(
 
     def produce(starts: range) -> None:
         for start in starts:
-            value = codec.encode(registry, metrics_id, metric_update(stream, start * 1000, start))
+            value = codec.encode(registry, metrics_id, update(stream, "*", start * 1000, 1, start))
             producer.produce(topic, value)
         assert producer.flush(30) == 0
 
