@@ -25,7 +25,12 @@ from api.problems import Problem
 from api.services import Services
 from schemas.registry import as_text
 from sinks.ddl import METRIC_RESULTS_TABLE, quote, string_literal
-from sinks.redis_writer import RESULTS_CHANNEL, results_latest_key, results_series_key
+from sinks.redis_writer import (
+    RESULTS_CHANNEL,
+    clear_results,
+    results_latest_key,
+    results_series_key,
+)
 from streams.metrics.definition import MetricError
 from streams.metrics.store import DeclaredInFile, MetricExists, MetricNotFound, StoredMetric
 
@@ -87,6 +92,7 @@ async def delete_metric(request: Request) -> Response:
     name = request.path_params["name"]
     try:
         await anyio.to_thread.run_sync(services.metric_store.delete, name)
+        await anyio.to_thread.run_sync(clear_results, services.sync_redis, name)
     except MetricNotFound:
         raise Problem(404, "No such metric", f"no declared metric {name!r}") from None
     except DeclaredInFile:
@@ -184,7 +190,11 @@ async def follow_metrics_file(services: Services, interval: float = 2.0) -> None
             mtime = -1.0
         if mtime != seen:
             seen = mtime
-            await anyio.to_thread.run_sync(sync_metrics_file, services)
+            try:
+                await anyio.to_thread.run_sync(sync_metrics_file, services)
+            except Exception:  # Redis down, a bug: log it, keep following the file
+                log.exception("metrics file %s: sync failed; will retry on its next change", path)
+                seen = None
         await asyncio.sleep(interval)
 
 
@@ -197,5 +207,7 @@ def sync_metrics_file(services: Services) -> None:
         log.error("metrics file %s not applied: %s", path, exc)
         return
     services.metrics_file_errors = []
+    for name in report["changed"] + report["removed"]:
+        clear_results(services.sync_redis, name)  # the old windows' live values are stale
     if any(report.values()):
         log.warning("metrics file %s applied: %s", path, report)

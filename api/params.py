@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime
 
 from starlette.requests import Request
 
 from api.problems import Problem
+
+EPOCH_MS = re.compile(r"^-?\d{1,15}$")
 
 
 def time_param(request: Request, name: str) -> int | None:
@@ -16,7 +19,7 @@ def time_param(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    if raw.lstrip("-").isascii() and raw.lstrip("-").isdigit():
+    if EPOCH_MS.match(raw):
         return int(raw)
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))

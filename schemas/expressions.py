@@ -80,20 +80,77 @@ def _check(tree: ast.Expression, fields: Collection[str], evaluator: Any) -> Non
                 raise ExpressionError(f"unknown field {node.id!r}; fields are {sorted(fields)}")
 
 
-# simpleeval's size-limited operators (a filter must not build a gigabyte string).
+MAX_LENGTH = 2000  # characters of filter text; deeper nesting than this could recurse away
+MAX_POWER_BITS = 4096  # an integer power larger than this is refused, not computed
+
+
+def _safe_power(base: Any, exponent: Any) -> Any:
+    whole = isinstance(base, int) and isinstance(exponent, int) and exponent > 0
+    if whole and max(base.bit_length(), 1) * exponent > MAX_POWER_BITS:
+        raise ArithmeticError(f"{base} ** {exponent} is too large for a filter")
+    return simpleeval.safe_power(base, exponent)
+
+
+def _safe_mod(left: Any, right: Any) -> Any:
+    """Arithmetic only: ``"%50000000d" % 1`` would allocate whatever width it names."""
+    if isinstance(left, str | bytes):
+        raise TypeError("string formatting with % is not available in a filter")
+    return left % right
+
+
+# simpleeval's size-limited operators, with tighter powers and no %-formatting: a filter must
+# not be able to build a gigabyte string or a million-digit number for one event.
 _SAFE_OPERATORS: dict[type, Any] = {
     ast.Add: simpleeval.safe_add,
     ast.Mult: simpleeval.safe_mult,
-    ast.Pow: simpleeval.safe_power,
+    ast.Pow: _safe_power,
+    ast.Mod: _safe_mod,
     ast.LShift: simpleeval.safe_lshift,
     ast.RShift: simpleeval.safe_rshift,
+}
+# Methods a filter may call: reading ones whose result is no bigger than their input. Not
+# simpleeval's wider list, which includes padding (str.center(10**15)), replace/join (quadratic
+# growth), int.to_bytes, and mutators (list.append would change the record for later rules).
+ALLOWED_METHODS: dict[type, frozenset[str]] = {
+    str: frozenset(
+        [
+            "lower",
+            "upper",
+            "casefold",
+            "title",
+            "capitalize",
+            "swapcase",
+            "strip",
+            "lstrip",
+            "rstrip",
+            "startswith",
+            "endswith",
+            "isdigit",
+            "isalpha",
+            "isalnum",
+            "isnumeric",
+            "isspace",
+            "islower",
+            "isupper",
+            "count",
+            "find",
+            "rfind",
+            "split",
+            "rsplit",
+            "partition",
+            "rpartition",
+        ]
+    ),
+    dict: frozenset({"get", "keys", "values", "items"}),
+    list: frozenset({"count", "index"}),
+    tuple: frozenset({"count", "index"}),
+    int: frozenset({"bit_length"}),
+    float: frozenset({"is_integer"}),
 }
 
 
 def _attribute(value: Any, name: str) -> Any:
-    """simpleeval's attribute rule: no private names, only the allow-listed ones per type."""
-    allowed = simpleeval.BASIC_ALLOWED_ATTRS.get(type(value), ())
-    if name.startswith("_") or name not in allowed or name in simpleeval.DISALLOW_METHODS:
+    if name.startswith("_") or name not in ALLOWED_METHODS.get(type(value), ()):
         raise AttributeError(f"{type(value).__name__}.{name} is not available in a filter")
     return getattr(value, name)
 
@@ -117,9 +174,17 @@ class _Compiler(ast.NodeTransformer):
         call = ast.Call(ast.Name(name, ast.Load()), [node.left, node.right], [])
         return ast.copy_location(call, node)
 
+    def visit_FormattedValue(self, node: ast.FormattedValue) -> ast.AST:
+        if node.format_spec is not None:  # f"{x:>50000000}" pads to any width it names
+            raise ExpressionError("format specifications in f-strings are not available")
+        return self.generic_visit(node)
+
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        if node.attr.startswith("_"):
-            raise ExpressionError(f"private attribute {node.attr!r} is not available")
+        if not any(node.attr in names for names in ALLOWED_METHODS.values()):
+            raise ExpressionError(
+                f"attribute {node.attr!r} is not available; methods are "
+                f"{sorted(set().union(*ALLOWED_METHODS.values()))}"
+            )
         self.generic_visit(node)
         call = ast.Call(ast.Name("__attr", ast.Load()), [node.value, ast.Constant(node.attr)], [])
         return ast.copy_location(call, node)
@@ -141,16 +206,23 @@ class Expression:
         """Raise :class:`ExpressionError` unless ``text`` is a valid filter over ``fields``."""
         if not isinstance(text, str) or not text.strip():
             raise ExpressionError("the expression is empty")
+        if len(text) > MAX_LENGTH:
+            raise ExpressionError(f"the expression is longer than {MAX_LENGTH} characters")
         try:
             tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as exc:
             raise ExpressionError(f"not an expression: {exc.msg} (column {exc.offset})") from None
-        tree = ast.fix_missing_locations(_Constants().visit(tree))
+        except (RecursionError, MemoryError):
+            raise ExpressionError("the expression is nested too deeply") from None
         self.text = text
-        _check(tree, frozenset(fields), _evaluator())
-        called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-        compiled = ast.fix_missing_locations(_Compiler(called).visit(tree))
-        self._code = compile(compiled, "<filter>", "eval")
+        try:
+            tree = ast.fix_missing_locations(_Constants().visit(tree))
+            _check(tree, frozenset(fields), _evaluator())
+            called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+            compiled = ast.fix_missing_locations(_Compiler(called).visit(tree))
+            self._code = compile(compiled, "<filter>", "eval")
+        except (RecursionError, MemoryError):
+            raise ExpressionError("the expression is nested too deeply") from None
 
     def matches(self, record: dict[str, Any]) -> bool:
         """True if the expression is truthy for ``record``; an error on its values is False."""
@@ -163,6 +235,8 @@ class Expression:
             LookupError,
             AttributeError,
             NameError,
+            MemoryError,
+            RecursionError,
             simpleeval.InvalidExpression,
         ):
             return False

@@ -48,7 +48,10 @@ end
 redis.call('ZADD', series, start, update)
 redis.call('ZREMRANGEBYRANK', series, 0, -(tonumber(ARGV[5]) + 1))
 local newest = redis.call('HGET', latest, member)
-if (not newest) or tonumber(cjson.decode(newest)['window_start']) <= start then
+if newest then newest = cjson.decode(newest) end
+-- A redefined metric (new generation) replaces the old one's latest even if its window is older.
+if (not newest) or (newest['generation'] or '') ~= ARGV[8]
+    or tonumber(newest['window_start']) <= start then
   redis.call('HSET', latest, member, update)
 end
 redis.call('PUBLISH', ARGV[6], update)
@@ -70,6 +73,12 @@ def results_latest_key(metric: str) -> str:
 
 def results_series_key(metric: str, group_key: str) -> str:
     return f"riverbed:mseries:{metric}:{group_key}"
+
+
+def clear_results(client: redis.Redis, metric: str) -> None:
+    """Forget a declared metric's live values (deleted, or redefined with new windows)."""
+    keys = [results_latest_key(metric), *client.scan_iter(match=results_series_key(metric, "*"))]
+    client.delete(*keys)
 
 
 def metric_json(update: dict[str, Any]) -> str:
@@ -104,6 +113,7 @@ class RedisMetricsWriter:
                 u,
                 False,
                 LIVE_CHANNEL,
+                "",
             )
             for u in updates
         )
@@ -118,16 +128,17 @@ class RedisMetricsWriter:
                 r,
                 r["deleted"],
                 RESULTS_CHANNEL,
+                r["generation"],
             )
             for r in results
         )
 
     def _upsert_all(
-        self, items: Iterable[tuple[str, str, str, dict[str, Any], bool, str]]
+        self, items: Iterable[tuple[str, str, str, dict[str, Any], bool, str, str]]
     ) -> list[bool]:
         pipe = self.client.pipeline(transaction=False)
         count = 0
-        for series, latest, member, update, deleted, channel in items:
+        for series, latest, member, update, deleted, channel, generation in items:
             self._upsert(
                 keys=[series, latest],
                 args=[
@@ -138,6 +149,7 @@ class RedisMetricsWriter:
                     self.series_length,
                     channel,
                     "1" if deleted else "0",
+                    generation,
                 ],
                 client=pipe,
             )

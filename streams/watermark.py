@@ -45,11 +45,16 @@ class Watermark:
             self.source_mark = source_mark
 
     def advance(self, event_time: int, now_ms: int) -> None:
-        """An accepted event: move the newest event time (and the idle clock) forward."""
+        """An accepted event: the key is not idle, and the newest event time may move on.
+
+        Every event restarts the idle clock, not only a newest one: after a single event from
+        the future, a busy key would otherwise count as idle and its clock-driven watermark
+        would run ahead from that future time, making every ordinary event late.
+        """
+        self.high = self.current(now_ms)
         if self.max_event_time is None or event_time > self.max_event_time:
-            self.high = self.current(now_ms)
             self.max_event_time = event_time
-            self.max_seen_wall = now_ms
+        self.max_seen_wall = max(self.max_seen_wall, now_ms)
 
     def settle(self, now_ms: int) -> int | None:
         """The watermark at a flush, remembered as the floor for later ones."""
@@ -62,13 +67,13 @@ class Watermark:
         self.max_seen_wall = max(self.max_seen_wall, now_ms)
 
     def wall_time_reaching(self, event_time: int) -> int | None:
-        """Wall-clock ms at which the idle advance alone brings the watermark to ``event_time``."""
+        """Wall-clock ms at which the idle advance alone brings the watermark to ``event_time``.
+
+        Never before the idle advance can start: a window the event-time mark would close but
+        the (lagging) source mark holds open must not be re-checked in a busy loop meanwhile.
+        """
         if self.max_event_time is None:
             return None
-        return (
-            self.max_seen_wall
-            + event_time
-            - self.max_event_time
-            + self.lateness_ms
-            + self.idle_grace_ms
-        )
+        idle_from = self.max_seen_wall + self.idle_grace_ms
+        reach = idle_from + event_time - self.max_event_time + self.lateness_ms
+        return max(reach, idle_from + 1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,6 +29,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from schemas.catalog import NUMERIC_TYPES, StreamSpec, base_type
 from schemas.expressions import Expression, ExpressionError
 
+MAX_DURATION_MS = 366 * 86_400_000
+MAX_WINDOW_MS = 31 * 86_400_000  # windows longer than a month belong in a ClickHouse query
+MAX_HOPS = 100  # windows one event of a hopping metric lands in (size / step)
 METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -40,12 +44,17 @@ def parse_duration_ms(value: Any) -> int:
     """``30`` (seconds), ``"30s"``, ``"5m"``, ``"250ms"`` -> milliseconds."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m or 250ms")
-    if isinstance(value, int | float):
-        ms = float(value) * 1000
-    elif isinstance(value, str) and (match := DURATION.match(value)):
-        ms = float(match.group(1)) * UNITS_MS[match.group(2) or "s"]
-    else:
-        raise ValueError("expected a duration such as 30s, 5m or 250ms")
+    try:
+        if isinstance(value, int | float):
+            ms = float(value) * 1000
+        elif isinstance(value, str) and (match := DURATION.match(value)):
+            ms = float(match.group(1)) * UNITS_MS[match.group(2) or "s"]
+        else:
+            raise ValueError("expected a duration such as 30s, 5m or 250ms")
+    except OverflowError:
+        ms = math.inf
+    if not math.isfinite(ms) or ms > MAX_DURATION_MS:
+        raise ValueError("a duration is at most 366d")
     if ms != int(ms) or ms < 0:
         raise ValueError("a duration is a whole, non-negative number of milliseconds")
     return int(ms)
@@ -73,12 +82,19 @@ class Window(BaseModel):
         for key in given:
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be positive")
+            if getattr(self, key) > MAX_WINDOW_MS:
+                raise ValueError(f"{key} must be at most 31d")
         if self.type == "hopping":
             assert self.size is not None and self.step is not None
             if self.step > self.size:
                 raise ValueError("a hopping window's step must not exceed its size")
             if self.size % self.step:
                 raise ValueError("a hopping window's size must be a multiple of its step")
+            if self.size // self.step > MAX_HOPS:
+                raise ValueError(
+                    f"size / step is {self.size // self.step}: every event would update that"
+                    f" many windows (at most {MAX_HOPS}); use a larger step"
+                )
         return self
 
 
@@ -284,9 +300,9 @@ def parse_definition(
     if errors:
         raise MetricError(errors)
     definition = _normalized(declared)
+    # Processing time keeps a lateness too: processed_at is stamped by several agents workers
+    # and read from several partitions, so it does not arrive in order either.
     lateness = declared.allowed_lateness
-    if declared.time == "processing":
-        lateness = 0  # processing time does not arrive out of order
     return Metric(
         definition,
         tuple(aggregations),

@@ -172,7 +172,7 @@ class MetricWindows:
         """The session this event belongs to, after merging; None when it is late."""
         gap = self.metric.window_ms("gap")
         start, end = event_time, event_time + gap
-        overlapping = [s for s, w in self.windows.items() if s - gap <= event_time < w.end]
+        overlapping = [s for s, w in self.windows.items() if s - gap < event_time < w.end]
         if not overlapping and mark is not None and end <= mark:
             return None
         merged = OpenWindow(end)

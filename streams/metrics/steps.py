@@ -108,6 +108,10 @@ class MetricLogic(op.StatefulLogic[list[MetricItem], MetricOutput, MetricWindows
         self.next_flush: int | None = None
         if state is not None:
             state.clock.resumed(_now_ms())
+            # Windows may have been emitted after the snapshot was taken; if a replayed event
+            # now merges one of them into another session, it must be retracted downstream.
+            # (Retracting a row that was never written is harmless.)
+            state.emitted |= set(state.windows)
             if state.dirty or state.retracted:
                 self.next_flush = _now_ms() + emit_interval_ms
 
@@ -115,11 +119,7 @@ class MetricLogic(op.StatefulLogic[list[MetricItem], MetricOutput, MetricWindows
         now = _now_ms()
         if self.state is None:
             first = value[0]
-            clock = Watermark(
-                first.metric.lateness_ms,
-                self.idle_grace_ms if first.metric.time_basis == "event" else 0,
-                source_watermarks=True,
-            )
+            clock = Watermark(first.metric.lateness_ms, self.idle_grace_ms, source_watermarks=True)
             self.state = MetricWindows(first.metric, first.group_key, first.group, clock)
         state = self.state
         late: list[MetricOutput] = []

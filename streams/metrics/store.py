@@ -10,6 +10,7 @@ undoes the other. A version counter lets the flow notice changes with one GET a 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from schemas.expressions import Expression
 from schemas.registry import as_text
 from streams.metrics.definition import Metric, MetricError, parse_definition
 
+log = logging.getLogger(__name__)
 DEFS_KEY = "riverbed:metrics:defs"
 VERSION_KEY = "riverbed:metrics:version"
 APPLIED_KEY = "riverbed:metrics:applied"  # the version the flow computes (after its refresh)
@@ -148,12 +150,17 @@ class MetricStore:
         declared = read_metrics_file(path) if path.exists() else []
         metrics: dict[str, Metric] = {}
         errors: list[dict[str, str]] = []
+        streams = self.streams()
         for index, raw in enumerate(declared):
             try:
                 metric = self.parse(raw, where=f"metrics.{index}")
             except MetricError as exc:
                 errors += exc.errors
                 continue
+            if metric.name in streams:
+                errors.append(
+                    {"path": f"metrics.{index}.name", "message": "is a stream's name; pick another"}
+                )
             if metric.name in metrics:
                 errors.append({"path": f"metrics.{index}.name", "message": "declared twice"})
             metrics[metric.name] = metric
@@ -195,10 +202,24 @@ class MetricFollower:
         self.by_stream: dict[str, list[tuple[Metric, Expression | None]]] = {}
 
     def refresh(self, force: bool = False) -> dict[str, list[tuple[Metric, Expression | None]]]:
+        """The metrics per stream; on a Redis error the last known ones (the flow keeps
+        computing them rather than crashing while Redis restarts)."""
         now = time.monotonic()
         if not force and now - self._checked < self.interval:
             return self.by_stream
         self._checked = now
+        try:
+            return self._reload(force)
+        except redis.RedisError as exc:
+            if force:
+                raise
+            log.warning("declared metrics: Redis unavailable, keeping %d: %s", self._count(), exc)
+            return self.by_stream
+
+    def _count(self) -> int:
+        return sum(len(metrics) for metrics in self.by_stream.values())
+
+    def _reload(self, force: bool) -> dict[str, list[tuple[Metric, Expression | None]]]:
         version = self.store.version()
         if version != self._version or force:
             by_stream: dict[str, list[tuple[Metric, Expression | None]]] = {}

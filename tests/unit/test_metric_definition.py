@@ -96,9 +96,9 @@ def test_unknown_streams_and_malformed_windows_are_refused() -> None:
     assert paths(declare(extra=1)) == ["extra"]
 
 
-def test_processing_time_has_no_lateness() -> None:
+def test_processing_time_honours_the_declared_lateness() -> None:
     metric = parse_definition(declare(time="processing", allowed_lateness="9s"), STREAMS, 5000)
-    assert metric.lateness_ms == 0
+    assert metric.lateness_ms == 9000
 
 
 def test_filters_see_fields_and_treat_a_type_error_as_no_match() -> None:

@@ -151,4 +151,51 @@ def test_processing_time_metrics_window_by_the_agents_processed_at() -> None:
     )
     record = {"event_time": 1_000, "processed_at": 7_500, "event_id": "e"}
     _, item = metric_item(m, record, b"", event_key=1, source_mark=None)
-    assert item.event_time == 7_500 and m.lateness_ms == 0
+    assert item.event_time == 7_500
+
+
+def test_session_boundaries_do_not_depend_on_arrival_order() -> None:
+    def spans(order: list[int]) -> list[tuple[int, int, int]]:
+        w = windows({"type": "session", "gap": "10s"})
+        for key, t in enumerate(order):
+            w.add(t, {}, {}, now_ms=0, event_key=key)
+        return sorted((u["window_start"], u["window_end"], u["count"]) for u in w.flush(0))
+
+    assert spans([0, 10_000]) == spans([10_000, 0]) == [(0, 10_000, 1), (10_000, 20_000, 1)]
+
+
+def test_a_restored_session_state_still_retracts_windows_emitted_after_its_snapshot() -> None:
+    import copy
+
+    from streams.metrics.steps import MetricLogic
+
+    w = windows({"type": "session", "gap": "5s"})
+    w.add(20_000, {}, {}, now_ms=0, event_key=1)
+    snapshot = copy.deepcopy(w)  # taken before the window was first emitted
+    assert [u["window_start"] for u in w.flush(0)] == [20_000]
+    logic = MetricLogic(snapshot, lambda name, generation: True, 1000, 0)  # after a crash
+    assert logic.state is not None
+    logic.state.add(16_000, {}, {}, now_ms=0, event_key=2)  # replayed: merges into 16 s
+    updates = logic.state.flush(0)
+    assert [(u["window_start"], u["deleted"]) for u in updates] == [(20_000, True), (16_000, False)]
+
+
+def test_one_future_event_does_not_make_the_ordinary_ones_late() -> None:
+    m = metric({"type": "tumbling", "size": "10s"})
+    w = MetricWindows(m, "*", {}, Watermark(2000, idle_grace_ms=30_000, source_watermarks=True))
+    late = 0
+    for second in range(60):
+        now = 1_000_000 + second * 1000
+        event_time = now + (90_000 if second == 5 else 0)  # one event 90 s in the future
+        late += not w.add(event_time, {}, {}, now_ms=now, event_key=second, source_mark=now)
+        w.flush(now)
+    assert late == 0
+
+
+def test_a_window_held_open_by_a_lagging_source_is_not_rechecked_in_a_busy_loop() -> None:
+    m = metric({"type": "tumbling", "size": "10s"})
+    w = MetricWindows(m, "*", {}, Watermark(1000, idle_grace_ms=30_000, source_watermarks=True))
+    w.add(5_000, {}, {}, now_ms=100, event_key=1, source_mark=None)
+    w.add(50_000, {}, {}, now_ms=100, event_key=2, source_mark=None)  # the source lags
+    close = w.next_close_wall()
+    assert close is not None and close > 100 + 30_000  # not before the idle advance can start
