@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     window_idle_grace_seconds: float = 30.0
     # Bytewax epoch: how often window state and source offsets are snapshotted together.
     flow_snapshot_seconds: float = 1.0
+    # How long a closed window remembers which events it counted, so that a copy redelivered by
+    # a restarted agent after the window closed is ignored rather than dead-lettered as late.
+    late_dedup_seconds: float = 120.0
     dedup_horizon_seconds: int = 24 * 3600
     max_future_skew_seconds: int = 300
 

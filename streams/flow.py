@@ -95,8 +95,10 @@ class WindowLogic(op.StatefulLogic[list[Item], Output, WindowState]):
         lateness_ms: int,
         emit_interval_ms: int,
         idle_grace_ms: int = 0,
+        late_dedup_ms: int = 120_000,
     ) -> None:
         self.state = state
+        self.late_dedup_ms = late_dedup_ms
         if state is not None:
             state.resumed(_now_ms())
         self.size_ms = size_ms
@@ -119,6 +121,7 @@ class WindowLogic(op.StatefulLogic[list[Item], Output, WindowState]):
                 self.lateness_ms,
                 idle_grace_ms=self.idle_grace_ms,
                 source_watermarks=True,
+                late_dedup_ms=self.late_dedup_ms,
             )
         state = self.state
         late: list[Output] = []
@@ -322,10 +325,11 @@ def build_flow(
     lateness_ms = settings.allowed_lateness_seconds * 1000
     emit_ms = int(settings.live_emit_interval_seconds * 1000)
     grace_ms = int(settings.window_idle_grace_seconds * 1000)
+    dedup_ms = int(settings.late_dedup_seconds * 1000)
     outputs = op.stateful(
         "windows",
         kinds.trues,
-        lambda resume: WindowLogic(resume, size_ms, lateness_ms, emit_ms, grace_ms),
+        lambda resume: WindowLogic(resume, size_ms, lateness_ms, emit_ms, grace_ms, dedup_ms),
     )
 
     def is_live(name: str, generation: str) -> bool:
@@ -337,7 +341,7 @@ def build_flow(
     results = op.stateful(
         "declared",
         declared_items,
-        lambda resume: MetricLogic(resume, is_live, emit_ms, grace_ms),
+        lambda resume: MetricLogic(resume, is_live, emit_ms, grace_ms, dedup_ms),
     )
     merged = op.merge("outputs", outputs, results)
     encoded = op.map("encode", merged, lambda item: encode_output(registry, catalog, item))

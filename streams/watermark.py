@@ -8,7 +8,7 @@ so quiet groups still close their windows; it never steps back, so a closed wind
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -77,3 +77,28 @@ class Watermark:
         idle_from = self.max_seen_wall + self.idle_grace_ms
         reach = idle_from + event_time - self.max_event_time + self.lateness_ms
         return max(reach, idle_from + 1)
+
+
+@dataclass
+class RecentlyClosed:
+    """Event keys counted in windows that closed within the last ``horizon_ms`` of wall time.
+
+    A copy of an event that an agent re-processes after a crash can reach the flow after the
+    original's window closed. Without this memory it would be dead-lettered as late although
+    its original was counted; with it, such a copy is recognised and ignored. Bounded by wall
+    time, not by count: memory is the keys of the windows closed within the horizon.
+    """
+
+    horizon_ms: int = 120_000
+    chunks: list[tuple[int, set[int]]] = field(default_factory=list)
+
+    def remember(self, now_ms: int, keys: set[int]) -> None:
+        if self.horizon_ms > 0 and keys:
+            self.chunks.append((now_ms, keys))
+
+    def prune(self, now_ms: int) -> None:
+        while self.chunks and self.chunks[0][0] < now_ms - self.horizon_ms:
+            self.chunks.pop(0)
+
+    def __contains__(self, key: object) -> bool:
+        return any(key in keys for _, keys in self.chunks)

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.watermark import Watermark
+from streams.watermark import RecentlyClosed, Watermark
 
 COUNT_FIELD = "*"
 
@@ -61,10 +61,13 @@ class WindowState:
     last_version: int = 0
     idle_grace_ms: int = 0
     source_watermarks: bool = False
+    late_dedup_ms: int = 120_000
     clock: Watermark = field(init=False)
+    closed_keys: RecentlyClosed = field(init=False)
 
     def __post_init__(self) -> None:
         self.clock = Watermark(self.lateness_ms, self.idle_grace_ms, self.source_watermarks)
+        self.closed_keys = RecentlyClosed(self.late_dedup_ms)
 
     @property
     def max_event_time(self) -> int | None:
@@ -90,14 +93,15 @@ class WindowState:
     ) -> bool:
         """Fold one event in; False when its window has already closed (a late event).
 
-        An ``event_key`` already counted in its window is ignored (True, nothing changes).
-        ``source_mark`` is the source's event-time progress when it read this event.
+        An ``event_key`` already counted in its window is ignored (True, nothing changes), also
+        shortly after the window closed. ``source_mark`` is the source's event-time progress
+        when it read this event.
         """
         self.clock.see_source(source_mark)
         start = window_start(event_time, self.size_ms)
         mark = self.clock.current(now_ms)
         if mark is not None and start + self.size_ms <= mark and start not in self.windows:
-            return False
+            return event_key is not None and event_key in self.closed_keys
         window = self.windows.setdefault(start, Window())
         if event_key is not None:
             if event_key in window.seen:
@@ -123,7 +127,8 @@ class WindowState:
             if closed or start in self.dirty:
                 updates += self._updates(start, self.windows[start], closed, version)
             if closed:
-                del self.windows[start]
+                self.closed_keys.remember(now_ms, self.windows.pop(start).seen)
+        self.closed_keys.prune(now_ms)
         self.dirty.clear()
         if updates:
             self.last_version = version

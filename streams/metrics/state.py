@@ -22,7 +22,7 @@ from typing import Any
 from ddsketch import DDSketch
 
 from streams.metrics.definition import Metric
-from streams.watermark import Watermark
+from streams.watermark import RecentlyClosed, Watermark
 from streams.windows import window_start
 
 SKETCH_RELATIVE_ACCURACY = 0.01  # percentiles are within 1 % of the true value
@@ -121,6 +121,7 @@ class MetricWindows:
     emitted: set[int] = field(default_factory=set)
     retracted: dict[int, int] = field(default_factory=dict)  # start -> end
     last_version: int = 0
+    closed_keys: RecentlyClosed = field(default_factory=RecentlyClosed)
 
     def _starts(self, event_time: int) -> list[int]:
         kind = self.metric.window_type
@@ -139,19 +140,23 @@ class MetricWindows:
         event_key: int | None = None,
         source_mark: int | None = None,
     ) -> bool:
-        """Fold one event in; False when it is late (one of its windows has closed)."""
+        """Fold one event in; False when it is late (one of its windows has closed).
+
+        A late copy of an event counted before its window closed (an agent's redelivery) is
+        recognised by its key within the ``closed_keys`` horizon and ignored (True).
+        """
         self.clock.see_source(source_mark)
         mark = self.clock.current(now_ms)
         sketched_fields = self.metric.sketched_fields
         if self.metric.window_type == "session":
             touched = self._session(event_time, mark)
             if touched is None:
-                return False
+                return event_key is not None and event_key in self.closed_keys
         else:
             size = self.metric.window_ms("size")
             starts = self._starts(event_time)
             if mark is not None and any(s + size <= mark and s not in self.windows for s in starts):
-                return False
+                return event_key is not None and event_key in self.closed_keys
             touched = []
             for start in starts:
                 if start not in self.windows:
@@ -206,8 +211,9 @@ class MetricWindows:
                 updates.append(self._update(start, window.end, window.acc, closed, version))
                 self.emitted.add(start)
             if closed:
-                del self.windows[start]
+                self.closed_keys.remember(now_ms, self.windows.pop(start).acc.keys)
                 self.emitted.discard(start)
+        self.closed_keys.prune(now_ms)
         self.dirty.clear()
         if updates:
             self.last_version = version

@@ -20,7 +20,7 @@ import bytewax.operators as op
 from schemas.expressions import Expression
 from streams.metrics.definition import Metric
 from streams.metrics.state import MetricWindows
-from streams.watermark import Watermark
+from streams.watermark import RecentlyClosed, Watermark
 
 PROCESSED_AT = "processed_at"
 
@@ -100,8 +100,10 @@ class MetricLogic(op.StatefulLogic[list[MetricItem], MetricOutput, MetricWindows
         is_live: Callable[[str, str], bool],
         emit_interval_ms: int,
         idle_grace_ms: int,
+        late_dedup_ms: int = 120_000,
     ) -> None:
         self.state = state
+        self.late_dedup_ms = late_dedup_ms
         self.is_live = is_live
         self.emit_interval_ms = emit_interval_ms
         self.idle_grace_ms = idle_grace_ms
@@ -120,7 +122,13 @@ class MetricLogic(op.StatefulLogic[list[MetricItem], MetricOutput, MetricWindows
         if self.state is None:
             first = value[0]
             clock = Watermark(first.metric.lateness_ms, self.idle_grace_ms, source_watermarks=True)
-            self.state = MetricWindows(first.metric, first.group_key, first.group, clock)
+            self.state = MetricWindows(
+                first.metric,
+                first.group_key,
+                first.group,
+                clock,
+                closed_keys=RecentlyClosed(self.late_dedup_ms),
+            )
         state = self.state
         late: list[MetricOutput] = []
         for item in value:

@@ -9,7 +9,7 @@ from schemas.catalog import load_catalog
 from streams.metrics.definition import Metric, parse_definition
 from streams.metrics.state import SKETCH_RELATIVE_ACCURACY, MetricWindows
 from streams.metrics.steps import group_of, metric_item, value_hash
-from streams.watermark import Watermark
+from streams.watermark import RecentlyClosed, Watermark
 
 STREAMS = load_catalog()
 
@@ -199,3 +199,23 @@ def test_a_window_held_open_by_a_lagging_source_is_not_rechecked_in_a_busy_loop(
     w.add(50_000, {}, {}, now_ms=100, event_key=2, source_mark=None)  # the source lags
     close = w.next_close_wall()
     assert close is not None and close > 100 + 30_000  # not before the idle advance can start
+
+
+def test_a_late_copy_of_a_counted_event_is_ignored_but_a_new_late_event_is_not() -> None:
+    m = metric({"type": "hopping", "size": "20s", "step": "10s"})
+    w = MetricWindows(m, "*", {}, Watermark(1000), closed_keys=RecentlyClosed(60_000))
+    w.add(15_000, {}, {}, now_ms=0, event_key=1)  # counted in [0,20) and [10,30)
+    w.add(21_000, {}, {}, now_ms=0, event_key=2)  # watermark 20000: [0,20) closes
+    w.flush(0)
+    counts = {s: win.acc.count for s, win in w.windows.items()}
+    assert w.add(15_000, {}, {}, now_ms=100, event_key=1)  # the redelivered copy: ignored
+    assert {s: win.acc.count for s, win in w.windows.items()} == counts
+    assert not w.add(15_000, {}, {}, now_ms=100, event_key=3)  # really late: reported
+
+
+def test_closed_window_keys_are_forgotten_after_the_horizon() -> None:
+    closed = RecentlyClosed(60_000)
+    closed.remember(0, {1})
+    closed.remember(30_000, {2})
+    closed.prune(61_000)
+    assert 1 not in closed and 2 in closed

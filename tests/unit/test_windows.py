@@ -314,3 +314,12 @@ def test_the_source_mark_never_moves_back() -> None:
     s.add(500, {}, now_ms=0, source_mark=1500)
     s.add(1600, {}, now_ms=0, source_mark=900)  # an older reading must not reopen anything
     assert s.source_mark == 1500
+
+
+def test_a_redelivered_copy_arriving_after_its_window_closed_is_ignored_not_late() -> None:
+    s = WindowState("s", "*", 1000, 0, late_dedup_ms=60_000)
+    s.add(500, {}, now_ms=0, event_key=7)
+    s.add(1500, {}, now_ms=0, event_key=8)
+    assert [u["final"] for u in s.flush(0) if u["window_start"] == 0] == [True]
+    assert s.add(500, {}, now_ms=10, event_key=7)  # a copy of a counted event
+    assert not s.add(600, {}, now_ms=10, event_key=9)  # a new event: late
