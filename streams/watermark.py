@@ -9,6 +9,7 @@ so quiet groups still close their windows; it never steps back, so a closed wind
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -90,11 +91,16 @@ class RecentlyClosed:
     """
 
     horizon_ms: int = 120_000
-    chunks: list[tuple[int, set[int]]] = field(default_factory=list)
+    chunks: list[tuple[int, frozenset[int]]] = field(default_factory=list)
 
     def remember(self, now_ms: int, keys: set[int]) -> None:
         if self.horizon_ms > 0 and keys:
-            self.chunks.append((now_ms, keys))
+            self.chunks.append((now_ms, frozenset(keys)))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RecentlyClosed:
+        """Snapshots share the (immutable) key sets: copying them every epoch would cost as
+        much as the events of two minutes."""
+        return RecentlyClosed(self.horizon_ms, list(self.chunks))
 
     def prune(self, now_ms: int) -> None:
         while self.chunks and self.chunks[0][0] < now_ms - self.horizon_ms:
