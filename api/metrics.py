@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from api import reads
 from api.live import sse_events
 from api.params import int_param, time_param
-from api.problems import Problem
+from api.problems import Problem, invalid, json_body
 from api.services import Services
 from schemas.registry import as_text
 from sinks.ddl import METRIC_RESULTS_TABLE, quote, string_literal
@@ -58,10 +58,7 @@ async def list_metrics(request: Request) -> JSONResponse:
 
 async def create_metric(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
-    try:
-        payload = await request.json()
-    except ValueError:
-        raise Problem(400, "Malformed body", "the body is not JSON") from None
+    payload = await json_body(request)
     if isinstance(payload, dict) and payload.get("name") in services.catalog.names():
         raise Problem(
             409, "Name taken", f"{payload['name']!r} is a stream; pick another metric name"
@@ -69,13 +66,8 @@ async def create_metric(request: Request) -> JSONResponse:
     try:
         stored = await anyio.to_thread.run_sync(services.metric_store.create, payload)
     except MetricError as exc:
-        first = exc.errors[0]
-        raise Problem(
-            422,
-            "Invalid metric",
-            f"{len(exc.errors)} problems; first: {first['path']}: {first['message']}",
-            errors=[{**e, "path": "/" + e["path"].replace(".", "/")} for e in exc.errors],
-        ) from None
+        errors = [{**e, "path": "/" + e["path"].replace(".", "/")} for e in exc.errors]
+        raise invalid("Invalid metric", errors) from None
     except MetricExists as exc:
         raise Problem(
             409,

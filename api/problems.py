@@ -41,6 +41,25 @@ class Problem(Exception):
         self.extra = extra
 
 
+def invalid(title: str, errors: list[dict[str, str]]) -> Problem:
+    """A 422 listing every ``{path, message}``, the first one in the detail."""
+    first = errors[0]
+    return Problem(
+        422,
+        title,
+        f"{len(errors)} problems; first: {first['path']}: {first['message']}",
+        errors=errors,
+    )
+
+
+async def json_body(request: Request, hint: str = "the body is not JSON") -> Any:
+    """The request's JSON body; a 400 saying ``hint`` if it is not JSON."""
+    try:
+        return await request.json()
+    except ValueError:
+        raise Problem(400, "Malformed body", hint) from None
+
+
 def problem_response(problem: Problem, instance: str) -> JSONResponse:
     body = {
         "type": "about:blank",

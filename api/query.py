@@ -13,7 +13,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.problems import Problem
+from api.problems import Problem, json_body
 from api.services import Services
 
 READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
@@ -50,10 +50,7 @@ def _strip_strings(sql: str) -> str:
 
 async def post_query(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
-    try:
-        payload = await request.json()
-    except ValueError:
-        raise Problem(400, "Malformed body", 'send {"sql": "SELECT ..."} as JSON') from None
+    payload = await json_body(request, 'send {"sql": "SELECT ..."} as JSON')
     sql = payload.get("sql") if isinstance(payload, dict) else None
     if not isinstance(sql, str):
         raise Problem(

@@ -16,7 +16,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.problems import Problem
+from api.problems import Problem, invalid, json_body
 from api.services import Services
 from riverbed.kafka import KafkaUnavailable, OutgoingRecord
 from schemas.catalog import load_reference_tables
@@ -57,20 +57,11 @@ async def put_entry(request: Request) -> JSONResponse:
     table = _table(services, request.path_params["table"])
     key = request.path_params["key"]
     _check_key(key)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise Problem(400, "Malformed body", "the body is not JSON") from None
+    body = await json_body(request)
     try:
         attributes = table.attributes(body)
     except InvalidAttributes as exc:
-        first = exc.errors[0]
-        raise Problem(
-            422,
-            "Invalid reference entry",
-            f"{len(exc.errors)} problems; first: {first['path']}: {first['message']}",
-            errors=exc.errors,
-        ) from None
+        raise invalid("Invalid reference entry", exc.errors) from None
     value = json.dumps(attributes, sort_keys=True, separators=(",", ":")).encode()
     errors = await services.producer.produce([OutgoingRecord(table.topic, key.encode(), value)])
     if errors[0]:

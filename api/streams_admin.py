@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.problems import Problem
+from api.problems import invalid, json_body
 from api.services import Services
 from riverbed.kafka import ensure_topics, stream_topic_configs
 from schemas.catalog import STREAM_NAME, StreamSpec, check_spec, events_topic
@@ -39,10 +39,7 @@ class NewSchema(BaseModel):
 
 
 async def _body(request: Request, model: type[BaseModel]) -> Any:
-    try:
-        payload = await request.json()
-    except ValueError:
-        raise Problem(400, "Malformed body", "the body is not JSON") from None
+    payload = await json_body(request)
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
@@ -50,12 +47,7 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
             {"path": "/" + "/".join(str(p) for p in e["loc"]), "message": e["msg"]}
             for e in exc.errors()
         ]
-        raise Problem(
-            422,
-            "Invalid request",
-            f"{len(errors)} problems; first: {errors[0]['path']}: {errors[0]['message']}",
-            errors=errors,
-        ) from None
+        raise invalid("Invalid request", errors) from None
 
 
 def _sync_table(services: Services, name: str) -> None:
