@@ -52,7 +52,10 @@ class Watermark:
         the future, a busy key would otherwise count as idle and its clock-driven watermark
         would run ahead from that future time, making every ordinary event late.
         """
-        self.high = self.current(now_ms)
+        if now_ms - self.max_seen_wall > self.idle_grace_ms:
+            # Only the clock's idle advance can drop when the idle clock restarts (the event and
+            # source marks never move back): keep what it reached as the floor.
+            self.high = self.current(now_ms)
         if self.max_event_time is None or event_time > self.max_event_time:
             self.max_event_time = event_time
         self.max_seen_wall = max(self.max_seen_wall, now_ms)

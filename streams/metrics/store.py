@@ -96,21 +96,27 @@ class MetricStore:
     def parse(self, raw: Any, where: str = "") -> Metric:
         return parse_definition(raw, self.streams(), self.default_lateness_ms, where)
 
+    def _stored(self, blob: bytes | str, streams: dict[str, StreamSpec]) -> StoredMetric | None:
+        entry = json.loads(blob)
+        try:
+            metric = parse_definition(entry["definition"], streams, self.default_lateness_ms)
+        except MetricError:
+            return None  # its stream has gone (or changed under it)
+        return StoredMetric(metric, entry["source"], entry["created_at"])
+
     def all(self) -> dict[str, StoredMetric]:
         """Every stored metric; one whose stream has gone is skipped rather than fatal."""
-        out: dict[str, StoredMetric] = {}
         streams = self.streams()
-        for name, blob in sorted(self.client.hgetall(DEFS_KEY).items()):
-            entry = json.loads(blob)
-            try:
-                metric = parse_definition(entry["definition"], streams, self.default_lateness_ms)
-            except MetricError:
-                continue
-            out[as_text(name)] = StoredMetric(metric, entry["source"], entry["created_at"])
-        return out
+        out = {
+            as_text(name): self._stored(blob, streams)
+            for name, blob in sorted(self.client.hgetall(DEFS_KEY).items())
+        }
+        return {name: stored for name, stored in out.items() if stored is not None}
 
     def get(self, name: str) -> StoredMetric:
-        stored = self.all().get(name)
+        """One metric, reading and checking only its own declaration."""
+        blob = self.client.hget(DEFS_KEY, name)
+        stored = None if blob is None else self._stored(blob, self.streams())
         if stored is None:
             raise MetricNotFound(name)
         return stored
