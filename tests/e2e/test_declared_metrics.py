@@ -19,26 +19,9 @@ import yaml
 from streams.metrics.state import SKETCH_RELATIVE_ACCURACY
 from streams.windows import window_start
 from tests.conftest import Pipeline, wait_until
+from tests.integration.test_routing_enrichment import post, purchase
 
 pytestmark = pytest.mark.e2e
-
-
-def purchase(product: str, user: str, price: float, quantity: int, ts: int) -> dict[str, Any]:
-    return {
-        "event_id": f"dm-{uuid.uuid4().hex}",
-        "order_id": uuid.uuid4().hex[:10],
-        "user_id": user,
-        "product": product,
-        "quantity": quantity,
-        "price": price,
-        "currency": "EUR",
-        "ts": ts,
-    }
-
-
-def post(client: httpx.Client, events: list[dict[str, Any]]) -> None:
-    response = client.post("/v1/streams/purchases/events", json=events)
-    assert response.status_code == 202, response.text
 
 
 def running(client: httpx.Client, name: str) -> None:
@@ -111,7 +94,7 @@ def test_a_metric_posted_to_the_api_computes_exact_tumbling_windows(pipeline: Pi
         now = time.time_ns() // 1_000_000
         events = [
             purchase(
-                products[i % 2], f"u{i % 7}", float(1 + (i * 37) % 101), 1 + i % 3, now + i * 40
+                f"u{i % 7}", products[i % 2], float(1 + (i * 37) % 101), 1 + i % 3, now + i * 40
             )
             for i in range(90)
         ]
@@ -153,7 +136,7 @@ def test_a_metric_posted_to_the_api_computes_exact_tumbling_windows(pipeline: Pi
         assert any(latest[p]["window_start"] == newest for p in products)
 
         # An event for a window that has closed is dead-lettered as late, naming the metric.
-        late = purchase(products[0], "u-late", 5.0, 2, events[0]["ts"])
+        late = purchase("u-late", products[0], 5.0, 2, events[0]["ts"])
         post(client, [late])
         # (The built-in windows write a letter for it too; both are kept, one per stage.)
         sql = f"SELECT error FROM riverbed.dead_letters FINAL WHERE event_id = '{late['event_id']}'"
@@ -171,41 +154,27 @@ def test_a_metric_posted_to_the_api_computes_exact_tumbling_windows(pipeline: Pi
 
 
 def test_bad_declarations_get_problem_details_with_paths(pipeline: Pipeline) -> None:
+    def declare(**fields: Any) -> httpx.Response:
+        declaration = {
+            "name": "broken",
+            "stream": "purchases",
+            "aggregations": ["sum(product)"],
+            "window": {"type": "tumbling", "size": "1m"},
+            **fields,
+        }
+        return client.post("/v1/metrics", json=declaration)
+
     with pipeline.client() as client:
-        response = client.post(
-            "/v1/metrics",
-            json={
-                "name": "broken",
-                "stream": "purchases",
-                "aggregations": ["sum(product)"],
-                "window": {"type": "session"},
-            },
-        )
+        response = declare(window={"type": "session"})
         assert response.status_code == 422
         assert response.headers["content-type"] == "application/problem+json"
         assert [e["path"] for e in response.json()["errors"]] == ["/window"]
-        response = client.post(
-            "/v1/metrics",
-            json={
-                "name": "broken",
-                "stream": "purchases",
-                "aggregations": ["sum(product)"],
-                "window": {"type": "tumbling", "size": "1m"},
-            },
-        )
+        response = declare()
         assert response.status_code == 422
         assert response.json()["errors"] == [
             {"path": "/aggregations/0", "message": "sum needs a numeric field"}
         ]
-        taken = client.post(
-            "/v1/metrics",
-            json={
-                "name": "pageviews",
-                "stream": "purchases",
-                "aggregations": ["count"],
-                "window": {"type": "tumbling", "size": "1m"},
-            },
-        )
+        taken = declare(name="pageviews", aggregations=["count"])
         assert taken.status_code == 409
 
 
@@ -259,9 +228,9 @@ def test_metrics_declared_in_the_file_compute_hopping_and_session_windows(
         running(client, sessions)
 
         now = time.time_ns() // 1_000_000
-        events = [purchase(product, f"x{i}", 1.0, 1 + i % 4, now + i * 150) for i in range(40)]
+        events = [purchase(f"x{i}", product, 1.0, 1 + i % 4, now + i * 150) for i in range(40)]
         # Two sessions of one user, then an event between them that joins them into one.
-        first, second = purchase("s", user, 3.0, 1, now), purchase("s", user, 9.0, 1, now + 3000)
+        first, second = purchase(user, "s", 3.0, 1, now), purchase(user, "s", 9.0, 1, now + 3000)
         post(client, [*events, first, second])
 
         want: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
@@ -286,7 +255,7 @@ def test_metrics_declared_in_the_file_compute_hopping_and_session_windows(
             lambda rows: spans(rows) == [(now, now + 2000, 1), (now + 3000, now + 5000, 1)],
             "two separate sessions",
         )
-        post(client, [purchase("s", user, 5.0, 1, now + 1500)])
+        post(client, [purchase(user, "s", 5.0, 1, now + 1500)])
         rows = wait_for_windows(
             client,
             sessions,

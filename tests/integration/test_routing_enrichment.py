@@ -72,7 +72,10 @@ class TopicReader:
         self.consumer.close()
 
 
-def purchase(user: str, product: str, price: float, quantity: int) -> dict[str, Any]:
+def purchase(
+    user: str, product: str, price: float, quantity: int, ts: int | None = None
+) -> dict[str, Any]:
+    """A valid purchase; ``ts`` defaults to now."""
     return {
         "event_id": f"rt-{uuid.uuid4().hex}",
         "order_id": uuid.uuid4().hex[:10],
@@ -81,7 +84,7 @@ def purchase(user: str, product: str, price: float, quantity: int) -> dict[str, 
         "quantity": quantity,
         "price": price,
         "currency": "EUR",
-        "ts": time.time_ns() // 1_000_000,
+        "ts": time.time_ns() // 1_000_000 if ts is None else ts,
     }
 
 

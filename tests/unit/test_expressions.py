@@ -39,4 +39,10 @@ def test_oversized_results_are_refused_at_run_time_as_no_match(text: str) -> Non
 def test_reading_methods_and_arithmetic_still_work() -> None:
     assert Expression("product.upper() == 'X' and quantity % 7 == 4", FIELDS).matches(RECORD)
     assert Expression("2 ** 10 == 1024 and tags.count('a') == 1", FIELDS).matches(RECORD)
-    assert MAX_LENGTH >= 1000
+
+
+def test_a_filter_of_the_maximum_length_compiles_and_one_character_more_does_not() -> None:
+    longest = "price > 0" + " " * (MAX_LENGTH - len("price > 0"))
+    assert Expression(longest, FIELDS).matches(RECORD)
+    with pytest.raises(ExpressionError, match="longer than"):
+        Expression(longest + " ", FIELDS)
