@@ -26,11 +26,11 @@ from api.openapi import build_openapi
 from api.problems import EXCEPTION_HANDLERS
 from api.reference import put_entry
 from api.services import Services
-from riverbed.heartbeat import start_heartbeat
-from riverbed.kafka import AsyncProducer, producer_config
-from riverbed.settings import Settings
-from riverbed.wiring import bootstrap_catalog
-from sinks.clickhouse import connect
+from riverbed.core.clickhouse import connect
+from riverbed.core.heartbeat import start_heartbeat
+from riverbed.core.kafka import AsyncProducer, producer_config
+from riverbed.core.settings import Settings
+from schemas.bootstrap import bootstrap_catalog
 from sinks.runner import start_thread
 from sinks.service import clickhouse_runner
 from streams.metrics.store import MetricStore

@@ -27,19 +27,17 @@ from api.batch import parse_events, prepare_batch
 from api.params import decode_cursor, encode_cursor, int_param
 from api.problems import Problem
 from api.services import Services
-from riverbed.kafka import OutgoingRecord
+from riverbed.core.clickhouse import ClickHouseError
+from riverbed.core.kafka import OutgoingRecord
+from riverbed.core.redis import as_text
+from riverbed.core.topology import DEAD_LETTERS_TABLE, events_table, events_topic, replayed_key
 from schemas import codec
-from schemas.catalog import EVENT_ID_FIELD, StreamSpec, events_topic
-from schemas.registry import RegistryError, as_text
+from schemas.catalog import EVENT_ID_FIELD, StreamSpec
+from schemas.registry import RegistryError
 from schemas.wire import WireFormatError
-from sinks.clickhouse import ClickHouseError
-from sinks.ddl import DEAD_LETTERS_TABLE, events_table, quote, row_converter, string_literal
+from sinks.ddl import quote, row_converter, string_literal
 
 MAX_REPLAY = 10_000
-
-
-def replayed_key(stream: str) -> str:
-    return f"riverbed:dlq:replayed:{stream}"
 
 
 def _table(services: Services) -> str:

@@ -11,11 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from api.services import Services
-from riverbed.heartbeat import live_components
-from schemas.registry import as_text
-from sinks.clickhouse import ClickHouseError
-from sinks.ddl import DEAD_LETTERS_TABLE, quote
-from streams.agents import stats_key
+from riverbed.core.clickhouse import ClickHouseError
+from riverbed.core.heartbeat import live_components
+from riverbed.core.redis import as_text
+from riverbed.core.topology import DEAD_LETTERS_TABLE, stats_key
+from sinks.ddl import quote
 
 
 def healthz(request: Request) -> JSONResponse:

@@ -11,9 +11,10 @@ from starlette.responses import JSONResponse
 from api.batch import BodyError, PreparedBatch, parse_events, prepare_batch
 from api.problems import Problem
 from api.services import Services
-from riverbed.kafka import KafkaUnavailable, OutgoingRecord
+from riverbed.core.kafka import KafkaUnavailable, OutgoingRecord
+from riverbed.core.topology import dlq_topic, events_topic
 from schemas import codec
-from schemas.catalog import StreamSpec, dlq_topic, events_topic
+from schemas.catalog import StreamSpec
 from schemas.registry import RegistryError
 from schemas.system import dead_letter
 

@@ -15,8 +15,8 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 
 from api.services import Services
-from schemas.registry import as_text
-from sinks.redis_writer import LIVE_CHANNEL, latest_key
+from riverbed.core.redis import as_text
+from riverbed.core.topology import LIVE_CHANNEL, latest_key
 
 
 def _matches(update: dict[str, Any], filters: dict[str, str]) -> bool:

@@ -23,14 +23,15 @@ from api.live import sse_events
 from api.params import int_param, time_param
 from api.problems import Problem, invalid, json_body
 from api.services import Services
-from schemas.registry import as_text
-from sinks.ddl import METRIC_RESULTS_TABLE, quote, string_literal
-from sinks.redis_writer import (
+from riverbed.core.redis import as_text
+from riverbed.core.topology import (
+    METRIC_RESULTS_TABLE,
     RESULTS_CHANNEL,
-    clear_results,
     results_latest_key,
     results_series_key,
 )
+from sinks.ddl import quote, string_literal
+from sinks.redis_writer import clear_results
 from streams.metrics.definition import MetricError
 from streams.metrics.store import DeclaredInFile, MetricExists, MetricNotFound, StoredMetric
 

@@ -10,11 +10,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from riverbed.kafka import KafkaUnavailable
+from riverbed.core.clickhouse import ClickHouseError
+from riverbed.core.kafka import KafkaUnavailable
 from schemas.catalog import CatalogError, StreamNotFound
 from schemas.registry import RegistryError, SchemaIncompatible
 from schemas.stream_catalog import StreamExists
-from sinks.clickhouse import ClickHouseError
 from sinks.ddl import UnsupportedType
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ from starlette.responses import JSONResponse
 
 from api.params import decode_cursor, encode_cursor, int_param, time_param
 from api.services import Services
-from schemas.registry import as_text
-from sinks.ddl import events_table, quote, string_literal
-from sinks.redis_writer import latest_key, series_key
+from riverbed.core.redis import as_text
+from riverbed.core.topology import events_table, latest_key, series_key
+from sinks.ddl import quote, string_literal
 
 MAX_PAGE = 1000
 

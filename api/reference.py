@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 
 from api.problems import Problem, invalid, json_body
 from api.services import Services
-from riverbed.kafka import KafkaUnavailable, OutgoingRecord
+from riverbed.core.kafka import KafkaUnavailable, OutgoingRecord
 from schemas.catalog import load_reference_tables
 from schemas.reference import MAX_KEY_BYTES, InvalidAttributes, ReferenceTable
 

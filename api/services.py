@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from redis import Redis as SyncRedis
 
-from riverbed.kafka import AsyncProducer
-from riverbed.settings import Settings
+from riverbed.core.clickhouse import ClickHouse
+from riverbed.core.kafka import AsyncProducer
+from riverbed.core.settings import Settings
 from schemas.catalog import StreamSpec
 from schemas.registry import SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
-from sinks.clickhouse import ClickHouse
 from sinks.runner import SinkRunner
 from streams.metrics.store import MetricStore
 

@@ -18,8 +18,10 @@ from starlette.responses import JSONResponse
 
 from api.problems import invalid, json_body
 from api.services import Services
-from riverbed.kafka import ensure_topics, stream_topic_configs
-from schemas.catalog import STREAM_NAME, StreamSpec, check_spec, events_topic
+from riverbed.core.kafka import ensure_topics
+from riverbed.core.topology import events_topic
+from schemas.bootstrap import stream_topic_configs
+from schemas.catalog import STREAM_NAME, StreamSpec, check_spec
 from schemas.codec import subject
 from sinks.ddl import stream_table_statements
 

@@ -24,12 +24,12 @@ from confluent_kafka import Consumer, Producer
 from bench.drain import Progress, drain_rate
 from bench.stack import bench_stack
 from bench.workload import fill, now_ms, page_view, produce
-from riverbed.settings import Settings
+from riverbed.core.settings import Settings
+from riverbed.core.topology import events_topic, stats_key
 from riverbed.supervisor import Supervisor
 from schemas import codec
-from schemas.catalog import events_topic, load_catalog
+from schemas.catalog import load_catalog
 from schemas.registry import SchemaRegistry
-from streams.agents import stats_key
 from streams.processing import ProcessingRules, enrich
 
 

@@ -30,10 +30,10 @@ from confluent_kafka import Consumer, Producer
 from bench.drain import Progress, drain_rate, status_mb
 from bench.stack import BenchStack, bench_stack
 from bench.workload import fill, now_ms, page_view, produce
-from riverbed.kafka import consumer_config, producer_config
+from riverbed.core.kafka import consumer_config, producer_config
+from riverbed.core.topology import METRICS_TOPIC, clean_topic
 from riverbed.supervisor import Supervisor
 from schemas import codec
-from schemas.catalog import METRICS_TOPIC, clean_topic
 from streams.metrics.store import MetricStore
 from streams.processing import ProcessingRules, enrich
 from streams.windows import COUNT_FIELD, window_start

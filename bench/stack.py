@@ -14,10 +14,10 @@ from pathlib import Path
 
 import redis
 
+from riverbed.core.kafka import ensure_topics
+from riverbed.core.settings import Settings
 from riverbed.embedded import start_kafka, start_redis
-from riverbed.kafka import ensure_topics
-from riverbed.settings import Settings
-from riverbed.wiring import catalog_topics
+from schemas.bootstrap import catalog_topics
 from schemas.catalog import load_catalog
 from schemas.registry import SchemaRegistry
 from schemas.stream_catalog import StreamCatalog

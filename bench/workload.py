@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from riverbed.settings import Settings
+from riverbed.core.settings import Settings
 from schemas import codec
 from schemas.registry import SchemaRegistry
 

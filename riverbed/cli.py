@@ -13,8 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-from riverbed.settings import Settings
-from riverbed.supervisor import COMPONENTS, Supervisor
+from riverbed.components import NAMES, component, instances
+from riverbed.core.settings import Settings
+from riverbed.supervisor import Supervisor
 
 EPILOG = """\
 Configuration comes from RIVERBED_* environment variables (see docs/operations.md).
@@ -107,13 +108,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"  clickhouse  {settings.clickhouse_url}")
 
     supervisor = Supervisor(data_dir / "logs", env)
-    components = ["api", "agents", "flow", "sink-redis"]
-    if not settings.embedded_clickhouse:
-        components.append("sink-clickhouse")
-    for component in components:
-        replicas = settings.agent_workers if component == "agents" else 1
-        for instance in range(replicas):
-            supervisor.add(component, instance)
+    for name, instance in instances(settings):
+        supervisor.add(name, instance)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -159,16 +155,13 @@ def _drain_embedded(supervisor: Supervisor, bootstrap: str, redis_url: str) -> N
     """
     import redis
 
+    from riverbed.core.redis import as_text
+    from riverbed.core.topology import STREAMS_KEY, group_topics
     from riverbed.drain import drain
-    from schemas.catalog import METRICS_TOPIC, clean_topic, dlq_topic, events_topic
-    from schemas.registry import as_text
-    from schemas.stream_catalog import STREAMS_KEY
-    from sinks.service import CLICKHOUSE_GROUP, REDIS_GROUP
-    from streams.worker import APP_ID
 
     # Names straight from the shared catalog: streams created at run time must drain too.
     client = redis.Redis.from_url(redis_url)
-    catalog = sorted(as_text(k) for k in client.hkeys(STREAMS_KEY))
+    streams = [as_text(k) for k in client.hkeys(STREAMS_KEY)]
     supervisor.signal("api", signal.SIGUSR1)
     force = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -177,43 +170,18 @@ def _drain_embedded(supervisor: Supervisor, bootstrap: str, redis_url: str) -> N
         "draining: ingest closed, waiting for accepted events to reach ClickHouse and Redis "
         "(Ctrl-C again to skip)"
     )
-    groups = {
-        APP_ID: [events_topic(s) for s in catalog],
-        CLICKHOUSE_GROUP: [clean_topic(s) for s in catalog]
-        + [dlq_topic(s) for s in catalog]
-        + [METRICS_TOPIC],
-        REDIS_GROUP: [METRICS_TOPIC],
-    }
-    if drain(bootstrap, groups, timeout=60, report=print, abort=force):
+    if drain(bootstrap, group_topics(streams), timeout=60, report=print, abort=force):
         print("drained: every accepted event is stored")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     _configure_logging(os.environ.get("RIVERBED_LOG_LEVEL", "WARNING"))
     settings = Settings()
-    if args.component == "api":
-        from api.app import run as run_api
-
-        run_api(settings)
-    elif args.component == "agents":
-        from streams.worker import run as run_agents
-
-        run_agents(settings)
-    elif args.component == "flow":
-        from streams.flow import run as run_flow
-
-        run_flow(settings)
-    else:
-        from sinks.service import run as run_sink
-
-        if args.component == "sink-clickhouse" and settings.embedded_clickhouse:
-            print(
-                "error: sink-clickhouse runs inside the api process with embedded chdb; set "
-                "CLICKHOUSE_URL to run it on its own",
-                file=sys.stderr,
-            )
-            return 2
-        run_sink(settings, args.component.removeprefix("sink-"))
+    row = component(args.component)
+    if not row.wanted(settings):
+        print(f"error: {row.name} {row.why_not}", file=sys.stderr)
+        return 2
+    row.load()(settings)
     return 0
 
 
@@ -252,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run one component in the foreground",
         description="Run one pipeline component; `up` runs all of them.",
     )
-    run.add_argument("component", choices=COMPONENTS)
+    run.add_argument("component", choices=NAMES)
     run.set_defaults(func=cmd_run)
 
     streams = commands.add_parser("streams", help="print the stream catalog as JSON")

@@ -17,13 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from riverbed.core.lifecycle import EXIT_RESTART
 from riverbed.embedded import spawn, stop_process
 
 log = logging.getLogger(__name__)
-COMPONENTS = ("api", "agents", "flow", "sink-redis", "sink-clickhouse")
-# A child exiting with this asks to be started again at once (e.g. to pick up new streams);
-# it is not a crash. 75 is EX_TEMPFAIL.
-EXIT_RESTART = 75
 
 
 @dataclass

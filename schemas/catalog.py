@@ -19,6 +19,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from riverbed.core.topology import (
+    clean_topic,
+    dlq_topic,
+    events_topic,
+)
 from schemas.reference import (
     Enrichment,
     ReferenceTable,
@@ -31,8 +36,6 @@ from schemas.routes import Route, RouteError, check_routes, parse_routes
 
 BUNDLED_DIR = Path(__file__).resolve().parent
 STREAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-METRICS_TOPIC = "metrics"
-METRIC_RESULTS_TOPIC = "metric_results"  # declared metrics (streams/metrics)
 
 TIMESTAMP_MILLIS: dict[str, str] = {"type": "long", "logicalType": "timestamp-millis"}
 EVENT_ID_FIELD = "event_id"
@@ -58,23 +61,6 @@ class StreamNotFound(LookupError):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.stream = stream
-
-
-def events_topic(stream: str) -> str:
-    return f"events.{stream}"
-
-
-def clean_topic(stream: str) -> str:
-    return f"clean.{stream}"
-
-
-def dlq_topic(stream: str) -> str:
-    return f"dlq.{stream}"
-
-
-def stream_of_topic(topic: str) -> str:
-    """``clean.pageviews`` -> ``pageviews``."""
-    return topic.split(".", 1)[1]
 
 
 def _with_fields(schema: dict[str, Any], extra: tuple[dict[str, Any], ...], suffix: str) -> dict:

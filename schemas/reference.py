@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from riverbed.core.topology import reference_topic
+
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # Primitive Avro types an attribute may have (each maps to one JSON type and one ClickHouse type).
 ATTRIBUTE_TYPES = frozenset({"string", "boolean", "int", "long", "float", "double"})
@@ -39,10 +41,6 @@ class InvalidAttributes(ValueError):
     def __init__(self, errors: list[dict[str, str]]) -> None:
         super().__init__(f"{errors[0]['path']}: {errors[0]['message']}")
         self.errors = errors
-
-
-def reference_topic(table: str) -> str:
-    return f"ref.{table}"
 
 
 def coerce(value: Any, avro_type: str) -> Any:

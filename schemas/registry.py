@@ -24,10 +24,11 @@ from typing import Any, Protocol
 import fastavro
 import redis
 
+from riverbed.core.redis import as_text
+from riverbed.core.topology import REGISTRY_PREFIX as PREFIX
 from schemas import compatibility
 from schemas.compatibility import MODES, Incompatibility
 
-PREFIX = "riverbed:registry"
 GLOBAL = "__global__"
 DEFAULT_LEVEL = "BACKWARD"
 
@@ -113,11 +114,6 @@ class SubjectVersion:
         }
 
 
-def as_text(value: bytes | str) -> str:
-    """Redis answers bytes (or str with decode_responses); code here wants str."""
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def fingerprint(schema: Any) -> str:
     """Normalised-JSON digest: unlike the Avro canonical form it keeps defaults and logical types,
     which change what a reader sees and so must give a new id."""
@@ -184,7 +180,11 @@ class SchemaRegistry:
         parse_avro(schema)
         schema_id = int(
             self._script(
-                keys=[f"{PREFIX}:by_fingerprint", f"{PREFIX}:next_id", f"{PREFIX}:by_id"],
+                keys=[
+                    f"{PREFIX}:by_fingerprint",
+                    f"{PREFIX}:next_id",
+                    f"{PREFIX}:by_id",
+                ],
                 args=[fp, json.dumps(schema, sort_keys=True)],
             )
         )
@@ -417,7 +417,9 @@ class SchemaRegistry:
                 continue
             if key.get("keytype") == "CONFIG":
                 self._redis.hset(
-                    f"{PREFIX}:config", key.get("subject") or GLOBAL, value["compatibilityLevel"]
+                    f"{PREFIX}:config",
+                    key.get("subject") or GLOBAL,
+                    value["compatibilityLevel"],
                 )
             elif key.get("keytype") == "SCHEMA":
                 subject, number, schema_id = value["subject"], value["version"], value["id"]

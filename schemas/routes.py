@@ -13,14 +13,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from riverbed.core.topology import RESERVED_TOPIC_PREFIXES, RESERVED_TOPICS
 from schemas.expressions import Expression, ExpressionError
 
 # Kafka's own rule for topic names (legal characters, at most 249).
 KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-# Topics Riverbed reads by prefix or owns: a route into one of them would be read back as a
-# stream of its own (the flow and sinks subscribe to ``^clean\..+``), or corrupt a system log.
-RESERVED_PREFIXES = ("events.", "clean.", "dlq.", "ref.", "_", "__")
-RESERVED_TOPICS = frozenset({"metrics", "metric_results"})
 
 
 class RouteError(ValueError):
@@ -41,10 +38,12 @@ def check_topic_name(topic: Any) -> None:
         raise RouteError(
             f"topic {topic!r} is not a Kafka topic name ([A-Za-z0-9._-], at most 249 characters)"
         )
-    if topic in RESERVED_TOPICS or topic.startswith(RESERVED_PREFIXES):
+    # Topics Riverbed reads by prefix or owns: a route into one of them would be read back as a
+    # stream of its own (the flow and sinks subscribe to ``^clean\..+``), or corrupt a system log.
+    if topic in RESERVED_TOPICS or topic.startswith(RESERVED_TOPIC_PREFIXES):
         raise RouteError(
             f"topic {topic!r} is reserved for Riverbed (names starting with "
-            f"{', '.join(RESERVED_PREFIXES)} or one of {sorted(RESERVED_TOPICS)})"
+            f"{', '.join(RESERVED_TOPIC_PREFIXES)} or one of {sorted(RESERVED_TOPICS)})"
         )
 
 

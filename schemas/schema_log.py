@@ -14,10 +14,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from riverbed.core.topology import REGISTRY_READER_GROUP, SCHEMAS_TOPIC
 from schemas.registry import SchemaRegistry
 
 log = logging.getLogger(__name__)
-SCHEMAS_TOPIC = "_schemas"
 
 
 class SchemaLogError(RuntimeError):
@@ -59,7 +59,7 @@ class KafkaSchemaLog:
         consumer = Consumer(
             {
                 "bootstrap.servers": self.bootstrap,
-                "group.id": "riverbed-registry",
+                "group.id": REGISTRY_READER_GROUP,
                 "enable.auto.commit": False,
             }
         )

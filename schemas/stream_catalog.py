@@ -17,24 +17,23 @@ from typing import Any
 
 import redis
 
-from schemas.catalog import (
+from riverbed.core.redis import as_text
+from riverbed.core.topology import (
     METRIC_RESULTS_TOPIC,
     METRICS_TOPIC,
-    StreamNotFound,
-    StreamSpec,
-    check_spec,
+    STREAM_IDS_KEY,
+    STREAM_SEEDED_KEY,
+    STREAMS_KEY,
+    STREAMS_VERSION_KEY,
     clean_topic,
     dlq_topic,
     events_topic,
 )
+from schemas.catalog import StreamNotFound, StreamSpec, check_spec
 from schemas.codec import StreamSchemaIds, subject
-from schemas.registry import SchemaRegistry, as_text, fingerprint
+from schemas.registry import SchemaRegistry, fingerprint
 from schemas.system import DEAD_LETTER_SCHEMA, METRIC_RESULT_SCHEMA, METRIC_UPDATE_SCHEMA
 
-STREAMS_KEY = "riverbed:streams"
-IDS_KEY = "riverbed:streams:ids"  # stream -> the schema ids it writes with, set with the spec
-SEEDED_KEY = "riverbed:streams:seeded"  # stream -> fingerprint of its streams.toml declaration
-VERSION_KEY = "riverbed:streams:version"
 PIPELINE_SUBJECT = re.compile(r"^(events|clean|dlq)\..+-value$|^(metrics|metric_results)-value$")
 SYSTEM_FIELD_NAMES = ("event_id", "ingested_at", "event_time", "processed_at")
 
@@ -87,11 +86,13 @@ class StreamCatalog:
         if not force and now - self._checked < self.max_age:
             return False
         self._checked = now
-        version = int(self.redis.get(VERSION_KEY) or 0)
+        version = int(self.redis.get(STREAMS_VERSION_KEY) or 0)
         if version == self._version:
             return False
         specs = {as_text(k): spec_from_json(v) for k, v in self.redis.hgetall(STREAMS_KEY).items()}
-        stored_ids = {as_text(k): json.loads(v) for k, v in self.redis.hgetall(IDS_KEY).items()}
+        stored_ids = {
+            as_text(k): json.loads(v) for k, v in self.redis.hgetall(STREAM_IDS_KEY).items()
+        }
         ids = {name: StreamSchemaIds(**stored_ids[name]) for name in specs if name in stored_ids}
         specs = {name: spec for name, spec in specs.items() if name in ids}
         known = {
@@ -159,12 +160,12 @@ class StreamCatalog:
         """
         for name, spec in declared.items():
             declared_fp = fingerprint(spec_to_json(spec))
-            seeded = self.redis.hget(SEEDED_KEY, name)
+            seeded = self.redis.hget(STREAM_SEEDED_KEY, name)
             if not self.redis.hexists(STREAMS_KEY, name):
                 self._store(spec, create=True)
             elif seeded is not None and as_text(seeded) != declared_fp:
                 self._store(spec, create=False)
-            self.redis.hset(SEEDED_KEY, name, declared_fp)
+            self.redis.hset(STREAM_SEEDED_KEY, name, declared_fp)
         self.refresh(force=True)
 
     def create(self, spec: StreamSpec) -> StreamSpec:
@@ -214,6 +215,6 @@ class StreamCatalog:
             )
             pipe = self.redis.pipeline(transaction=True)
             pipe.hset(STREAMS_KEY, spec.name, spec_to_json(spec))
-            pipe.hset(IDS_KEY, spec.name, json.dumps(dataclasses.asdict(ids)))
-            pipe.incr(VERSION_KEY)
+            pipe.hset(STREAM_IDS_KEY, spec.name, json.dumps(dataclasses.asdict(ids)))
+            pipe.incr(STREAMS_VERSION_KEY)
             pipe.execute()

@@ -15,21 +15,25 @@ from typing import Any
 
 from confluent_kafka import Message
 
+from riverbed.core.clickhouse import ClickHouse, ClickHouseError
+from riverbed.core.topology import (
+    DEAD_LETTERS_TABLE,
+    METRIC_RESULTS_TABLE,
+    METRIC_RESULTS_TOPIC,
+    METRICS_TABLE,
+    METRICS_TOPIC,
+    events_table,
+    stream_of_topic,
+)
 from schemas import codec, wire
-from schemas.catalog import METRIC_RESULTS_TOPIC, METRICS_TOPIC, stream_of_topic
 from schemas.registry import SchemaNotFound, SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
 from schemas.system import DEAD_LETTER_SCHEMA
 from schemas.wire import WireFormatError
-from sinks.clickhouse import ClickHouse, ClickHouseError
 from sinks.ddl import (
-    DEAD_LETTERS_TABLE,
-    METRIC_RESULTS_TABLE,
-    METRICS_TABLE,
     create_dead_letters_table,
     create_metric_results_table,
     create_metrics_table,
-    events_table,
     quote,
     row_converter,
     stream_table_statements,

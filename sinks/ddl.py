@@ -16,7 +16,12 @@ from datetime import datetime, timedelta
 from decimal import Context, Decimal
 from typing import Any
 
-from schemas.catalog import METRIC_RESULTS_TOPIC, METRICS_TOPIC
+from riverbed.core.topology import (
+    DEAD_LETTERS_TABLE,
+    METRIC_RESULTS_TABLE,
+    METRICS_TABLE,
+    events_table,
+)
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 Convert = Callable[[Any], Any]
@@ -193,10 +198,6 @@ def add_columns(database: str, table: str, schema: dict[str, Any]) -> list[str]:
     return statements
 
 
-def events_table(stream: str) -> str:
-    return f"events_{stream}"
-
-
 def create_events_table(database: str, stream: str, schema: dict[str, Any]) -> str:
     """ReplacingMergeTree on (event_time, event_id): a re-delivered event collapses into one row.
 
@@ -209,11 +210,6 @@ def create_events_table(database: str, stream: str, schema: dict[str, Any]) -> s
         "\nPARTITION BY toYYYYMM(event_time)"
         "\nORDER BY (event_time, event_id)"
     )
-
-
-METRICS_TABLE = METRICS_TOPIC
-METRIC_RESULTS_TABLE = METRIC_RESULTS_TOPIC
-DEAD_LETTERS_TABLE = "dead_letters"
 
 
 def create_dead_letters_table(database: str) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from confluent_kafka import Producer
 
+from riverbed.core.topology import dlq_topic
 from schemas import codec
-from schemas.catalog import dlq_topic
 from schemas.registry import SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
 from schemas.system import dead_letter

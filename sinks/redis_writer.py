@@ -22,12 +22,17 @@ from typing import Any
 import redis
 from confluent_kafka import Message
 
+from riverbed.core.topology import (
+    LIVE_CHANNEL,
+    METRIC_RESULTS_TOPIC,
+    RESULTS_CHANNEL,
+    latest_key,
+    results_latest_key,
+    results_series_key,
+    series_key,
+)
 from schemas import codec
-from schemas.catalog import METRIC_RESULTS_TOPIC
 from schemas.registry import SchemaRegistry
-
-LIVE_CHANNEL = "riverbed:live:metrics"
-RESULTS_CHANNEL = "riverbed:live:metric_results"
 
 _UPSERT = """
 local series, latest = KEYS[1], KEYS[2]
@@ -57,22 +62,6 @@ end
 redis.call('PUBLISH', ARGV[6], update)
 return 1
 """
-
-
-def latest_key(stream: str) -> str:
-    return f"riverbed:latest:{stream}"
-
-
-def series_key(stream: str, field: str, group: str) -> str:
-    return f"riverbed:series:{stream}:{field}:{group}"
-
-
-def results_latest_key(metric: str) -> str:
-    return f"riverbed:mlatest:{metric}"
-
-
-def results_series_key(metric: str, group_key: str) -> str:
-    return f"riverbed:mseries:{metric}:{group_key}"
 
 
 def clear_results(client: redis.Redis, metric: str) -> None:

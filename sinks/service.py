@@ -9,22 +9,25 @@ import threading
 import redis
 from confluent_kafka import Producer
 
-from riverbed.heartbeat import start_heartbeat
-from riverbed.kafka import consumer_config, producer_config
-from riverbed.settings import Settings
-from riverbed.wiring import join_catalog
-from schemas.catalog import METRIC_RESULTS_TOPIC, METRICS_TOPIC
+from riverbed.core.clickhouse import ClickHouse, connect
+from riverbed.core.heartbeat import start_heartbeat
+from riverbed.core.kafka import consumer_config, producer_config
+from riverbed.core.settings import Settings
+from riverbed.core.topology import (
+    CLICKHOUSE_SINK_GROUP,
+    CLICKHOUSE_SINK_TOPICS,
+    REDIS_SINK_GROUP,
+    REDIS_SINK_TOPICS,
+)
+from schemas.bootstrap import join_catalog
 from schemas.registry import SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
-from sinks.clickhouse import ClickHouse, connect
 from sinks.clickhouse_writer import ClickHouseWriter
 from sinks.dead_letters import DeadLetters
 from sinks.redis_writer import RedisMetricsWriter
 from sinks.runner import SinkRunner
 
 log = logging.getLogger(__name__)
-CLICKHOUSE_GROUP = "riverbed-sink-clickhouse"
-REDIS_GROUP = "riverbed-sink-redis"
 
 
 def clickhouse_runner(
@@ -33,10 +36,9 @@ def clickhouse_runner(
     dead_letters = DeadLetters(Producer(producer_config(settings)), registry, catalog)
     writer = ClickHouseWriter(engine, settings.clickhouse_database, registry, catalog, dead_letters)
     writer.ensure_tables()
-    # Regex subscriptions: topics of streams created at run time are picked up on their own.
-    topics = [r"^clean\..+", r"^dlq\..+", METRICS_TOPIC, METRIC_RESULTS_TOPIC]
+    topics = list(CLICKHOUSE_SINK_TOPICS)
     return SinkRunner(
-        consumer_config(settings, CLICKHOUSE_GROUP),
+        consumer_config(settings, CLICKHOUSE_SINK_GROUP),
         topics,
         writer,
         settings.sink_batch_size,
@@ -50,8 +52,8 @@ def redis_runner(settings: Settings, registry: SchemaRegistry) -> SinkRunner:
     )
     # Live values want latency, not big batches: hand over whatever arrived within 100 ms.
     return SinkRunner(
-        consumer_config(settings, REDIS_GROUP),
-        [METRICS_TOPIC, METRIC_RESULTS_TOPIC],
+        consumer_config(settings, REDIS_SINK_GROUP),
+        list(REDIS_SINK_TOPICS),
         writer,
         settings.sink_batch_size,
         0.1,
@@ -75,9 +77,19 @@ def run_until_signal(runners: list[SinkRunner]) -> None:
         t.join(timeout=30)
 
 
+def run_redis(settings: Settings) -> None:
+    """``riverbed run sink-redis``."""
+    run(settings, "redis")
+
+
+def run_clickhouse(settings: Settings) -> None:
+    """``riverbed run sink-clickhouse`` (only with CLICKHOUSE_URL: embedded chdb belongs to the
+    API process)."""
+    run(settings, "clickhouse")
+
+
 def run(settings: Settings, which: str) -> None:
-    """``riverbed run sink-redis`` / ``sink-clickhouse`` (the latter only with CLICKHOUSE_URL,
-    since embedded chdb belongs to the API process)."""
+    """Run the ``redis`` or ``clickhouse`` sink until SIGTERM."""
     registry, catalog = join_catalog(settings)
     if which == "redis":
         runners = [redis_runner(settings, registry)]

@@ -30,10 +30,11 @@ import faust
 import mode
 import redis.asyncio as aioredis
 
-from riverbed.kafka import AsyncProducer, OutgoingRecord
-from riverbed.supervisor import EXIT_RESTART
+from riverbed.core.kafka import AsyncProducer, OutgoingRecord
+from riverbed.core.lifecycle import EXIT_RESTART
+from riverbed.core.topology import clean_topic, dedup_key, dlq_topic, events_topic, stats_key
 from schemas import codec, wire
-from schemas.catalog import StreamSpec, clean_topic, dlq_topic, events_topic
+from schemas.catalog import StreamSpec
 from schemas.registry import SchemaNotFound, SchemaRegistry
 from schemas.routes import compile_routes, matching_topics
 from schemas.stream_catalog import StreamCatalog
@@ -43,7 +44,6 @@ from streams.processing import (
     EventRejected,
     ProcessingRules,
     add_reference_attributes,
-    dedup_key,
     enrich,
     no_references,
     source_position,
@@ -68,10 +68,6 @@ for i, key in ipairs(KEYS) do
 end
 return verdicts
 """
-
-
-def stats_key(stream: str) -> str:
-    return f"riverbed:stats:{stream}"
 
 
 def now_ms() -> int:

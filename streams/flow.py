@@ -32,18 +32,18 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from confluent_kafka.admin import AdminClient
 
-from riverbed.heartbeat import start_heartbeat
-from riverbed.settings import Settings
-from riverbed.supervisor import EXIT_RESTART
-from riverbed.wiring import join_catalog
-from schemas import codec, wire
-from schemas.catalog import (
+from riverbed.core.heartbeat import start_heartbeat
+from riverbed.core.lifecycle import EXIT_RESTART
+from riverbed.core.settings import Settings
+from riverbed.core.topology import (
     METRIC_RESULTS_TOPIC,
     METRICS_TOPIC,
     clean_topic,
     dlq_topic,
     stream_of_topic,
 )
+from schemas import codec, wire
+from schemas.bootstrap import join_catalog
 from schemas.registry import SchemaNotFound, SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
 from schemas.system import dead_letter

@@ -62,10 +62,6 @@ def no_references(table: str, key: str) -> None:
     return None
 
 
-def dedup_key(stream: str, event_id: str) -> str:
-    return f"riverbed:dedup:{stream}:{event_id}"
-
-
 def source_position(topic: str, partition: int, offset: int) -> str:
     """Identifies one Kafka record; a redelivery of it is not a duplicate, a re-post is."""
     return f"{topic}/{partition}/{offset}"

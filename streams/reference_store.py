@@ -29,7 +29,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
 
-from schemas.reference import reference_topic
+from riverbed.core.topology import REFERENCE_READER_PREFIX, reference_topic
 
 log = logging.getLogger(__name__)
 # Keys of the start-up markers; a NUL byte cannot start a key written through the API (UTF-8 of
@@ -103,7 +103,8 @@ class ReferenceStore:
         consumer = Consumer(
             {
                 "bootstrap.servers": self.bootstrap,
-                "group.id": f"riverbed-reference-{uuid.uuid4().hex}",  # assign() only, no commits
+                # assign() only, no commits: a fresh group id per reader
+                "group.id": f"{REFERENCE_READER_PREFIX}{uuid.uuid4().hex}",
                 "enable.auto.commit": False,
                 "fetch.wait.max.ms": 50,
             }

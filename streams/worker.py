@@ -8,21 +8,21 @@ from typing import Any
 import faust
 import redis.asyncio as aioredis
 
-from riverbed.heartbeat import start_heartbeat
-from riverbed.kafka import AsyncProducer, producer_config
-from riverbed.settings import Settings
-from riverbed.wiring import join_catalog
+from riverbed.core.heartbeat import start_heartbeat
+from riverbed.core.kafka import AsyncProducer, producer_config
+from riverbed.core.settings import Settings
+from riverbed.core.topology import AGENTS_GROUP
+from schemas.bootstrap import join_catalog
 from streams.agents import AgentContext, install_agents, reference_tables
 from streams.processing import ProcessingRules
 from streams.reference_store import ReferenceStore
 
 log = logging.getLogger(__name__)
-APP_ID = "riverbed-agents"  # also the agents' consumer group
 
 
 def create_app(settings: Settings) -> faust.App:
     return faust.App(
-        APP_ID,
+        AGENTS_GROUP,
         broker=f"kafka://{settings.require_kafka()}",
         store="memory://",
         topic_partitions=settings.topic_partitions,

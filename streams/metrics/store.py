@@ -20,15 +20,13 @@ from typing import Any
 import redis
 import yaml
 
+from riverbed.core.redis import as_text
+from riverbed.core.topology import METRIC_DEFS_KEY, METRICS_APPLIED_KEY, METRICS_VERSION_KEY
 from schemas.catalog import StreamSpec
 from schemas.expressions import Expression
-from schemas.registry import as_text
 from streams.metrics.definition import Metric, MetricError, parse_definition
 
 log = logging.getLogger(__name__)
-DEFS_KEY = "riverbed:metrics:defs"
-VERSION_KEY = "riverbed:metrics:version"
-APPLIED_KEY = "riverbed:metrics:applied"  # the version the flow computes (after its refresh)
 
 
 class MetricExists(LookupError):
@@ -109,24 +107,24 @@ class MetricStore:
         streams = self.streams()
         out = {
             as_text(name): self._stored(blob, streams)
-            for name, blob in sorted(self.client.hgetall(DEFS_KEY).items())
+            for name, blob in sorted(self.client.hgetall(METRIC_DEFS_KEY).items())
         }
         return {name: stored for name, stored in out.items() if stored is not None}
 
     def get(self, name: str) -> StoredMetric:
         """One metric, reading and checking only its own declaration."""
-        blob = self.client.hget(DEFS_KEY, name)
+        blob = self.client.hget(METRIC_DEFS_KEY, name)
         stored = None if blob is None else self._stored(blob, self.streams())
         if stored is None:
             raise MetricNotFound(name)
         return stored
 
     def version(self) -> int:
-        return int(self.client.get(VERSION_KEY) or 0)
+        return int(self.client.get(METRICS_VERSION_KEY) or 0)
 
     def applied(self) -> bool:
         """Whether the flow runs the current declarations (events from now on are counted)."""
-        return int(self.client.get(APPLIED_KEY) or -1) >= self.version()
+        return int(self.client.get(METRICS_APPLIED_KEY) or -1) >= self.version()
 
     def _entry(self, metric: Metric, source: str) -> str:
         now = time.time_ns() // 1_000_000
@@ -136,20 +134,20 @@ class MetricStore:
         """Add an API metric; :class:`MetricExists` if the name is taken (by either source)."""
         metric = self.parse(raw)
         entry = self._entry(metric, "api")
-        if not self.client.hsetnx(DEFS_KEY, metric.name, entry):
-            existing = json.loads(self.client.hget(DEFS_KEY, metric.name) or b"{}")
+        if not self.client.hsetnx(METRIC_DEFS_KEY, metric.name, entry):
+            existing = json.loads(self.client.hget(METRIC_DEFS_KEY, metric.name) or b"{}")
             raise MetricExists(metric.name, existing.get("source", "api"))
-        self.client.incr(VERSION_KEY)
+        self.client.incr(METRICS_VERSION_KEY)
         return self.get(metric.name)
 
     def delete(self, name: str) -> None:
-        blob = self.client.hget(DEFS_KEY, name)
+        blob = self.client.hget(METRIC_DEFS_KEY, name)
         if blob is None:
             raise MetricNotFound(name)
         if json.loads(blob)["source"] == "file":
             raise DeclaredInFile(name)
-        self.client.hdel(DEFS_KEY, name)
-        self.client.incr(VERSION_KEY)
+        self.client.hdel(METRIC_DEFS_KEY, name)
+        self.client.incr(METRICS_VERSION_KEY)
 
     def sync_file(self, path: Path) -> dict[str, list[str]]:
         """Make the stored file metrics equal the file's; all-or-nothing on any error."""
@@ -174,7 +172,8 @@ class MetricStore:
             raise MetricError([{**e, "path": f"{path}: {e['path']}"} for e in errors])
         report: dict[str, list[str]] = {"added": [], "changed": [], "removed": []}
         stored = {
-            as_text(name): json.loads(blob) for name, blob in self.client.hgetall(DEFS_KEY).items()
+            as_text(name): json.loads(blob)
+            for name, blob in self.client.hgetall(METRIC_DEFS_KEY).items()
         }
         pipe = self.client.pipeline(transaction=True)
         for name, metric in metrics.items():
@@ -185,13 +184,13 @@ class MetricStore:
                 )
             if old is None or old["definition"] != metric.definition:
                 report["changed" if old else "added"].append(name)
-                pipe.hset(DEFS_KEY, name, self._entry(metric, "file"))
+                pipe.hset(METRIC_DEFS_KEY, name, self._entry(metric, "file"))
         for name, old in stored.items():
             if old["source"] == "file" and name not in metrics:
                 report["removed"].append(name)
-                pipe.hdel(DEFS_KEY, name)
+                pipe.hdel(METRIC_DEFS_KEY, name)
         if any(report.values()):
-            pipe.incr(VERSION_KEY)
+            pipe.incr(METRICS_VERSION_KEY)
             pipe.execute()
         return report
 
@@ -233,7 +232,7 @@ class MetricFollower:
                 metric = stored.metric
                 by_stream.setdefault(metric.stream, []).append((metric, metric.compile_filter()))
             self.by_stream, self._version = by_stream, version
-            self.store.client.set(APPLIED_KEY, version)
+            self.store.client.set(METRICS_APPLIED_KEY, version)
         return self.by_stream
 
     def live_generations(self) -> set[tuple[str, str]]:

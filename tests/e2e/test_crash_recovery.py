@@ -23,7 +23,7 @@ import httpx
 import pytest
 import redis
 
-from sinks.redis_writer import series_key
+from riverbed.core.topology import series_key
 from streams.windows import window_start
 from tests.conftest import Engines, OwnStack, own_stack, wait_until
 

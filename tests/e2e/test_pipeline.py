@@ -18,10 +18,9 @@ import pytest
 import redis
 from confluent_kafka import Consumer
 
+from riverbed.core.topology import dlq_topic, series_key
 from schemas import codec
-from schemas.catalog import dlq_topic
 from schemas.registry import SchemaRegistry
-from sinks.redis_writer import series_key
 from streams.windows import window_start
 from tests.conftest import WINDOW_SECONDS, Pipeline, wait_until
 

@@ -17,8 +17,7 @@ import httpx
 import pytest
 import redis
 
-from sinks.redis_writer import series_key
-from streams.agents import stats_key
+from riverbed.core.topology import series_key, stats_key
 from streams.windows import window_start
 from tests.conftest import Engines, OwnStack, own_stack, read_logs, wait_until
 

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import Producer
 
-from riverbed.kafka import ensure_topics
-from riverbed.settings import Settings
-from schemas.reference import REFERENCE_TOPIC_CONFIG, reference_topic
+from riverbed.core.kafka import ensure_topics
+from riverbed.core.settings import Settings
+from riverbed.core.topology import reference_topic
+from schemas.reference import REFERENCE_TOPIC_CONFIG
 from streams.reference_store import ReferenceStore
 from tests.conftest import Engines, wait_until
 

@@ -17,8 +17,8 @@ import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from riverbed.core.topology import clean_topic
 from schemas import codec
-from schemas.catalog import clean_topic
 from schemas.registry import SchemaRegistry
 from tests.conftest import Pipeline, wait_until
 

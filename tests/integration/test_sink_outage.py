@@ -15,13 +15,14 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
+from riverbed.core.kafka import consumer_config, ensure_topics
+from riverbed.core.settings import Settings
+from riverbed.core.topology import series_key
 from riverbed.embedded import start_redis
-from riverbed.kafka import consumer_config, ensure_topics
-from riverbed.settings import Settings
 from schemas import codec
 from schemas.registry import SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
-from sinks.redis_writer import RedisMetricsWriter, series_key
+from sinks.redis_writer import RedisMetricsWriter
 from sinks.runner import SinkRunner
 from tests.conftest import Engines, wait_until
 from tests.integration.test_sinks import update

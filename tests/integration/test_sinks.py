@@ -13,17 +13,19 @@ import pytest
 import redis
 from confluent_kafka import Consumer, Message, Producer
 
+from riverbed.core.clickhouse import ChdbEngine
+from riverbed.core.kafka import ensure_topics
+from riverbed.core.settings import Settings
+from riverbed.core.topology import clean_topic, dlq_topic, latest_key, series_key
 from riverbed.embedded import start_kafka
-from riverbed.kafka import ensure_topics, pipeline_topics
-from riverbed.settings import Settings
 from schemas import codec
-from schemas.catalog import BUNDLED_DIR, StreamSpec, clean_topic, dlq_topic, load_catalog
+from schemas.bootstrap import pipeline_topics
+from schemas.catalog import BUNDLED_DIR, StreamSpec, load_catalog
 from schemas.registry import SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
-from sinks.clickhouse import ChdbEngine
 from sinks.clickhouse_writer import ClickHouseWriter
 from sinks.dead_letters import DeadLetters
-from sinks.redis_writer import RedisMetricsWriter, latest_key, series_key
+from sinks.redis_writer import RedisMetricsWriter
 from tests.conftest import Engines, wait_until
 
 pytestmark = pytest.mark.integration

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from riverbed.core.topology import events_table
 from schemas.catalog import StreamSpec
 from sinks.ddl import (
     UnsupportedType,
     columns_for,
     create_events_table,
     create_metrics_table,
-    events_table,
     quote,
     row_converter,
 )

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from riverbed.core.topology import dedup_key
 from schemas.catalog import StreamSpec
-from streams.processing import EventRejected, ProcessingRules, dedup_key, enrich, source_position
+from streams.processing import EventRejected, ProcessingRules, enrich, source_position
 
 TS_MILLIS = {"type": "long", "logicalType": "timestamp-millis"}
 RULES = ProcessingRules(max_future_skew_ms=60_000)

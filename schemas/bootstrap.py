@@ -13,13 +13,22 @@ from typing import Any
 
 import redis
 
-from riverbed.kafka import ensure_topics, stream_topic_configs
-from riverbed.settings import Settings
-from schemas.catalog import load_catalog, load_reference_tables
+from riverbed.core.kafka import ensure_topics
+from riverbed.core.settings import Settings
+from riverbed.core.topology import (
+    METRIC_RESULTS_TOPIC,
+    METRICS_TOPIC,
+    STREAMS_VERSION_KEY,
+    clean_topic,
+    dlq_topic,
+    events_topic,
+    reference_topic,
+)
+from schemas.catalog import StreamSpec, load_catalog, load_reference_tables
 from schemas.reference import REFERENCE_TOPIC_CONFIG
 from schemas.registry import SchemaRegistry
 from schemas.schema_log import KafkaSchemaLog, reconcile
-from schemas.stream_catalog import VERSION_KEY, StreamCatalog
+from schemas.stream_catalog import StreamCatalog
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +63,7 @@ def join_catalog(
 ) -> tuple[SchemaRegistry, StreamCatalog]:
     client = redis.Redis.from_url(settings.require_redis())
     deadline = time.monotonic() + timeout
-    while not client.exists(VERSION_KEY):
+    while not client.exists(STREAMS_VERSION_KEY):
         if time.monotonic() > deadline:
             raise CatalogUnavailable(
                 f"no stream catalog in Redis after {timeout:.0f}s; the api process creates it"
@@ -64,3 +73,29 @@ def join_catalog(
     catalog = StreamCatalog(client, registry)
     catalog.refresh(force=True)
     return registry, catalog
+
+
+def pipeline_topics(catalog: dict[str, StreamSpec]) -> list[str]:
+    names = [METRICS_TOPIC, METRIC_RESULTS_TOPIC]
+    for stream in catalog:
+        names += [events_topic(stream), clean_topic(stream), dlq_topic(stream)]
+    return names
+
+
+def stream_topic_configs(catalog: dict[str, StreamSpec]) -> dict[str, Any]:
+    """``ensure_topics`` arguments for a catalog: every topic, with each stream's retention.
+
+    Route targets are created with their stream's configs; reference tables are compacted.
+    """
+    topics = pipeline_topics(catalog)
+    configs: dict[str, dict[str, str]] = {}
+    for name, spec in catalog.items():
+        topics += spec.route_topics
+        for enrichment in spec.enrich:
+            topics.append(reference_topic(enrichment.table))
+            configs[reference_topic(enrichment.table)] = dict(REFERENCE_TOPIC_CONFIG)
+        if spec.retention_ms is not None:
+            own = (events_topic(name), clean_topic(name), dlq_topic(name), *spec.route_topics)
+            for topic in own:
+                configs[topic] = {"retention.ms": str(spec.retention_ms)}
+    return {"topics": list(dict.fromkeys(topics)), "configs": configs}

@@ -17,13 +17,12 @@ from typing import Any
 
 import redis
 
-from schemas.registry import as_text
-
-PREFIX = "riverbed:heartbeat"
+from riverbed.core.redis import as_text
+from riverbed.core.topology import HEARTBEAT_PREFIX
 
 
 def instance_key(component: str) -> str:
-    return f"{PREFIX}:{component}:{socket.gethostname()}:{os.getpid()}"
+    return f"{HEARTBEAT_PREFIX}:{component}:{socket.gethostname()}:{os.getpid()}"
 
 
 class Heartbeat:
@@ -67,9 +66,9 @@ def live_components(client: redis.Redis) -> dict[str, dict[str, Any]]:
     """``{component: {"instances": n, "oldest_beat_s": age}}`` from the keys still alive."""
     now = time.time()
     report: dict[str, dict[str, Any]] = {}
-    for key in client.scan_iter(f"{PREFIX}:*", count=500):
+    for key in client.scan_iter(f"{HEARTBEAT_PREFIX}:*", count=500):
         name = as_text(key)
-        component = name[len(PREFIX) + 1 :].split(":", 1)[0]
+        component = name[len(HEARTBEAT_PREFIX) + 1 :].split(":", 1)[0]
         raw = client.get(key)
         if raw is None:
             continue

@@ -17,16 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from riverbed.settings import Settings
-from schemas.catalog import (
-    METRIC_RESULTS_TOPIC,
-    METRICS_TOPIC,
-    StreamSpec,
-    clean_topic,
-    dlq_topic,
-    events_topic,
-)
-from schemas.reference import REFERENCE_TOPIC_CONFIG, reference_topic
+from riverbed.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,32 +52,6 @@ def consumer_config(settings: Settings, group_id: str, **extra: Any) -> dict[str
         "topic.metadata.refresh.interval.ms": 5000,
         **extra,
     }
-
-
-def pipeline_topics(catalog: dict[str, StreamSpec]) -> list[str]:
-    names = [METRICS_TOPIC, METRIC_RESULTS_TOPIC]
-    for stream in catalog:
-        names += [events_topic(stream), clean_topic(stream), dlq_topic(stream)]
-    return names
-
-
-def stream_topic_configs(catalog: dict[str, StreamSpec]) -> dict[str, Any]:
-    """``ensure_topics`` arguments for a catalog: every topic, with each stream's retention.
-
-    Route targets are created with their stream's configs; reference tables are compacted.
-    """
-    topics = pipeline_topics(catalog)
-    configs: dict[str, dict[str, str]] = {}
-    for name, spec in catalog.items():
-        topics += spec.route_topics
-        for enrichment in spec.enrich:
-            topics.append(reference_topic(enrichment.table))
-            configs[reference_topic(enrichment.table)] = dict(REFERENCE_TOPIC_CONFIG)
-        if spec.retention_ms is not None:
-            own = (events_topic(name), clean_topic(name), dlq_topic(name), *spec.route_topics)
-            for topic in own:
-                configs[topic] = {"retention.ms": str(spec.retention_ms)}
-    return {"topics": list(dict.fromkeys(topics)), "configs": configs}
 
 
 def ensure_topics(
