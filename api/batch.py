@@ -13,18 +13,24 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from riverbed.core.errors import FieldProblem, RiverbedError, pointer
 from schemas.catalog import EVENT_ID_FIELD, StreamSpec
-from schemas.validation import FieldError, validate_event
+from schemas.validation import validate_event
 
 MAX_EVENT_ID_LENGTH = 128
 
 
-class BodyError(ValueError):
+class BodyError(RiverbedError):
     """The body as a whole is unreadable; ``where`` locates the problem (line/column)."""
+
+    status, title = 400, "Malformed body"
 
     def __init__(self, message: str, where: dict[str, int] | None = None) -> None:
         super().__init__(message)
         self.where = where or {}
+
+    def extra(self) -> dict[str, Any]:
+        return dict(self.where)
 
 
 def parse_events(body: bytes, content_type: str) -> list[Any]:
@@ -67,12 +73,20 @@ class AcceptedEvent:
 @dataclass(frozen=True)
 class RejectedEvent:
     index: int
-    error: FieldError
+    problems: list[FieldProblem]  # every problem found in the event, at least one
     original: bytes
     event_id: str | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "event_id": self.event_id, **self.error.to_dict()}
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """One ``{index, event_id, path, message}`` per problem."""
+        return [
+            {"index": self.index, "event_id": self.event_id, **problem.to_dict()}
+            for problem in self.problems
+        ]
+
+    def summary(self) -> str:
+        """Every problem in one line, as a dead letter's error."""
+        return "; ".join(f"{p.path or '/'}: {p.message}" for p in self.problems)
 
 
 @dataclass
@@ -81,16 +95,18 @@ class PreparedBatch:
     rejected: list[RejectedEvent] = field(default_factory=list)
 
 
-def _take_event_id(event: dict[str, Any]) -> tuple[str | None, FieldError | None]:
+def _take_event_id(event: dict[str, Any]) -> tuple[str | None, list[FieldProblem]]:
     event_id = event.pop(EVENT_ID_FIELD, None)
     if event_id is None:
-        return uuid.uuid4().hex, None
+        return uuid.uuid4().hex, []
     if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_EVENT_ID_LENGTH:
-        return None, FieldError(
-            f"$.{EVENT_ID_FIELD}",
-            f"must be a non-empty string of at most {MAX_EVENT_ID_LENGTH} chars",
-        )
-    return event_id, None
+        return None, [
+            FieldProblem(
+                pointer(EVENT_ID_FIELD),
+                f"must be a non-empty string of at most {MAX_EVENT_ID_LENGTH} chars",
+            )
+        ]
+    return event_id, []
 
 
 def prepare_batch(
@@ -106,23 +122,22 @@ def prepare_batch(
             batch.rejected.append(
                 RejectedEvent(
                     index,
-                    FieldError("$", f"an event must be a JSON object, got {type(event).__name__}"),
+                    [
+                        FieldProblem(
+                            "", f"an event must be a JSON object, got {type(event).__name__}"
+                        )
+                    ],
                     original,
                     None,
                 )
             )
             continue
         event = dict(event)
-        event_id, error = _take_event_id(event)
-        if error is None:
-            datum, error = validate_event(schema, event)
-        if error is not None or event_id is None:
-            assert error is not None
-            batch.rejected.append(
-                RejectedEvent(
-                    index, error, original, event_id if isinstance(event_id, str) else None
-                )
-            )
+        event_id, problems = _take_event_id(event)
+        datum, invalid = validate_event(schema, event)
+        problems += invalid
+        if problems or event_id is None:
+            batch.rejected.append(RejectedEvent(index, problems, original, event_id))
             continue
         assert datum is not None
         datum[EVENT_ID_FIELD] = event_id

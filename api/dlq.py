@@ -23,18 +23,18 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.batch import parse_events, prepare_batch
+from api.batch import BodyError, parse_events, prepare_batch
 from api.params import decode_cursor, encode_cursor, int_param
 from api.problems import Problem
 from api.services import Services
 from riverbed.core.clickhouse import ClickHouseError
+from riverbed.core.errors import Invalid
 from riverbed.core.kafka import OutgoingRecord
 from riverbed.core.redis import as_text
 from riverbed.core.topology import DEAD_LETTERS_TABLE, events_table, events_topic, replayed_key
 from schemas import codec
 from schemas.catalog import EVENT_ID_FIELD, StreamSpec
 from schemas.registry import RegistryError
-from schemas.wire import WireFormatError
 from sinks.ddl import quote, row_converter, string_literal
 
 MAX_REPLAY = 10_000
@@ -94,15 +94,16 @@ async def list_dead_letters(request: Request) -> JSONResponse:
 
 
 def _ingest_record(services: Services, spec: StreamSpec, letter: dict) -> OutgoingRecord:
-    """Validate the posted JSON again; raises ValueError with the reason if it still fails."""
+    """Validate the posted JSON again; raises :class:`Invalid` naming every problem if it still
+    fails (or :class:`BodyError` if the stored body is not JSON)."""
     original = base64.b64decode(letter["original"])
     (event,) = parse_events(original, "application/json")
     if isinstance(event, dict) and EVENT_ID_FIELD not in event and letter["event_id"]:
         event[EVENT_ID_FIELD] = letter["event_id"]
     batch = prepare_batch(spec, [event], time.time_ns() // 1_000_000)
     if batch.rejected:
-        error = batch.rejected[0].error
-        raise ValueError(f"still invalid: {error.path}: {error.message}")
+        rejected = batch.rejected[0]
+        raise Invalid(rejected.problems, f"still invalid: {rejected.summary()}")
     accepted = batch.accepted[0]
     value = codec.encode(services.registry, services.catalog.ids(spec.name).ingest, accepted.datum)
     return OutgoingRecord(events_topic(spec.name), accepted.key, value)
@@ -141,7 +142,7 @@ def _plan(
                         "window; the event itself is stored",
                     }
                 )
-        except (ValueError, WireFormatError, RegistryError) as exc:
+        except (ValueError, Invalid, BodyError, RegistryError) as exc:
             failed.append({"dlq_id": dlq_id, "reason": str(exc)})
     return produce, insert, failed, skipped
 

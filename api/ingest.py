@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.batch import BodyError, PreparedBatch, parse_events, prepare_batch
+from api.batch import PreparedBatch, parse_events, prepare_batch
 from api.problems import Problem
 from api.services import Services
 from riverbed.core.kafka import KafkaUnavailable, OutgoingRecord
@@ -61,7 +60,7 @@ def _records(
         dead = dead_letter(
             spec.name,
             "ingest",
-            f"{reject.error.path}: {reject.error.message}",
+            reject.summary(),
             reject.original,
             reject.event_id,
             now,
@@ -113,11 +112,8 @@ async def post_events(request: Request) -> JSONResponse:
     spec = services.stream(request.path_params["stream"])
     atomic = request.query_params.get("atomic", "false").lower() in ("1", "true", "yes")
     body = await read_body(request, services.settings.max_body_bytes)
-    try:
-        events = parse_events(body, request.headers.get("content-type", "application/json"))
-    except BodyError as exc:
-        where: dict[str, Any] = dict(exc.where)
-        raise Problem(400, "Malformed body", str(exc), **where) from None
+    # BodyError: a 400 with the line and column where the body stops being JSON.
+    events = parse_events(body, request.headers.get("content-type", "application/json"))
     limit = services.settings.max_events_per_request
     if len(events) > limit:
         raise Problem(
@@ -131,7 +127,7 @@ async def post_events(request: Request) -> JSONResponse:
     ingest_id, schema = _writer_schema(services, spec, request)
     now = time.time_ns() // 1_000_000
     batch = prepare_batch(spec, events, now, schema)
-    errors = [r.to_dict() for r in batch.rejected]
+    errors = [entry for reject in batch.rejected for entry in reject.to_dicts()]
     if batch.rejected and (atomic or not batch.accepted):
         if not atomic:
             rejects = PreparedBatch([], batch.rejected)
@@ -141,7 +137,7 @@ async def post_events(request: Request) -> JSONResponse:
             400,
             "Invalid events",
             f"{len(batch.rejected)} of {len(events)} events are invalid; first at index "
-            f"{first.index}: {first.error.path}: {first.error.message}",
+            f"{first.index}: {first.summary()}",
             errors=errors,
             accepted=0,
         )

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from api import reads
 from api.live import sse_events
 from api.params import int_param, time_param
-from api.problems import Problem, invalid, json_body
+from api.problems import Problem, json_body
 from api.services import Services
 from riverbed.core.redis import as_text
 from riverbed.core.topology import (
@@ -33,7 +33,7 @@ from riverbed.core.topology import (
 from sinks.ddl import quote, string_literal
 from sinks.redis_writer import clear_results
 from streams.metrics.definition import MetricError
-from streams.metrics.store import DeclaredInFile, MetricExists, MetricNotFound, StoredMetric
+from streams.metrics.store import DeclaredInFile, MetricNotFound, StoredMetric
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +64,8 @@ async def create_metric(request: Request) -> JSONResponse:
         raise Problem(
             409, "Name taken", f"{payload['name']!r} is a stream; pick another metric name"
         )
-    try:
-        stored = await anyio.to_thread.run_sync(services.metric_store.create, payload)
-    except MetricError as exc:
-        errors = [{**e, "path": "/" + e["path"].replace(".", "/")} for e in exc.errors]
-        raise invalid("Invalid metric", errors) from None
-    except MetricExists as exc:
-        raise Problem(
-            409,
-            "Metric exists",
-            f"{exc.name!r} is already declared (source: {exc.source}); delete it first",
-            metric=exc.name,
-        ) from None
+    # MetricError (422, every problem at its pointer) and MetricExists (409) speak for themselves.
+    stored = await anyio.to_thread.run_sync(services.metric_store.create, payload)
     location = f"/v1/metrics/{stored.metric.name}"
     return JSONResponse(stored.to_public(), status_code=201, headers={"Location": location})
 
@@ -86,8 +76,6 @@ async def delete_metric(request: Request) -> Response:
     try:
         await anyio.to_thread.run_sync(services.metric_store.delete, name)
         await anyio.to_thread.run_sync(clear_results, services.sync_redis, name)
-    except MetricNotFound:
-        raise Problem(404, "No such metric", f"no declared metric {name!r}") from None
     except DeclaredInFile:
         raise Problem(
             409,
@@ -196,7 +184,7 @@ def sync_metrics_file(services: Services) -> None:
     try:
         report = services.metric_store.sync_file(path)
     except MetricError as exc:
-        services.metrics_file_errors = exc.errors
+        services.metrics_file_errors = [problem.to_dict() for problem in exc.problems]
         log.error("metrics file %s not applied: %s", path, exc)
         return
     services.metrics_file_errors = []

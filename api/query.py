@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 
 from api.problems import Problem, json_body
 from api.services import Services
+from riverbed.core.errors import Invalid
 
 READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
 _FORBIDDEN = re.compile(r"\bFORMAT\s+\w+\s*$|\bINTO\s+OUTFILE\b", re.IGNORECASE)
@@ -24,7 +25,7 @@ _QUOTED_OR_COMMENT = re.compile(
 )
 
 
-class UnsafeQuery(ValueError):
+class UnsafeQuery(Invalid):
     """The SQL is not a single read-only statement."""
 
 

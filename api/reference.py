@@ -16,11 +16,11 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.problems import Problem, invalid, json_body
+from api.problems import Problem, json_body
 from api.services import Services
 from riverbed.core.kafka import KafkaUnavailable, OutgoingRecord
 from schemas.catalog import load_reference_tables
-from schemas.reference import MAX_KEY_BYTES, InvalidAttributes, ReferenceTable
+from schemas.reference import MAX_KEY_BYTES, ReferenceTable
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -58,10 +58,7 @@ async def put_entry(request: Request) -> JSONResponse:
     key = request.path_params["key"]
     _check_key(key)
     body = await json_body(request)
-    try:
-        attributes = table.attributes(body)
-    except InvalidAttributes as exc:
-        raise invalid("Invalid reference entry", exc.errors) from None
+    attributes = table.attributes(body)  # InvalidAttributes: 422 naming every member
     value = json.dumps(attributes, sort_keys=True, separators=(",", ":")).encode()
     errors = await services.producer.produce([OutgoingRecord(table.topic, key.encode(), value)])
     if errors[0]:

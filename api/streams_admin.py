@@ -16,8 +16,9 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.problems import invalid, json_body
+from api.problems import json_body
 from api.services import Services
+from riverbed.core.errors import FieldProblem, Invalid, pointer
 from riverbed.core.kafka import ensure_topics
 from riverbed.core.topology import events_topic
 from schemas.bootstrap import stream_topic_configs
@@ -45,11 +46,8 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        errors = [
-            {"path": "/" + "/".join(str(p) for p in e["loc"]), "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        raise invalid("Invalid request", errors) from None
+        problems = [FieldProblem(pointer(*e["loc"]), e["msg"]) for e in exc.errors()]
+        raise Invalid(problems) from None
 
 
 def _sync_table(services: Services, name: str) -> None:

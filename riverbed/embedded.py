@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from riverbed.core.errors import RiverbedError
 
-class EngineStartError(RuntimeError):
+
+class EngineStartError(RiverbedError):
     """An engine could not be started; the message says which, why, and where its log is."""
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from riverbed.core.errors import Unavailable
 from riverbed.core.kafka import ensure_topics
 from riverbed.core.settings import Settings
 from riverbed.core.topology import (
@@ -33,7 +34,7 @@ from schemas.stream_catalog import StreamCatalog
 log = logging.getLogger(__name__)
 
 
-class CatalogUnavailable(RuntimeError):
+class CatalogUnavailable(Unavailable):
     """No process bootstrapped the catalog in time (is the API running?)."""
 
 

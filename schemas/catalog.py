@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from riverbed.core.errors import FieldProblem, Invalid, NotFound, join_pointer, pointer, summarize
 from riverbed.core.topology import (
     clean_topic,
     dlq_topic,
@@ -51,15 +52,19 @@ RESERVED_FIELDS = frozenset(f["name"] for f in SYSTEM_INGEST_FIELDS + SYSTEM_CLE
 NUMERIC_TYPES = frozenset({"int", "long", "float", "double"})
 
 
-class CatalogError(ValueError):
+class CatalogError(Invalid):
     """The stream catalog or one of its schemas is malformed; the message names the file."""
 
+    title = "Invalid stream"
 
-class StreamNotFound(LookupError):
+
+class StreamNotFound(NotFound):
     """No stream of that name is declared."""
 
+    title = "Unknown stream"
+
     def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+        super().__init__(f"no stream named {stream!r}; GET /v1/streams lists them")
         self.stream = stream
 
 
@@ -171,37 +176,78 @@ AVRO_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def check_spec(spec: StreamSpec, where: str) -> None:
-    fields = spec.schema.get("fields") if isinstance(spec.schema, dict) else None
-    if spec.schema.get("type") != "record" or not isinstance(fields, list) or not fields:
-        raise CatalogError(f"{where}: the schema must be an Avro record with fields")
-    for index, f in enumerate(fields):
-        if not isinstance(f, dict) or not isinstance(f.get("name"), str) or "type" not in f:
-            raise CatalogError(f"{where}: fields[{index}] needs a 'name' and a 'type'")
-        if not AVRO_NAME.match(f["name"]):
-            raise CatalogError(
-                f"{where}: field name {f['name']!r} is not an Avro name ([A-Za-z_][A-Za-z0-9_]*)"
-            )
-    names = {f["name"]: f for f in fields}
-    clash = RESERVED_FIELDS.intersection(names)
-    if clash:
-        raise CatalogError(
-            f"{where}: fields {sorted(str(c) for c in clash)} are reserved for Riverbed"
-        )
-    if spec.key_field not in names:
-        raise CatalogError(f"{where}: key field {spec.key_field!r} is not a field of the schema")
-    for label, name in (("time_field", spec.time_field), ("group_by", spec.group_by)):
-        if name is not None and name not in names:
-            raise CatalogError(f"{where}: {label} {name!r} is not a field of the schema")
-    if spec.time_field is not None:
-        t = _non_null(names[spec.time_field]["type"])
-        if not (isinstance(t, dict) and t.get("logicalType") == "timestamp-millis"):
-            raise CatalogError(f"{where}: time_field {spec.time_field!r} must be timestamp-millis")
+    """Raise :class:`CatalogError` naming every flaw of a declaration, each at its pointer in
+    the ``POST /v1/streams`` body (``/schema/fields/2/name``, ``/key_field``); ``where`` says
+    which declaration in the detail."""
+    problems = _schema_problems(spec.schema)
+    if problems:  # the rest reads the fields, which are not there to read
+        raise CatalogError(problems, f"{where}: {summarize(problems)}")
+    names = {f["name"]: f for f in spec.schema["fields"]}
+    problems += _field_reference_problems(spec, names)
     unenriched = _with_fields(spec.ingest_schema, SYSTEM_CLEAN_FIELDS, "Clean")["fields"]
     try:
         check_enrichments(spec.enrich, {f["name"]: f for f in unenriched})
-        check_routes(spec.routes, [f["name"] for f in spec.clean_schema["fields"]])
-    except (ReferenceTableError, RouteError) as exc:
-        raise CatalogError(f"{where}: {exc}") from None
+    except ReferenceTableError as exc:
+        problems += exc.under(pointer("enrich"))
+    try:
+        if not problems:  # the clean schema needs a well-formed declaration
+            check_routes(spec.routes, [f["name"] for f in spec.clean_schema["fields"]])
+    except RouteError as exc:
+        problems += exc.under(pointer("routes"))
+    if problems:
+        raise CatalogError(problems, f"{where}: {summarize(problems)}")
+
+
+def _schema_problems(schema: Any) -> list[FieldProblem]:
+    fields = schema.get("fields") if isinstance(schema, dict) else None
+    if schema.get("type") != "record" or not isinstance(fields, list) or not fields:
+        return [FieldProblem(pointer("schema"), "the schema must be an Avro record with fields")]
+    problems = []
+    for index, f in enumerate(fields):
+        at = pointer("schema", "fields", index)
+        if not isinstance(f, dict) or not isinstance(f.get("name"), str) or "type" not in f:
+            problems.append(FieldProblem(at, f"fields[{index}] needs a 'name' and a 'type'"))
+        elif not AVRO_NAME.match(f["name"]):
+            problems.append(
+                FieldProblem(
+                    join_pointer(at, "name"),
+                    f"field name {f['name']!r} is not an Avro name ([A-Za-z_][A-Za-z0-9_]*)",
+                )
+            )
+        elif f["name"] in RESERVED_FIELDS:
+            problems.append(
+                FieldProblem(
+                    join_pointer(at, "name"),
+                    f"fields [{f['name']!r}] are reserved for Riverbed",
+                )
+            )
+    return problems
+
+
+def _field_reference_problems(spec: StreamSpec, names: dict[str, Any]) -> list[FieldProblem]:
+    problems = []
+    if spec.key_field not in names:
+        problems.append(
+            FieldProblem(
+                pointer("key_field"),
+                f"key field {spec.key_field!r} is not a field of the schema",
+            )
+        )
+    for label, name in (("time_field", spec.time_field), ("group_by", spec.group_by)):
+        if name is not None and name not in names:
+            problems.append(
+                FieldProblem(pointer(label), f"{label} {name!r} is not a field of the schema")
+            )
+    if spec.time_field is not None and spec.time_field in names:
+        t = _non_null(names[spec.time_field]["type"])
+        if not (isinstance(t, dict) and t.get("logicalType") == "timestamp-millis"):
+            problems.append(
+                FieldProblem(
+                    pointer("time_field"),
+                    f"time_field {spec.time_field!r} must be timestamp-millis",
+                )
+            )
+    return problems
 
 
 def _read_catalog_file(directory: Path) -> tuple[Path, dict[str, Any]]:

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
+from riverbed.core.errors import Invalid
+
 MODES = (
     "BACKWARD",
     "BACKWARD_TRANSITIVE",
@@ -52,11 +54,11 @@ FIXED_SIZE_MISMATCH = "FIXED_SIZE_MISMATCH"
 DECIMAL_MISMATCH = "DECIMAL_MISMATCH"
 
 
-class UnknownCompatibilityMode(ValueError):
+class UnknownCompatibilityMode(Invalid):
     """The mode is not one of ``MODES``."""
 
 
-class InvalidSchema(ValueError):
+class InvalidSchema(Invalid):
     """A schema is not valid Avro (a dangling name reference, a record without fields, ...)."""
 
 
@@ -411,7 +413,7 @@ def check(mode: str, new: Any, previous: list[Any]) -> list[Incompatibility]:
 
     BACKWARD: new reads the latest; FORWARD: the latest reads new; FULL: both; ``*_TRANSITIVE``:
     the same against every previous version; NONE: always ``[]``. Each message starts with the
-    direction and version that failed. Raises ``UnknownCompatibilityMode`` (a ``ValueError``)
+    direction and version that failed. Raises ``UnknownCompatibilityMode`` (``Invalid``)
     for any other mode, and ``InvalidSchema`` if a schema is not valid Avro.
     """
     if mode not in MODES:

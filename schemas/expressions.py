@@ -21,6 +21,8 @@ from typing import Any
 
 import simpleeval
 
+from riverbed.core.errors import Invalid
+
 # rand/randint (simpleeval's defaults) are left out: a record must match the same way when a
 # batch is processed again after a crash.
 FUNCTIONS: dict[str, Any] = {
@@ -40,7 +42,7 @@ _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 _PLAIN_NODES = (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop)
 
 
-class ExpressionError(ValueError):
+class ExpressionError(Invalid):
     """The text is not a filter expression over the given fields; the message says why."""
 
 

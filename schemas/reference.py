@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from riverbed.core.errors import FieldProblem, Invalid, pointer
 from riverbed.core.topology import reference_topic
 
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -31,16 +32,14 @@ REFERENCE_TOPIC_CONFIG = {"cleanup.policy": "compact"}
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 
 
-class ReferenceTableError(ValueError):
+class ReferenceTableError(Invalid):
     """A reference table or an enrichment is declared wrongly; the message says which part."""
 
 
-class InvalidAttributes(ValueError):
-    """A reference entry does not fit its table; ``errors`` holds ``{path, message}`` items."""
+class InvalidAttributes(Invalid):
+    """A reference entry does not fit its table; ``problems`` name every member that does not."""
 
-    def __init__(self, errors: list[dict[str, str]]) -> None:
-        super().__init__(f"{errors[0]['path']}: {errors[0]['message']}")
-        self.errors = errors
+    title = "Invalid reference entry"
 
 
 def coerce(value: Any, avro_type: str) -> Any:
@@ -83,12 +82,10 @@ class ReferenceTable:
         Raises :class:`InvalidAttributes` listing every member that is unknown or mistyped.
         """
         if not isinstance(body, dict):
-            raise InvalidAttributes(
-                [{"path": "$", "message": f"expected a JSON object, got {type(body).__name__}"}]
-            )
+            raise InvalidAttributes.at("", f"expected a JSON object, got {type(body).__name__}")
         types = dict(self.fields)
         errors = [
-            {"path": f"$.{name}", "message": f"unknown field; {self.name} has {sorted(types)}"}
+            FieldProblem(pointer(name), f"unknown field; {self.name} has {sorted(types)}")
             for name in body
             if name not in types
         ]
@@ -97,7 +94,7 @@ class ReferenceTable:
             try:
                 attributes[name] = coerce(body.get(name), avro_type)
             except (TypeError, ValueError) as exc:
-                errors.append({"path": f"$.{name}", "message": str(exc)})
+                errors.append(FieldProblem(pointer(name), str(exc)))
         if errors:
             raise InvalidAttributes(errors)
         return attributes

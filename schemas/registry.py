@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import fastavro
 import redis
 
+from riverbed.core.errors import Conflict, Invalid, NotFound, RiverbedError
 from riverbed.core.redis import as_text
 from riverbed.core.topology import REGISTRY_PREFIX as PREFIX
 from schemas import compatibility
@@ -43,45 +44,53 @@ return id
 """
 
 
-class RegistryError(Exception):
-    """Base of the registry's errors; ``code`` is the Confluent error code clients expect."""
+class RegistryError(RiverbedError):
+    """Base of the registry's errors; ``code`` is the Confluent error code clients expect.
+
+    Each error also derives from the tree's meaning (NotFound, Invalid, Conflict); ``status``
+    stays Confluent's, which its clients rely on (a protected subject is a 422 there).
+    """
 
     code = 50001
-    status = 500
+    title = "Registry error"
+
+    def extra(self) -> dict[str, Any]:
+        """Confluent's ``error_code``/``message`` for its clients beside problem+json."""
+        return {**super().extra(), "error_code": self.code, "message": str(self)}
 
 
-class SchemaNotFound(RegistryError, LookupError):
+class SchemaNotFound(RegistryError, NotFound):
     """No schema is registered under that id."""
 
-    code, status = 40403, 404
+    code, status, title = 40403, 404, "Not found"
 
 
-class SubjectNotFound(RegistryError, LookupError):
-    code, status = 40401, 404
+class SubjectNotFound(RegistryError, NotFound):
+    code, status, title = 40401, 404, "Not found"
 
 
-class VersionNotFound(RegistryError, LookupError):
-    code, status = 40402, 404
+class VersionNotFound(RegistryError, NotFound):
+    code, status, title = 40402, 404, "Not found"
 
 
-class InvalidSchema(RegistryError, ValueError):
-    code, status = 42201, 422
+class InvalidSchema(RegistryError, Invalid):
+    code, status, title = 42201, 422, "Invalid schema"
 
 
-class InvalidCompatibilityLevel(RegistryError, ValueError):
-    code, status = 42203, 422
+class InvalidCompatibilityLevel(RegistryError, Invalid):
+    code, status, title = 42203, 422, "Invalid schema"
 
 
-class ProtectedSubject(RegistryError):
+class ProtectedSubject(RegistryError, Conflict):
     """A pipeline subject's versions are what its stream writes with; they cannot be deleted."""
 
-    code, status = 42205, 422
+    code, status, title = 42205, 422, "Invalid schema"
 
 
-class SchemaIncompatible(RegistryError):
+class SchemaIncompatible(RegistryError, Conflict):
     """The new schema breaks the subject's compatibility level; ``problems`` say where."""
 
-    code, status = 409, 409
+    code, status, title = 409, 409, "Incompatible schema"
 
     def __init__(self, subject: str, level: str, problems: list[Incompatibility]) -> None:
         first = problems[0]
@@ -92,6 +101,13 @@ class SchemaIncompatible(RegistryError):
         self.subject = subject
         self.level = level
         self.problems = problems
+
+    def extra(self) -> dict[str, Any]:
+        return {
+            **super().extra(),
+            "level": self.level,
+            "errors": [problem.to_dict() for problem in self.problems],
+        }
 
 
 class SchemaLogWriter(Protocol):

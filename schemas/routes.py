@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from riverbed.core.errors import Invalid
 from riverbed.core.topology import RESERVED_TOPIC_PREFIXES, RESERVED_TOPICS
 from schemas.expressions import Expression, ExpressionError
 
@@ -20,7 +21,7 @@ from schemas.expressions import Expression, ExpressionError
 KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
-class RouteError(ValueError):
+class RouteError(Invalid):
     """A routing rule is malformed; the message says which part."""
 
 

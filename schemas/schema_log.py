@@ -14,13 +14,14 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from riverbed.core.errors import Unavailable
 from riverbed.core.topology import REGISTRY_READER_GROUP, SCHEMAS_TOPIC
 from schemas.registry import SchemaRegistry
 
 log = logging.getLogger(__name__)
 
 
-class SchemaLogError(RuntimeError):
+class SchemaLogError(Unavailable):
     """A change could not be appended to the log."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from riverbed.core.errors import Conflict
 from riverbed.core.redis import as_text
 from riverbed.core.topology import (
     METRIC_RESULTS_TOPIC,
@@ -38,8 +39,14 @@ PIPELINE_SUBJECT = re.compile(r"^(events|clean|dlq)\..+-value$|^(metrics|metric_
 SYSTEM_FIELD_NAMES = ("event_id", "ingested_at", "event_time", "processed_at")
 
 
-class StreamExists(ValueError):
+class StreamExists(Conflict):
     """A stream of that name is already declared."""
+
+    title = "Stream exists"
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(f"stream {stream} already exists")
+        self.stream = stream
 
 
 def spec_to_json(spec: StreamSpec) -> str:

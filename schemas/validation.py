@@ -1,7 +1,8 @@
 """Validate a JSON event against an Avro schema and coerce it to what the Avro writer expects.
 
 fastavro's own validator answers yes/no with terse messages; producers need to know *which*
-field failed and why, so this walks the schema itself and reports JSON paths (``$.items[2].qty``).
+field failed and why, so this walks the schema itself and reports every problem of an event, each
+at its JSON Pointer (``/items/2/qty``), up to :data:`MAX_PROBLEMS`.
 JSON conveniences are accepted where they are unambiguous: ISO-8601 strings for timestamps, and
 integers for float/double fields. Unknown fields are rejected: a typo must not vanish silently.
 """
@@ -11,31 +12,26 @@ from __future__ import annotations
 import base64
 import math
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from riverbed.core.errors import FieldProblem, join_pointer
+
 INT_RANGE = (-(2**31), 2**31 - 1)
 LONG_RANGE = (-(2**63), 2**63 - 1)
 EPOCH_DATE = date(1970, 1, 1)
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One problem with an event: a JSON path and a sentence a producer can act on."""
-
-    path: str
-    message: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "message": self.message}
+#: Problems reported for one event at most: an event with thousands of bad fields gets a
+#: bounded answer (the last entry says how many more there were).
+MAX_PROBLEMS = 50
 
 
 class _Invalid(Exception):
+    """One problem at one position; raised where a value cannot be checked any further."""
+
     def __init__(self, path: str, message: str) -> None:
         super().__init__(message)
-        self.error = FieldError(path, message)
+        self.error = FieldProblem(path, message)
 
 
 def _type_name(value: Any) -> str:
@@ -90,6 +86,24 @@ class _Validator:
     def __init__(self, schema: dict[str, Any]) -> None:
         self.named: dict[str, Any] = {}
         self.root = schema
+        self.problems: list[FieldProblem] = []
+
+    def collect(self, schema: Any, value: Any, path: str, namespace: str | None) -> Any:
+        """Check one position; a problem there is recorded and its siblings still checked."""
+        try:
+            return self.check(schema, value, path, namespace)
+        except _Invalid as exc:
+            self.problems.append(exc.error)
+            return None
+
+    def attempt(self, schema: Any, value: Any, path: str, ns: str | None) -> tuple[Any, bool]:
+        """Check a union branch on its own: ``(value, True)`` only if it raised no problem."""
+        outer, self.problems = self.problems, []
+        try:
+            value = self.collect(schema, value, path, ns)
+            return value, not self.problems
+        finally:
+            self.problems = outer
 
     def _remember(self, schema: dict[str, Any], namespace: str | None) -> None:
         name = schema.get("name")
@@ -122,14 +136,14 @@ class _Validator:
             if not isinstance(value, list):
                 raise _Invalid(path, f"expected array, got {_type_name(value)}")
             return [
-                self.check(schema["items"], v, f"{path}[{i}]", namespace)
+                self.collect(schema["items"], v, join_pointer(path, i), namespace)
                 for i, v in enumerate(value)
             ]
         if kind == "map":
             if not isinstance(value, dict):
                 raise _Invalid(path, f"expected object (Avro map), got {_type_name(value)}")
             return {
-                k: self.check(schema["values"], v, f"{path}.{k}", namespace)
+                k: self.collect(schema["values"], v, join_pointer(path, k), namespace)
                 for k, v in value.items()
             }
         if kind == "fixed":
@@ -144,33 +158,35 @@ class _Validator:
         if not isinstance(value, dict):
             raise _Invalid(path, f"expected object, got {_type_name(value)}")
         known = {f["name"] for f in schema["fields"]}
-        unknown = [k for k in value if k not in known]
-        if unknown:
-            raise _Invalid(
-                f"{path}.{unknown[0]}", f"unknown field (the schema has {sorted(known)})"
-            )
+        for name in value:
+            if name not in known:
+                self.problems.append(
+                    FieldProblem(
+                        join_pointer(path, name), f"unknown field (the schema has {sorted(known)})"
+                    )
+                )
         out: dict[str, Any] = {}
         for f in schema["fields"]:
             name = f["name"]
             if name in value:
-                out[name] = self.check(f["type"], value[name], f"{path}.{name}", ns)
+                out[name] = self.collect(f["type"], value[name], join_pointer(path, name), ns)
             elif "default" in f:
                 out[name] = f["default"]
             else:
-                raise _Invalid(f"{path}.{name}", "required field is missing")
+                self.problems.append(
+                    FieldProblem(join_pointer(path, name), "required field is missing")
+                )
         return out
 
     def _union(self, branches: list[Any], value: Any, path: str, ns: str | None) -> Any:
         if value is None and "null" in branches:
             return None
-        failures = []
         for branch in branches:
             if branch == "null":
                 continue
-            try:
-                return self.check(branch, value, path, ns)
-            except _Invalid as exc:
-                failures.append(exc.error.message)
+            checked, ok = self.attempt(branch, value, path, ns)
+            if ok:
+                return checked
         allowed = ", ".join(_describe(b) for b in branches)
         raise _Invalid(path, f"{_type_name(value)} {value!r:.40} matches none of [{allowed}]")
 
@@ -281,9 +297,15 @@ def _describe(schema: Any) -> str:
 
 def validate_event(
     schema: dict[str, Any], event: Any
-) -> tuple[dict[str, Any] | None, FieldError | None]:
-    """Return ``(datum, None)`` ready for the Avro writer, or ``(None, error)``."""
-    try:
-        return _Validator(schema).check(schema, event, "$"), None
-    except _Invalid as exc:
-        return None, exc.error
+) -> tuple[dict[str, Any] | None, list[FieldProblem]]:
+    """``(datum, [])`` with a datum ready for the Avro writer, or ``(None, problems)`` naming
+    every problem found (at most :data:`MAX_PROBLEMS`), each at its JSON Pointer."""
+    validator = _Validator(schema)
+    datum = validator.collect(schema, event, "", None)
+    problems = validator.problems
+    if not problems:
+        return datum, []
+    if len(problems) > MAX_PROBLEMS:
+        more = len(problems) - MAX_PROBLEMS + 1
+        problems = [*problems[: MAX_PROBLEMS - 1], FieldProblem("", f"and {more} more problems")]
+    return None, problems

@@ -13,11 +13,13 @@ from typing import Any
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro._read_common import SchemaResolutionError
 
+from riverbed.core.errors import Invalid
+
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
 
 
-class WireFormatError(ValueError):
+class WireFormatError(Invalid):
     """The bytes are not a Confluent-framed Avro record."""
 
 

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Context, Decimal
 from typing import Any
 
+from riverbed.core.errors import Invalid
 from riverbed.core.topology import (
     DEAD_LETTERS_TABLE,
     METRIC_RESULTS_TABLE,
@@ -27,8 +28,10 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 Convert = Callable[[Any], Any]
 
 
-class UnsupportedType(ValueError):
+class UnsupportedType(Invalid):
     """The Avro type has no ClickHouse mapping; the message names the field."""
+
+    title = "Invalid stream"
 
 
 def quote(identifier: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from confluent_kafka import Producer
 
+from riverbed.core.errors import RiverbedError
 from riverbed.core.topology import dlq_topic
 from schemas import codec
 from schemas.registry import SchemaRegistry
@@ -11,7 +12,7 @@ from schemas.stream_catalog import StreamCatalog
 from schemas.system import dead_letter
 
 
-class DeadLetterError(RuntimeError):
+class DeadLetterError(RiverbedError):
     """A dead letter was not acknowledged; the caller must not commit past its source."""
 
 

@@ -30,6 +30,7 @@ import faust
 import mode
 import redis.asyncio as aioredis
 
+from riverbed.core.errors import RiverbedError
 from riverbed.core.kafka import AsyncProducer, OutgoingRecord
 from riverbed.core.lifecycle import EXIT_RESTART
 from riverbed.core.topology import clean_topic, dedup_key, dlq_topic, events_topic, stats_key
@@ -74,8 +75,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@dataclass
-class OutputNotAcknowledged(RuntimeError):
+class OutputNotAcknowledged(RiverbedError):
     """The broker did not acknowledge an agent's output; the batch must be re-read."""
 
 

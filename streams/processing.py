@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from riverbed.core.errors import Invalid
 from schemas.catalog import StreamSpec
 from schemas.reference import lookup_key
 
@@ -13,7 +14,7 @@ from schemas.reference import lookup_key
 ReferenceLookup = Callable[[str, str], Mapping[str, Any] | None]
 
 
-class EventRejected(ValueError):
+class EventRejected(Invalid):
     """The event cannot enter ``clean.*``; the message becomes the dead letter's reason."""
 
 

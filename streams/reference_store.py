@@ -29,6 +29,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
 
+from riverbed.core.errors import RiverbedError
 from riverbed.core.topology import REFERENCE_READER_PREFIX, reference_topic
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 SYNC_PREFIX = b"\x00riverbed-sync:"
 
 
-class ReferenceStoreFailed(RuntimeError):
+class ReferenceStoreFailed(RiverbedError):
     """The store did not catch up in time, or its consumer thread died; enriching on would
     silently produce nulls, so callers must stop (the agents worker crashes and restarts)."""
 

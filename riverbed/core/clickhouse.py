@@ -15,11 +15,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from riverbed.core.errors import RiverbedError
+
 log = logging.getLogger(__name__)
 
 
-class ClickHouseError(RuntimeError):
-    """ClickHouse rejected a statement; the message is ClickHouse's own."""
+class ClickHouseError(RiverbedError):
+    """ClickHouse rejected a statement; the message is ClickHouse's own.
+
+    A caller sees why: its query timed out (504), needed too much memory (413), or failed (400).
+    """
+
+    status, title = 400, "Query failed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.detail = message[:2000]  # ClickHouse echoes the whole statement back
+        if "TIMEOUT_EXCEEDED" in message:
+            self.status, self.title = 504, "Query timed out"
+        elif "MEMORY_LIMIT_EXCEEDED" in message:
+            self.status, self.title = 413, "Query too large"
 
 
 @dataclass(frozen=True)

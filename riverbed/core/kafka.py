@@ -17,13 +17,16 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from riverbed.core.errors import Unavailable
 from riverbed.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class KafkaUnavailable(ConnectionError):
+class KafkaUnavailable(Unavailable):
     """The broker did not acknowledge in time; nothing after the first failure is confirmed."""
+
+    title = "Broker unavailable"
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:

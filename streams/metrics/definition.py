@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from riverbed.core.errors import FieldProblem, Invalid, join_pointer
 from schemas.catalog import NUMERIC_TYPES, StreamSpec, base_type
 from schemas.expressions import Expression, ExpressionError
 
@@ -124,12 +125,10 @@ class Aggregation:
     quantile: float | None = None
 
 
-class MetricError(ValueError):
-    """A declaration that cannot run; ``errors`` are problem+json style {path, message}."""
+class MetricError(Invalid):
+    """A declaration that cannot run; ``problems`` name every flaw at its JSON Pointer."""
 
-    def __init__(self, errors: list[dict[str, str]]) -> None:
-        super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in errors))
-        self.errors = errors
+    title = "Invalid metric"
 
 
 @dataclass(frozen=True)
@@ -249,54 +248,50 @@ def _normalized(declared: MetricDefinition) -> dict[str, Any]:
 def parse_definition(
     raw: Any, streams: dict[str, StreamSpec], default_lateness_ms: int, where: str = ""
 ) -> Metric:
-    """Check a declaration; raise :class:`MetricError` listing every problem with its path."""
-    prefix = f"{where}." if where else ""
+    """Check a declaration; raise :class:`MetricError` listing every problem at its pointer
+    (under ``where``, the pointer of the declaration in a larger document)."""
     try:
         declared = MetricDefinition.model_validate(raw)
     except ValidationError as exc:
         raise MetricError(
-            [
-                {"path": prefix + ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                for e in exc.errors()
-            ]
+            [FieldProblem(join_pointer(where, *e["loc"]), e["msg"]) for e in exc.errors()]
         ) from None
-    errors: list[dict[str, str]] = []
+    errors: list[FieldProblem] = []
     spec = streams.get(declared.stream)
     if spec is None:
         known = ", ".join(sorted(streams)) or "none"
-        raise MetricError(
-            [{"path": f"{prefix}stream", "message": f"no stream {declared.stream!r} ({known})"}]
+        raise MetricError.at(
+            join_pointer(where, "stream"), f"no stream {declared.stream!r} ({known})"
         )
     types = _field_types(spec)
     aggregations: list[Aggregation] = []
     for index, item in enumerate(declared.aggregations):
-        path = f"{prefix}aggregations.{index}"
+        path = join_pointer(where, "aggregations", index)
         try:
             agg = parse_aggregation(item)
         except ValueError as exc:
-            errors.append({"path": path, "message": str(exc)})
+            errors.append(FieldProblem(path, str(exc)))
             continue
         if agg.field is not None and agg.field not in types:
-            errors.append({"path": path, "message": f"{agg.field!r} is not a field of the stream"})
+            errors.append(FieldProblem(path, f"{agg.field!r} is not a field of the stream"))
         elif (
             agg.field is not None
             and agg.op != "count_distinct"
             and (types[agg.field] not in NUMERIC_TYPES)
         ):
-            errors.append({"path": path, "message": f"{agg.op} needs a numeric field"})
+            errors.append(FieldProblem(path, f"{agg.op} needs a numeric field"))
         if any(a.name == agg.name for a in aggregations):
-            errors.append({"path": path, "message": f"{agg.name!r} is computed twice"})
+            errors.append(FieldProblem(path, f"{agg.name!r} is computed twice"))
         aggregations.append(agg)
     for index, name in enumerate(declared.group_by):
         if name not in types:
-            errors.append(
-                {"path": f"{prefix}group_by.{index}", "message": f"{name!r} is not a field"}
-            )
+            path = join_pointer(where, "group_by", index)
+            errors.append(FieldProblem(path, f"{name!r} is not a field"))
     if declared.filter:
         try:
             Expression(declared.filter, types)
         except ExpressionError as exc:
-            errors.append({"path": f"{prefix}filter", "message": str(exc)})
+            errors.append(FieldProblem(join_pointer(where, "filter"), str(exc)))
     if errors:
         raise MetricError(errors)
     definition = _normalized(declared)

@@ -20,6 +20,7 @@ from typing import Any
 import redis
 import yaml
 
+from riverbed.core.errors import Conflict, FieldProblem, NotFound, pointer, summarize
 from riverbed.core.redis import as_text
 from riverbed.core.topology import METRIC_DEFS_KEY, METRICS_APPLIED_KEY, METRICS_VERSION_KEY
 from schemas.catalog import StreamSpec
@@ -29,23 +30,32 @@ from streams.metrics.definition import Metric, MetricError, parse_definition
 log = logging.getLogger(__name__)
 
 
-class MetricExists(LookupError):
+class MetricExists(Conflict):
+    title = "Metric exists"
+
     def __init__(self, name: str, source: str) -> None:
-        super().__init__(name)
+        super().__init__(f"{name!r} is already declared (source: {source}); delete it first")
         self.name, self.source = name, source
 
+    def extra(self) -> dict[str, Any]:
+        return {"metric": self.name}
 
-class MetricNotFound(LookupError):
+
+class MetricNotFound(NotFound):
+    title = "No such metric"
+
     def __init__(self, name: str) -> None:
-        super().__init__(name)
+        super().__init__(f"no declared metric {name!r}")
         self.name = name
 
 
-class DeclaredInFile(PermissionError):
+class DeclaredInFile(Conflict):
     """The metric comes from the metrics file; the API may not change it."""
 
+    title = "Declared in the metrics file"
+
     def __init__(self, name: str) -> None:
-        super().__init__(name)
+        super().__init__(f"{name!r} is declared in the metrics file; edit the file instead")
         self.name = name
 
 
@@ -70,14 +80,14 @@ def read_metrics_file(path: Path) -> list[Any]:
     try:
         loaded = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise MetricError([{"path": str(path), "message": str(exc)}]) from exc
+        raise MetricError(f"{path}: {exc}") from exc
     if loaded is None:
         return []
     if isinstance(loaded, dict) and isinstance(loaded.get("metrics"), list):
         return list(loaded["metrics"])
     if isinstance(loaded, list):
         return loaded
-    raise MetricError([{"path": str(path), "message": "expected a list under 'metrics:'"}])
+    raise MetricError(f"{path}: expected a list under 'metrics:'")
 
 
 class MetricStore:
@@ -153,23 +163,22 @@ class MetricStore:
         """Make the stored file metrics equal the file's; all-or-nothing on any error."""
         declared = read_metrics_file(path) if path.exists() else []
         metrics: dict[str, Metric] = {}
-        errors: list[dict[str, str]] = []
+        errors: list[FieldProblem] = []
         streams = self.streams()
         for index, raw in enumerate(declared):
             try:
-                metric = self.parse(raw, where=f"metrics.{index}")
+                metric = self.parse(raw, where=pointer("metrics", index))
             except MetricError as exc:
-                errors += exc.errors
+                errors += exc.problems
                 continue
+            name_path = pointer("metrics", index, "name")
             if metric.name in streams:
-                errors.append(
-                    {"path": f"metrics.{index}.name", "message": "is a stream's name; pick another"}
-                )
+                errors.append(FieldProblem(name_path, "is a stream's name; pick another"))
             if metric.name in metrics:
-                errors.append({"path": f"metrics.{index}.name", "message": "declared twice"})
+                errors.append(FieldProblem(name_path, "declared twice"))
             metrics[metric.name] = metric
         if errors:
-            raise MetricError([{**e, "path": f"{path}: {e['path']}"} for e in errors])
+            raise MetricError(errors, f"{path}: {summarize(errors)}")
         report: dict[str, list[str]] = {"added": [], "changed": [], "removed": []}
         stored = {
             as_text(name): json.loads(blob)
@@ -179,8 +188,10 @@ class MetricStore:
         for name, metric in metrics.items():
             old = stored.get(name)
             if old is not None and old["source"] != "file":
-                raise MetricError(
-                    [{"path": f"{path}: {name}", "message": "already defined through the API"}]
+                index = next(i for i, raw in enumerate(declared) if raw.get("name") == name)
+                raise MetricError.at(
+                    pointer("metrics", index, "name"),
+                    f"{path}: {name!r} is already defined through the API",
                 )
             if old is None or old["definition"] != metric.definition:
                 report["changed" if old else "added"].append(name)

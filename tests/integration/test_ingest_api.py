@@ -51,7 +51,7 @@ def test_all_invalid_events_get_400_with_each_index_and_path(pipeline: Pipeline)
         )
     assert response.status_code == 400
     errors = response.json()["errors"]
-    assert [(e["index"], e["path"]) for e in errors] == [(0, "$.load_ms"), (1, "$.ts")]
+    assert [(e["index"], e["path"]) for e in errors] == [(0, "/load_ms"), (1, "/ts")]
     assert "ISO-8601" in errors[1]["message"]
 
 

@@ -132,7 +132,7 @@ def test_invalid_event_id_is_rejected_with_its_path(event_id: Any) -> None:
     batch = prepare_batch(SPEC, [order(event_id=event_id)], INGESTED_AT)
     assert batch.accepted == []
     [rejected] = batch.rejected
-    assert rejected.error.path == "$.event_id"
+    assert [p.path for p in rejected.problems] == ["/event_id"]
     assert rejected.event_id is None
 
 
@@ -149,8 +149,9 @@ def test_non_object_event_is_rejected_with_its_index(event: Any) -> None:
     assert [a.index for a in batch.accepted] == [0]
     [rejected] = batch.rejected
     assert rejected.index == 1
-    assert rejected.error.path == "$"
-    assert "JSON object" in rejected.error.message
+    [problem] = rejected.problems
+    assert problem.path == ""
+    assert "JSON object" in problem.message
     assert json.loads(rejected.original) == event
 
 
@@ -159,8 +160,9 @@ def test_batch_with_one_invalid_event_reports_its_index_and_keeps_the_others() -
     batch = prepare_batch(SPEC, events, INGESTED_AT)
     assert [a.index for a in batch.accepted] == [0, 2]
     [rejected] = batch.rejected
-    assert rejected.to_dict()["index"] == 1
-    assert rejected.to_dict()["path"] == "$.amount"
+    [entry] = rejected.to_dicts()
+    assert entry["index"] == 1
+    assert entry["path"] == "/amount"
 
 
 def test_rejected_event_keeps_its_client_event_id_and_original_bytes() -> None:
@@ -168,12 +170,20 @@ def test_rejected_event_keeps_its_client_event_id_and_original_bytes() -> None:
     [rejected] = prepare_batch(SPEC, [event], INGESTED_AT).rejected
     assert rejected.event_id == "client-1"
     assert json.loads(rejected.original) == event
-    assert rejected.to_dict() == {
-        "index": 0,
-        "event_id": "client-1",
-        "path": "$.shop",
-        "message": rejected.error.message,
-    }
+    assert rejected.to_dicts() == [
+        {
+            "index": 0,
+            "event_id": "client-1",
+            "path": "/shop",
+            "message": rejected.problems[0].message,
+        }
+    ]
+
+
+def test_a_bad_event_id_and_a_bad_field_are_both_reported() -> None:
+    [rejected] = prepare_batch(SPEC, [order(event_id=42, amount="lots")], INGESTED_AT).rejected
+    assert [p.path for p in rejected.problems] == ["/event_id", "/amount"]
+    assert rejected.summary().startswith("/event_id: ")
 
 
 def test_prepare_batch_does_not_modify_the_callers_events() -> None:

@@ -236,3 +236,23 @@ def test_public_view_lists_the_stream_topics() -> None:
         "clean": "clean.clicks",
         "dlq": "dlq.clicks",
     }
+
+
+def test_every_flaw_of_a_declaration_is_reported_at_its_pointer(tmp_path: Path) -> None:
+    schema = clicks_schema(
+        {"name": "bad-name", "type": "string"}, {"name": "event_id", "type": "string"}
+    )
+    toml = '[streams.clicks]\nkey = "account_id"\ngroup_by = "colour"\ntime_field = "button"\n'
+    write_catalog(tmp_path, toml, {"clicks": schema})
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(tmp_path)
+    assert [p.path for p in caught.value.problems] == [
+        "/schema/fields/3/name",
+        "/schema/fields/4/name",
+    ]
+    schema = clicks_schema()
+    write_catalog(tmp_path, toml, {"clicks": schema})
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(tmp_path)
+    assert [p.path for p in caught.value.problems] == ["/key_field", "/group_by", "/time_field"]
+    assert "3 problems" in str(caught.value)

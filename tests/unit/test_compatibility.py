@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
+from riverbed.core.errors import Invalid
 from schemas.compatibility import (
     MODES,
     Incompatibility,
@@ -447,10 +448,10 @@ def test_first_version_of_a_subject_is_always_compatible(mode: str) -> None:
     assert check(mode, V3, []) == []
 
 
-def test_unknown_mode_raises_value_error() -> None:
+def test_unknown_mode_is_invalid_input() -> None:
     with pytest.raises(UnknownCompatibilityMode):
         check("SIDEWAYS", V1, [V1])
-    with pytest.raises(ValueError, match="backward"):
+    with pytest.raises(Invalid, match="backward"):
         check("backward", V1, [V1])
 
 

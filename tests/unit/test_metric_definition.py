@@ -31,7 +31,7 @@ def declare(**overrides: Any) -> dict[str, Any]:
 def paths(raw: dict[str, Any]) -> list[str]:
     with pytest.raises(MetricError) as caught:
         parse_definition(raw, STREAMS, 5000)
-    return [e["path"] for e in caught.value.errors]
+    return [problem.path for problem in caught.value.problems]
 
 
 @pytest.mark.parametrize(
@@ -84,16 +84,16 @@ def test_every_problem_is_reported_with_its_path() -> None:
         group_by=["product", "colour"],
         filter="price > limit",
     )
-    assert paths(raw) == ["aggregations.0", "aggregations.1", "group_by.1", "filter"]
+    assert paths(raw) == ["/aggregations/0", "/aggregations/1", "/group_by/1", "/filter"]
 
 
 def test_unknown_streams_and_malformed_windows_are_refused() -> None:
-    assert paths(declare(stream="nope")) == ["stream"]
-    assert paths(declare(window={"type": "hopping", "size": "1m"})) == ["window"]
-    assert paths(declare(window={"type": "hopping", "size": "1m", "step": "7s"})) == ["window"]
-    assert paths(declare(window={"type": "session", "size": "1m"})) == ["window"]
-    assert paths(declare(name="Bad-Name")) == ["name"]
-    assert paths(declare(extra=1)) == ["extra"]
+    assert paths(declare(stream="nope")) == ["/stream"]
+    assert paths(declare(window={"type": "hopping", "size": "1m"})) == ["/window"]
+    assert paths(declare(window={"type": "hopping", "size": "1m", "step": "7s"})) == ["/window"]
+    assert paths(declare(window={"type": "session", "size": "1m"})) == ["/window"]
+    assert paths(declare(name="Bad-Name")) == ["/name"]
+    assert paths(declare(extra=1)) == ["/extra"]
 
 
 def test_processing_time_honours_the_declared_lateness() -> None:
@@ -113,8 +113,8 @@ def test_filters_see_fields_and_treat_a_type_error_as_no_match() -> None:
 
 
 def test_filters_cannot_reach_random_or_private_attributes() -> None:
-    assert paths(declare(filter="rand() > 0.5")) == ["filter"]
-    assert paths(declare(filter="price.__class__ is None")) == ["filter"]
+    assert paths(declare(filter="rand() > 0.5")) == ["/filter"]
+    assert paths(declare(filter="price.__class__ is None")) == ["/filter"]
     rule = Expression("product.isdigit() or product.title() == 'X'", ["product"])
     assert rule.matches({"product": "x"})  # allow-listed str methods work
     assert not Expression("product.count('x') > 0", ["product"]).matches({"product": 1})

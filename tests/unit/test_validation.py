@@ -1,4 +1,4 @@
-"""validate_event: JSON events checked against Avro schemas, with JSON paths in every error."""
+"""validate_event: JSON events checked against Avro schemas, every problem at its JSON Pointer."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.validation import FieldError, validate_event
+from riverbed.core.errors import FieldProblem
+from schemas.validation import MAX_PROBLEMS, validate_event
 
 
 def record(*fields: dict[str, Any]) -> dict[str, Any]:
@@ -24,16 +25,17 @@ def one_field(avro_type: Any) -> dict[str, Any]:
 
 
 def accepted(schema: dict[str, Any], event: Any) -> Any:
-    datum, error = validate_event(schema, event)
-    assert error is None, error
+    datum, problems = validate_event(schema, event)
+    assert problems == [], problems
     return datum
 
 
-def rejected(schema: dict[str, Any], event: Any) -> FieldError:
-    datum, error = validate_event(schema, event)
+def rejected(schema: dict[str, Any], event: Any) -> FieldProblem:
+    """The one problem of an event with exactly one."""
+    datum, problems = validate_event(schema, event)
     assert datum is None
-    assert isinstance(error, FieldError)
-    return error
+    assert len(problems) == 1, problems
+    return problems[0]
 
 
 # --- primitives -----------------------------------------------------------------------------
@@ -47,7 +49,7 @@ def test_int_accepts_values_within_32_bit_range(value: int) -> None:
 @pytest.mark.parametrize("value", [-(2**31) - 1, 2**31])
 def test_int_outside_32_bit_range_is_rejected(value: int) -> None:
     error = rejected(one_field("int"), {"v": value})
-    assert error.path == "$.v"
+    assert error.path == "/v"
     assert "out of range" in error.message
 
 
@@ -58,19 +60,19 @@ def test_long_accepts_values_at_its_64_bit_bounds(value: int) -> None:
 
 @pytest.mark.parametrize("value", [-(2**63) - 1, 2**63])
 def test_long_outside_64_bit_range_is_rejected(value: int) -> None:
-    assert rejected(one_field("long"), {"v": value}).path == "$.v"
+    assert rejected(one_field("long"), {"v": value}).path == "/v"
 
 
 @pytest.mark.parametrize("kind", ["int", "long"])
 def test_boolean_is_not_accepted_as_an_integer(kind: str) -> None:
     error = rejected(one_field(kind), {"v": True})
-    assert error.path == "$.v"
+    assert error.path == "/v"
     assert "boolean" in error.message
 
 
 @pytest.mark.parametrize("kind", ["int", "long"])
 def test_fractional_number_is_not_accepted_as_an_integer(kind: str) -> None:
-    assert rejected(one_field(kind), {"v": 1.5}).path == "$.v"
+    assert rejected(one_field(kind), {"v": 1.5}).path == "/v"
 
 
 @pytest.mark.parametrize("kind", ["int", "long"])
@@ -87,7 +89,7 @@ def test_float_field_accepts_an_integer_and_returns_a_float(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["float", "double"])
 def test_boolean_is_not_accepted_as_a_number(kind: str) -> None:
-    assert rejected(one_field(kind), {"v": False}).path == "$.v"
+    assert rejected(one_field(kind), {"v": False}).path == "/v"
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
@@ -96,7 +98,7 @@ def test_non_finite_number_is_rejected(value: float) -> None:
 
 
 def test_boolean_field_rejects_an_integer() -> None:
-    assert rejected(one_field("boolean"), {"v": 1}).path == "$.v"
+    assert rejected(one_field("boolean"), {"v": 1}).path == "/v"
 
 
 def test_boolean_field_accepts_true_and_false() -> None:
@@ -109,11 +111,11 @@ def test_string_field_rejects_a_number_naming_both_types() -> None:
 
 
 def test_null_field_rejects_a_value() -> None:
-    assert rejected(one_field("null"), {"v": 0}).path == "$.v"
+    assert rejected(one_field("null"), {"v": 0}).path == "/v"
 
 
 def test_schema_given_as_type_object_behaves_like_the_type_name() -> None:
-    assert rejected(one_field({"type": "int"}), {"v": 2**31}).path == "$.v"
+    assert rejected(one_field({"type": "int"}), {"v": 2**31}).path == "/v"
     assert accepted(one_field({"type": "int"}), {"v": 7}) == {"v": 7}
 
 
@@ -123,13 +125,47 @@ def test_schema_given_as_type_object_behaves_like_the_type_name() -> None:
 def test_missing_required_field_is_reported_with_its_path() -> None:
     schema = record({"name": "a", "type": "string"}, {"name": "b", "type": "int"})
     error = rejected(schema, {"a": "x"})
-    assert error == FieldError("$.b", "required field is missing")
+    assert error == FieldProblem("/b", "required field is missing")
+
+
+def test_every_problem_of_an_event_is_reported_at_its_own_pointer() -> None:
+    schema = record(
+        {"name": "a", "type": "int"},
+        {"name": "b", "type": "string"},
+        {"name": "items", "type": {"type": "array", "items": "int"}},
+    )
+    datum, problems = validate_event(schema, {"a": "x", "items": [1, "two", 3, "four"], "c": 1})
+    assert datum is None
+    assert [p.path for p in problems] == ["/c", "/a", "/b", "/items/1", "/items/3"]
+
+
+def test_a_field_name_with_a_slash_or_tilde_is_escaped_in_its_pointer() -> None:
+    schema = record({"name": "a", "type": {"type": "map", "values": "int"}})
+    error = rejected(schema, {"a": {"x/y~z": "not an int"}})
+    assert error.path == "/a/x~1y~0z"
+
+
+def test_an_event_with_many_bad_fields_gets_a_bounded_list_that_counts_the_rest() -> None:
+    schema = one_field({"type": "array", "items": "int"})
+    datum, problems = validate_event(schema, {"v": ["x"] * 500})
+    assert datum is None
+    assert len(problems) == MAX_PROBLEMS
+    assert problems[-1].message == f"and {500 - MAX_PROBLEMS + 1} more problems"
+
+
+def test_a_union_branch_that_fails_deep_inside_is_not_taken_half_way() -> None:
+    inner = record({"name": "x", "type": "int"}, {"name": "y", "type": "int"})
+    inner["name"] = "Inner"
+    schema = one_field(["null", inner, "string"])
+    assert accepted(schema, {"v": "text"}) == {"v": "text"}
+    error = rejected(schema, {"v": {"x": 1, "y": "no"}})
+    assert error.path == "/v" and "matches none" in error.message
 
 
 def test_unknown_field_is_rejected_with_its_path() -> None:
     schema = record({"name": "amount", "type": "int"})
     error = rejected(schema, {"amount": 1, "amuont": 2})
-    assert error.path == "$.amuont"
+    assert error.path == "/amuont"
     assert "amount" in error.message
 
 
@@ -149,7 +185,7 @@ def test_present_field_overrides_its_default() -> None:
 
 def test_non_object_event_is_rejected_at_the_root() -> None:
     error = rejected(record({"name": "a", "type": "int"}), [1, 2])
-    assert error.path == "$"
+    assert error.path == ""
     assert "array" in error.message
 
 
@@ -164,7 +200,7 @@ def test_error_in_nested_record_has_the_nested_path() -> None:
             },
         }
     )
-    assert rejected(schema, {"customer": {"age": "old"}}).path == "$.customer.age"
+    assert rejected(schema, {"customer": {"age": "old"}}).path == "/customer/age"
 
 
 def test_named_record_type_can_be_referenced_by_name_later() -> None:
@@ -178,7 +214,7 @@ def test_named_record_type_can_be_referenced_by_name_later() -> None:
     event = {"billing": {"city": "Oslo"}, "shipping": {"city": "Bergen"}}
     assert accepted(schema, event) == event
     assert rejected(schema, {"billing": {"city": "Oslo"}, "shipping": {}}).path == (
-        "$.shipping.city"
+        "/shipping/city"
     )
 
 
@@ -186,7 +222,7 @@ def test_named_type_can_be_referenced_by_its_full_name() -> None:
     color = {"type": "enum", "name": "Color", "namespace": "shop", "symbols": ["RED", "BLUE"]}
     schema = record({"name": "a", "type": color}, {"name": "b", "type": "shop.Color"})
     assert accepted(schema, {"a": "RED", "b": "BLUE"}) == {"a": "RED", "b": "BLUE"}
-    assert rejected(schema, {"a": "RED", "b": "GREEN"}).path == "$.b"
+    assert rejected(schema, {"a": "RED", "b": "GREEN"}).path == "/b"
 
 
 # --- enums, arrays, maps --------------------------------------------------------------------
@@ -200,20 +236,20 @@ def test_enum_accepts_one_of_its_symbols() -> None:
 
 def test_enum_rejects_an_unknown_symbol_listing_the_allowed_ones() -> None:
     error = rejected(one_field(COLOR), {"v": "BLUE"})
-    assert error.path == "$.v"
+    assert error.path == "/v"
     assert "RED" in error.message
     assert "GREEN" in error.message
 
 
 def test_array_element_error_has_its_index_in_the_path() -> None:
     schema = record({"name": "items", "type": {"type": "array", "items": "int"}})
-    assert rejected(schema, {"items": [1, 2, "three"]}).path == "$.items[2]"
+    assert rejected(schema, {"items": [1, 2, "three"]}).path == "/items/2"
 
 
 def test_array_of_records_error_points_into_the_element() -> None:
     line = {"type": "record", "name": "Line", "fields": [{"name": "qty", "type": "int"}]}
     schema = record({"name": "items", "type": {"type": "array", "items": line}})
-    assert rejected(schema, {"items": [{"qty": 1}, {"qty": None}]}).path == "$.items[1].qty"
+    assert rejected(schema, {"items": [{"qty": 1}, {"qty": None}]}).path == "/items/1/qty"
 
 
 def test_array_field_rejects_a_non_list() -> None:
@@ -229,7 +265,7 @@ def test_empty_array_is_accepted() -> None:
 def test_map_values_are_checked_with_the_key_in_the_path() -> None:
     schema = record({"name": "tags", "type": {"type": "map", "values": "long"}})
     assert accepted(schema, {"tags": {"a": 1, "b": 2}}) == {"tags": {"a": 1, "b": 2}}
-    assert rejected(schema, {"tags": {"a": 1, "b": "x"}}).path == "$.tags.b"
+    assert rejected(schema, {"tags": {"a": 1, "b": "x"}}).path == "/tags/b"
 
 
 def test_map_field_rejects_a_list() -> None:
@@ -248,13 +284,13 @@ def test_nullable_union_accepts_null_and_the_other_branch() -> None:
 
 def test_nullable_union_rejects_a_value_of_another_type_naming_the_branches() -> None:
     error = rejected(one_field(["null", "string"]), {"v": 3})
-    assert error.path == "$.v"
+    assert error.path == "/v"
     assert "null" in error.message
     assert "string" in error.message
 
 
 def test_union_without_null_rejects_null() -> None:
-    assert rejected(one_field(["int", "string"]), {"v": None}).path == "$.v"
+    assert rejected(one_field(["int", "string"]), {"v": None}).path == "/v"
 
 
 def test_union_picks_the_first_branch_that_accepts_the_value() -> None:
@@ -271,7 +307,7 @@ def test_union_with_a_record_branch_validates_the_record() -> None:
     }
     schema = one_field(["null", point])
     assert accepted(schema, {"v": {"x": 1, "y": 2}}) == {"v": {"x": 1, "y": 2}}
-    assert rejected(schema, {"v": {"x": 1}}).path == "$.v"
+    assert rejected(schema, {"v": {"x": 1}}).path == "/v"
 
 
 # --- logical types --------------------------------------------------------------------------
@@ -314,9 +350,8 @@ def test_any_iso_timestamp_becomes_floor_milliseconds_since_epoch(moment: dateti
 
 @pytest.mark.parametrize("text", ["1899-12-31T23:59:59.999Z", "2300-01-01T00:00:00Z"])
 def test_timestamp_outside_what_clickhouse_stores_is_rejected(text: str) -> None:
-    datum, error = validate_event(one_field(TS_MILLIS), {"v": text})
-    assert datum is None and error is not None
-    assert error.path == "$.v" and "1900-01-01..2299-12-31" in error.message
+    error = rejected(one_field(TS_MILLIS), {"v": text})
+    assert error.path == "/v" and "1900-01-01..2299-12-31" in error.message
 
 
 def test_timestamp_millis_treats_a_naive_iso_string_as_utc() -> None:
@@ -337,7 +372,7 @@ def test_timestamp_micros_accepts_epoch_microseconds_unchanged() -> None:
 
 @pytest.mark.parametrize("value", ["yesterday", "2023-13-01T00:00:00Z", True, 1.5, None])
 def test_timestamp_rejects_values_that_are_not_instants(value: Any) -> None:
-    assert rejected(one_field(TS_MILLIS), {"v": value}).path == "$.v"
+    assert rejected(one_field(TS_MILLIS), {"v": value}).path == "/v"
 
 
 def test_date_accepts_an_iso_date_as_days_since_epoch() -> None:
@@ -373,29 +408,29 @@ def test_decimal_accepts_numbers_and_strings_within_its_scale(value: Any, expect
 
 def test_decimal_with_more_places_than_its_scale_is_rejected() -> None:
     error = rejected(one_field(DECIMAL), {"v": "1.234"})
-    assert error.path == "$.v"
+    assert error.path == "/v"
     assert "2 decimal places" in error.message
 
 
 @pytest.mark.parametrize("value", ["abc", True, [1]])
 def test_decimal_rejects_values_that_are_not_numbers(value: Any) -> None:
-    assert rejected(one_field(DECIMAL), {"v": value}).path == "$.v"
+    assert rejected(one_field(DECIMAL), {"v": value}).path == "/v"
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
 def test_decimal_rejects_non_finite_values_with_a_field_error(value: str) -> None:
-    assert rejected(one_field(DECIMAL), {"v": value}).path == "$.v"
+    assert rejected(one_field(DECIMAL), {"v": value}).path == "/v"
 
 
 def test_decimal_with_more_digits_than_its_precision_is_rejected() -> None:
     # precision 6, scale 2: at most 4 digits before the point; the Avro writer refuses more.
-    assert rejected(one_field(DECIMAL), {"v": "12345.6"}).path == "$.v"
+    assert rejected(one_field(DECIMAL), {"v": "12345.6"}).path == "/v"
 
 
 def test_unknown_logical_type_falls_back_to_the_underlying_type() -> None:
     schema = one_field({"type": "string", "logicalType": "color-name"})
     assert accepted(schema, {"v": "teal"}) == {"v": "teal"}
-    assert rejected(schema, {"v": 3}).path == "$.v"
+    assert rejected(schema, {"v": 3}).path == "/v"
 
 
 # --- bytes and fixed ------------------------------------------------------------------------
@@ -419,20 +454,18 @@ def test_fixed_accepts_exactly_its_size() -> None:
 def test_fixed_of_the_wrong_size_is_rejected_with_both_sizes() -> None:
     schema = one_field({"type": "fixed", "name": "Hash", "size": 4})
     error = rejected(schema, {"v": base64.b64encode(b"abc").decode()})
-    assert error == FieldError("$.v", "expected 4 bytes, got 3")
+    assert error == FieldProblem("/v", "expected 4 bytes, got 3")
 
 
 def test_field_error_serialises_to_path_and_message() -> None:
-    assert FieldError("$.a", "bad").to_dict() == {"path": "$.a", "message": "bad"}
+    assert FieldProblem("/a", "bad").to_dict() == {"path": "/a", "message": "bad"}
 
 
 def test_an_integer_too_large_for_a_double_is_a_field_error() -> None:
-    datum, error = validate_event(one_field("double"), {"v": 10**400})
-    assert datum is None and error is not None
-    assert error.path == "$.v" and "401 digits" in error.message
+    error = rejected(one_field("double"), {"v": 10**400})
+    assert error.path == "/v" and "401 digits" in error.message
 
 
 def test_a_lone_surrogate_in_a_string_is_a_field_error() -> None:
-    datum, error = validate_event(one_field("string"), {"v": "bad \ud800 text"})
-    assert datum is None and error is not None
-    assert error.path == "$.v" and "surrogate" in error.message
+    error = rejected(one_field("string"), {"v": "bad \ud800 text"})
+    assert error.path == "/v" and "surrogate" in error.message

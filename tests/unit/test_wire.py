@@ -64,8 +64,8 @@ def sample(**overrides: Any) -> dict[str, Any]:
 def test_any_valid_datum_round_trips_through_the_wire_format(
     event: dict[str, Any], schema_id: int
 ) -> None:
-    datum, error = validate_event(SCHEMA, event)
-    assert error is None
+    datum, problems = validate_event(SCHEMA, event)
+    assert problems == []
     assert datum is not None
     message = wire.encode(schema_id, PARSED, datum)
     decoded_id, body = wire.split(message)
@@ -94,10 +94,6 @@ def test_message_shorter_than_the_header_is_a_wire_format_error(length: int) -> 
 def test_wrong_magic_byte_is_a_wire_format_error() -> None:
     with pytest.raises(wire.WireFormatError, match="magic byte is 1"):
         wire.split(struct.pack(">bI", 1, 7) + b"body")
-
-
-def test_wire_format_error_is_a_value_error() -> None:
-    assert issubclass(wire.WireFormatError, ValueError)
 
 
 def test_truncated_body_is_a_wire_format_error() -> None:
