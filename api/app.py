@@ -17,14 +17,10 @@ import anyio.to_thread
 import redis
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
 
-from api import dlq, health, ingest, live, metrics, query, reads, registry, streams_admin
-from api.openapi import build_openapi
+from api import metrics
 from api.problems import EXCEPTION_HANDLERS
-from api.reference import put_entry
+from api.routes import ROUTES, starlette_routes
 from api.services import Services
 from riverbed.core.clickhouse import connect
 from riverbed.core.heartbeat import start_heartbeat
@@ -86,34 +82,13 @@ def create_app(settings: Settings, run_clickhouse_sink: bool | None = None) -> S
             await services.redis.aclose()
             services.clickhouse.close()
 
-    def openapi(request: Request) -> JSONResponse:
-        return JSONResponse(build_openapi(request.app.state.services.catalog.specs()))
-
-    routes = [
-        Route("/v1/streams", reads.list_streams, methods=["GET"]),
-        Route("/v1/streams", streams_admin.create_stream, methods=["POST"]),
-        Route("/v1/streams/{stream}/schema", streams_admin.evolve_schema, methods=["PUT"]),
-        Mount("/registry", routes=registry.routes),
-        Route("/v1/streams/{stream}", reads.get_stream),
-        Route("/v1/streams/{stream}/events", ingest.post_events, methods=["POST"]),
-        Route("/v1/streams/{stream}/events", reads.list_events, methods=["GET"]),
-        Route("/v1/streams/{stream}/dlq", dlq.list_dead_letters, methods=["GET"]),
-        Route("/v1/streams/{stream}/dlq/replay", dlq.replay_dead_letters, methods=["POST"]),
-        Route("/v1/reference/{table}/{key}", put_entry, methods=["PUT"]),
-        Route("/v1/streams/{stream}/metrics", reads.get_metrics),
-        Route("/v1/metrics", metrics.list_metrics, methods=["GET"]),
-        Route("/v1/metrics", metrics.create_metric, methods=["POST"]),
-        Route("/v1/metrics/{name}", metrics.get_metric, methods=["GET"]),
-        Route("/v1/metrics/{name}", metrics.delete_metric, methods=["DELETE"]),
-        Route("/v1/metrics/{name}/results", metrics.metric_results),
-        Route("/v1/metrics/{name}/live", metrics.live_metric),
-        Route("/v1/query", query.post_query, methods=["POST"]),
-        Route("/v1/live/metrics", live.live_metrics),
-        Route("/healthz", health.healthz),
-        Route("/readyz", health.readyz),
-        Route("/openapi.json", openapi),
-    ]
-    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = Starlette(
+        routes=starlette_routes(ROUTES),
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.endpoints = ROUTES
+    return app
 
 
 def run(settings: Settings) -> None:

@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from api.batch import BodyError, parse_events, prepare_batch
+from api.models import ReplayRequest, read_model
 from api.params import decode_cursor, encode_cursor, int_param
-from api.problems import Problem
 from api.services import Services
 from riverbed.core.clickhouse import ClickHouseError
 from riverbed.core.errors import Invalid
@@ -150,21 +150,17 @@ def _plan(
 async def replay_dead_letters(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     spec = services.stream(request.path_params["stream"])
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    ids = body.get("ids") if isinstance(body, dict) else None
-    replay_all = isinstance(body, dict) and body.get("all") is True
-    if not replay_all and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
-        raise Problem(400, "Malformed body", 'send {"ids": ["<dlq_id>", ...]} or {"all": true}')
+    body = await read_model(request, ReplayRequest)
+    ids, replay_all = body.ids, body.all
 
     def select() -> list[dict]:
         replayed = {as_text(m) for m in services.sync_redis.smembers(replayed_key(spec.name))}
         if replay_all:
             letters = _letters(services, spec.name, [], MAX_REPLAY)
             return [letter for letter in letters if letter["dlq_id"] not in replayed]
-        wanted = ", ".join(string_literal(i) for i in ids or [])
+        if not ids:
+            return []
+        wanted = ", ".join(string_literal(i) for i in ids)
         return _letters(services, spec.name, [f"dlq_id IN ({wanted})"], MAX_REPLAY)
 
     letters = await anyio.to_thread.run_sync(select)

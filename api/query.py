@@ -13,7 +13,8 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.problems import Problem, json_body
+from api.models import SqlQuery, read_model
+from api.problems import Problem
 from api.services import Services
 from riverbed.core.errors import Invalid
 
@@ -51,12 +52,7 @@ def _strip_strings(sql: str) -> str:
 
 async def post_query(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
-    payload = await json_body(request, 'send {"sql": "SELECT ..."} as JSON')
-    sql = payload.get("sql") if isinstance(payload, dict) else None
-    if not isinstance(sql, str):
-        raise Problem(
-            400, "Malformed body", 'the body must be {"sql": "<statement>"}', pointer="/sql"
-        )
+    sql = (await read_model(request, SqlQuery)).sql
     try:
         statement = check_sql(sql)
     except UnsafeQuery as exc:

@@ -14,7 +14,6 @@ from typing import Any
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from api.services import Services
 from schemas.registry import (
@@ -187,25 +186,3 @@ async def put_config(request: Request) -> JSONResponse:
 
 class _NoSubjectConfig(VersionNotFound):
     code = 40408
-
-
-routes = [
-    Route("/subjects", list_subjects),
-    Route("/subjects/{subject}/versions", list_versions, methods=["GET"]),
-    Route("/subjects/{subject}/versions", register, methods=["POST"]),
-    Route("/subjects/{subject}/versions/{version}", get_version, methods=["GET"]),
-    Route("/subjects/{subject}/versions/{version}", delete_version, methods=["DELETE"]),
-    Route("/subjects/{subject}/versions/{version}/schema", get_version_schema),
-    Route("/subjects/{subject}", lookup, methods=["POST"]),
-    Route("/subjects/{subject}", delete_subject, methods=["DELETE"]),
-    Route("/schemas/ids/{id}", get_schema),
-    Route(
-        "/compatibility/subjects/{subject}/versions/{version}",
-        check_compatibility,
-        methods=["POST"],
-    ),
-    Route("/config", get_config, methods=["GET"]),
-    Route("/config", put_config, methods=["PUT"]),
-    Route("/config/{subject}", get_config, methods=["GET"]),
-    Route("/config/{subject}", put_config, methods=["PUT"]),
-]

@@ -12,42 +12,17 @@ import dataclasses
 from typing import Any
 
 import anyio.to_thread
-from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.problems import json_body
+from api.models import NewSchema, NewStream, read_model
 from api.services import Services
-from riverbed.core.errors import FieldProblem, Invalid, pointer
 from riverbed.core.kafka import ensure_topics
 from riverbed.core.topology import events_topic
 from schemas.bootstrap import stream_topic_configs
-from schemas.catalog import STREAM_NAME, StreamSpec, check_spec
+from schemas.catalog import StreamSpec, check_spec
 from schemas.codec import subject
 from sinks.ddl import stream_table_statements
-
-
-class NewStream(BaseModel):
-    name: str = Field(pattern=STREAM_NAME.pattern)
-    schema_: dict[str, Any] = Field(alias="schema")
-    key_field: str
-    time_field: str | None = None
-    group_by: str | None = None
-    window_seconds: int | None = Field(default=None, gt=0, le=86_400)
-    retention_ms: int | None = Field(default=None, gt=0)
-
-
-class NewSchema(BaseModel):
-    schema_: dict[str, Any] = Field(alias="schema")
-
-
-async def _body(request: Request, model: type[BaseModel]) -> Any:
-    payload = await json_body(request)
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        problems = [FieldProblem(pointer(*e["loc"]), e["msg"]) for e in exc.errors()]
-        raise Invalid(problems) from None
 
 
 def _sync_table(services: Services, name: str) -> None:
@@ -66,7 +41,7 @@ def _describe(services: Services, name: str) -> dict[str, Any]:
 
 async def create_stream(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
-    body: NewStream = await _body(request, NewStream)
+    body: NewStream = await read_model(request, NewStream)
     spec = StreamSpec(
         name=body.name,
         schema=body.schema_,
@@ -98,7 +73,7 @@ async def evolve_schema(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     name = request.path_params["stream"]
     services.stream(name)  # 404 before parsing the body
-    body: NewSchema = await _body(request, NewSchema)
+    body: NewSchema = await read_model(request, NewSchema)
 
     def evolve() -> dict[str, Any]:
         candidate = dataclasses.replace(services.stream(name), schema=body.schema_)

@@ -126,6 +126,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"  live (SSE)   {base}/v1/live/metrics")
             print(f"  metrics      {base}/v1/metrics")
             print(f"  OpenAPI      {base}/openapi.json")
+            print(f"  API docs     {base}/docs/")
             print(f"  health       {base}/readyz")
             print(f"  logs         {data_dir / 'logs'}")
             if args.demo:

@@ -1,0 +1,63 @@
+"""What a route of the API declares: path, method, handler, name, scope, and its contract.
+
+``api.routes`` holds the table of them; the router and ``/openapi.json`` are built from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+PUBLIC = "public"
+#: Every scope a route may need, with what it grants (shown in /openapi.json).
+SCOPES: dict[str, str] = {
+    PUBLIC: "no credentials needed",
+    "streams:read": "list streams and read their declarations",
+    "streams:admin": "declare streams and evolve their schemas",
+    "events:write": "post events to a stream",
+    "events:read": "read stored events",
+    "dlq:read": "list dead letters",
+    "dlq:replay": "replay dead letters",
+    "reference:write": "change reference-table entries",
+    "metrics:read": "read metrics and follow them live",
+    "metrics:admin": "declare and remove metrics",
+    "query:sql": "run read-only SQL over ClickHouse",
+    "registry:read": "read the schema registry",
+    "registry:write": "register schemas, delete versions, set compatibility",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter; path parameters come from the path itself."""
+
+    name: str
+    description: str
+    type: str = "string"
+    repeated: bool = False
+
+
+#: A request body: a model, a JSON Schema, or a function of the live stream catalog.
+Body = type[BaseModel] | dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]] | None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str
+    method: str
+    handler: Callable[..., Any]
+    name: str  # the operationId; unique
+    scope: str
+    summary: str
+    responses: dict[int, str]  # status -> description; 4xx/5xx are problem+json
+    description: str = ""
+    params: tuple[Param, ...] = ()
+    body: Body = None
+    body_types: tuple[str, ...] = ("application/json",)
+    answer: type[BaseModel] | None = None  # the success body, when it has a model
+    media: str = "application/json"  # of the success body
+    tag: str = "pipeline"
+    mount: bool = False  # the handler is an ASGI app serving everything under ``path``

@@ -1,0 +1,113 @@
+"""Request and response bodies of the API as pydantic models.
+
+Handlers parse with them and ``/openapi.json`` describes them from the same classes, so the
+documentation cannot drift from what a route accepts. Bodies whose shape is the data itself
+(events follow their stream's Avro schema) are described from the live catalog instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.requests import Request
+
+from api.problems import json_body
+from riverbed.core.errors import FieldProblem, Invalid, pointer
+from schemas.catalog import STREAM_NAME
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+async def read_model(request: Request, model: type[Model]) -> Model:
+    """The JSON body as ``model``: a 400 if it is not JSON, a 422 naming every problem."""
+    payload = await json_body(request)
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        problems = [FieldProblem(pointer(*e["loc"]), e["msg"]) for e in exc.errors()]
+        raise Invalid(problems) from None
+
+
+class NewStream(BaseModel):
+    """``POST /v1/streams``: a stream declared at run time, as one entry of streams.toml."""
+
+    name: str = Field(pattern=STREAM_NAME.pattern)
+    schema_: dict[str, Any] = Field(alias="schema", description="Avro record schema")
+    key_field: str = Field(description="the field events are partitioned by")
+    time_field: str | None = Field(default=None, description="a timestamp-millis field")
+    group_by: str | None = None
+    window_seconds: int | None = Field(default=None, gt=0, le=86_400)
+    retention_ms: int | None = Field(default=None, gt=0)
+
+
+class NewSchema(BaseModel):
+    """``PUT /v1/streams/{stream}/schema``: the next version of a stream's schema."""
+
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class SqlQuery(BaseModel):
+    """``POST /v1/query``: one read-only statement."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sql: str = Field(
+        max_length=100_000, description="SELECT, WITH, SHOW, DESCRIBE, EXPLAIN or EXISTS"
+    )
+
+
+class ReplayRequest(BaseModel):
+    """``POST /v1/streams/{stream}/dlq/replay``: which dead letters to put back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str] | None = Field(
+        default=None, max_length=10_000, description="dlq_id values to replay"
+    )
+    all: bool = Field(default=False, description="replay every letter not replayed yet")
+
+    @model_validator(mode="after")
+    def _names_what_to_replay(self) -> ReplayRequest:
+        if self.ids is None and not self.all:
+            raise ValueError('send {"ids": ["<dlq_id>", ...]} or {"all": true}')
+        return self
+
+
+class RegisterSchema(BaseModel):
+    """Confluent registry: a schema to register or look up."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_: str = Field(alias="schema", description="the Avro schema as a JSON string")
+    schemaType: str = "AVRO"
+
+
+class CompatibilityConfig(BaseModel):
+    """Confluent registry: a compatibility level."""
+
+    compatibility: str = Field(description="BACKWARD, FORWARD, FULL, *_TRANSITIVE or NONE")
+
+
+class Accepted(BaseModel):
+    """What ``POST /v1/streams/{stream}/events`` answers once Kafka acknowledged."""
+
+    accepted: int
+    rejected: int
+    event_ids: list[str]
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="207 only: one {index, event_id, path, message} per problem"
+    )
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error is answered."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="every problem found: {path (a JSON Pointer), message}"
+    )

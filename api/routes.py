@@ -1,0 +1,299 @@
+"""Every route of the API in one table: path, method, handler, name, the scope it needs, and what
+it takes and answers.
+
+The Starlette router (``starlette_routes``) and ``/openapi.json`` (``api.openapi``) are both built
+from this table, so no route can exist undocumented or without a scope. Scopes are enforced by
+the auth layer; ``PUBLIC`` routes (health, the API description) need none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.routing import BaseRoute, Mount, Route
+
+from api import dlq, docs, health, ingest, live, metrics, query, reads, registry, streams_admin
+from api.endpoint import PUBLIC, Endpoint, Param
+from api.models import (
+    Accepted,
+    CompatibilityConfig,
+    NewSchema,
+    NewStream,
+    RegisterSchema,
+    ReplayRequest,
+    SqlQuery,
+)
+from api.reference import put_entry
+from streams.metrics.definition import MetricDefinition
+
+GET, POST, PUT, DELETE = "GET", "POST", "PUT", "DELETE"
+SSE = "text/event-stream"
+TIME_PARAMS = (
+    Param("from", "epoch ms or ISO-8601, inclusive"),
+    Param("to", "epoch ms or ISO-8601, exclusive"),
+)
+PAGE_PARAMS = (
+    Param("limit", "1..1000, default 100", "integer"),
+    Param("cursor", "next_cursor of the previous page"),
+)
+NOT_FOUND_STREAM = {404: "Unknown stream"}
+REGISTRY = "/registry"
+
+
+def _events_body(catalog: dict[str, Any]) -> dict[str, Any]:
+    """One event of any stream, or an array of them: each stream's Avro schema as JSON Schema."""
+    one = {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in sorted(catalog)]}
+    return {"oneOf": [one, {"type": "array", "items": one}]}
+
+
+# The table is laid out by hand, one route to a block; the formatter would give each argument
+# a line of its own and the table would no longer read as one.
+# fmt: off
+STREAM_ROUTES = (
+    Endpoint(
+        "/v1/streams", GET, reads.list_streams, "list_streams", "streams:read",
+        "List streams with their Avro schemas", {200: "The catalog"}, tag="streams",
+    ),
+    Endpoint(
+        "/v1/streams", POST, streams_admin.create_stream, "create_stream", "streams:admin",
+        "Declare a stream at run time",
+        {201: "The stream", 400: "Body is not JSON", 409: "Stream exists",
+         422: "Invalid declaration; errors[] names every flaw"},
+        body=NewStream, tag="streams",
+    ),
+    Endpoint(
+        "/v1/streams/{stream}", GET, reads.get_stream, "get_stream", "streams:read",
+        "One stream", {200: "The stream", **NOT_FOUND_STREAM}, tag="streams",
+    ),
+    Endpoint(
+        "/v1/streams/{stream}/schema", PUT, streams_admin.evolve_schema, "evolve_schema",
+        "streams:admin", "Evolve a stream's schema (checked against its compatibility level)",
+        {200: "The stream", **NOT_FOUND_STREAM, 409: "Incompatible schema",
+         422: "Invalid schema"},
+        body=NewSchema, tag="streams",
+    ),
+)
+
+EVENT_ROUTES = (
+    Endpoint(
+        "/v1/streams/{stream}/events", POST, ingest.post_events, "post_events", "events:write",
+        "Ingest events",
+        {202: "All events accepted", 207: "Some accepted; errors[] names every problem",
+         400: "Malformed body, or no event valid (errors[])", **NOT_FOUND_STREAM,
+         413: "Body or batch too large", 503: "Broker unavailable; retry after Retry-After"},
+        description=(
+            "Body: one JSON object, a JSON array, or NDJSON (Content-Type: application/x-ndjson)."
+            " Each event is validated against the stream's Avro schema and every problem is "
+            "reported at its JSON Pointer. Optional `event_id` (string) makes retries safe: "
+            "duplicates are dropped. Batch rule: valid events are accepted and invalid ones "
+            "reported by index and recorded in dlq.{stream} (207); with ?atomic=true any invalid "
+            "event rejects the whole request (400). 202/207 are sent only after Kafka "
+            "acknowledged every accepted event."
+        ),
+        params=(
+            Param("atomic", "reject the whole request if any event is invalid", "boolean"),
+            Param("schema_version", "validate and write with this version (or 'latest')"),
+        ),
+        body=_events_body, body_types=("application/json", "application/x-ndjson"),
+        answer=Accepted, tag="events",
+    ),
+    Endpoint(
+        "/v1/streams/{stream}/events", GET, reads.list_events, "list_events", "events:read",
+        "Read stored events, newest first",
+        {200: "A page of events", 400: "Bad parameter", **NOT_FOUND_STREAM},
+        params=TIME_PARAMS + PAGE_PARAMS, tag="events",
+    ),
+    Endpoint(
+        "/v1/streams/{stream}/dlq", GET, dlq.list_dead_letters, "list_dead_letters", "dlq:read",
+        "Dead letters of a stream, newest first, with counts by stage",
+        {200: "A page of dead letters", 400: "Bad parameter", **NOT_FOUND_STREAM},
+        params=(Param("stage", "ingest, process, aggregate or sink"), *PAGE_PARAMS),
+        tag="events",
+    ),
+    Endpoint(
+        "/v1/streams/{stream}/dlq/replay", POST, dlq.replay_dead_letters, "replay_dead_letters",
+        "dlq:replay", "Put dead letters back where they failed, once fixed",
+        {200: "What was replayed, failed and skipped", 400: "Malformed body",
+         **NOT_FOUND_STREAM, 503: "Broker unavailable"},
+        body=ReplayRequest, tag="events",
+    ),
+    Endpoint(
+        "/v1/reference/{table}/{key}", PUT, put_entry, "put_reference_entry", "reference:write",
+        "Replace a reference-table entry (compacted ref.{table}); later events are enriched "
+        "with it",
+        {200: "The stored entry", 400: "Body is not JSON", 404: "Unknown table",
+         422: "Invalid key, or unknown or mistyped attributes", 503: "Kafka unavailable"},
+        body={"type": "object", "additionalProperties": True}, tag="events",
+    ),
+    Endpoint(
+        "/v1/query", POST, query.post_query, "query", "query:sql",
+        "Read-only SQL over ClickHouse",
+        {200: "columns, rows, row_count, truncated",
+         400: "Not a read statement, or ClickHouse refused it", 413: "Query too large",
+         504: "Query timed out"},
+        body=SqlQuery, tag="query",
+    ),
+)
+
+METRIC_ROUTES = (
+    Endpoint(
+        "/v1/streams/{stream}/metrics", GET, reads.get_metrics, "get_stream_metrics",
+        "metrics:read", "A stream's built-in window metrics: latest and recent windows",
+        {200: "Latest and recent values", **NOT_FOUND_STREAM},
+        params=(Param("series", "field|group", repeated=True),), tag="metrics",
+    ),
+    Endpoint(
+        "/v1/metrics", GET, metrics.list_metrics, "list_metrics", "metrics:read",
+        "Declared metrics (file and API) and the metrics file's last sync errors",
+        {200: "Declared metrics"}, tag="metrics",
+    ),
+    Endpoint(
+        "/v1/metrics", POST, metrics.create_metric, "create_metric", "metrics:admin",
+        "Declare a metric (the shape of an entry of metrics.yaml)",
+        {201: "The stored metric", 400: "Body is not JSON",
+         409: "Name taken by a metric or a stream",
+         422: "Declaration cannot run; errors[] names every problem"},
+        body=MetricDefinition, tag="metrics",
+    ),
+    Endpoint(
+        "/v1/metrics/{name}", GET, metrics.get_metric, "get_metric", "metrics:read",
+        "A declared metric, whether the flow runs it, and its latest window per group; a "
+        "stream's name gives the stream's built-in metrics",
+        {200: "The metric", 404: "Unknown metric"},
+        params=(Param("group", "also return this group's recent windows", repeated=True),),
+        tag="metrics",
+    ),
+    Endpoint(
+        "/v1/metrics/{name}", DELETE, metrics.delete_metric, "delete_metric", "metrics:admin",
+        "Stop and remove a metric declared through the API",
+        {204: "Removed", 404: "Unknown metric", 409: "Declared in the metrics file"},
+        tag="metrics",
+    ),
+    Endpoint(
+        "/v1/metrics/{name}/results", GET, metrics.metric_results, "metric_results",
+        "metrics:read", "A metric's windows from ClickHouse (exact)",
+        {200: "Windows", 400: "Bad parameter", 404: "Unknown metric"},
+        params=(
+            Param("group", "the group key"),
+            *TIME_PARAMS,
+            Param("final", "only closed windows", "boolean"),
+            Param("limit", "1..1000", "integer"),
+        ),
+        tag="metrics",
+    ),
+    Endpoint(
+        "/v1/metrics/{name}/live", GET, metrics.live_metric, "follow_metric", "metrics:read",
+        "Server-sent events: a snapshot per group, then each update",
+        {200: "An event stream", 404: "Unknown metric"},
+        params=(Param("group", "only this group key"),), media=SSE, tag="metrics",
+    ),
+    Endpoint(
+        "/v1/live/metrics", GET, live.live_metrics, "follow_stream_metrics", "metrics:read",
+        "Server-sent events: `snapshot`, then `metric` per update of built-in metrics",
+        {200: "An event stream"},
+        params=(Param("stream", "only this stream"), Param("field", "only this field"),
+                Param("group", "only this group")),
+        media=SSE, tag="metrics",
+    ),
+)
+
+OPERATIONS_ROUTES = (
+    Endpoint(
+        "/healthz", GET, health.healthz, "healthz", PUBLIC, "Liveness: the process answers",
+        {200: "ok"}, tag="operations",
+    ),
+    Endpoint(
+        "/readyz", GET, health.readyz, "readyz", PUBLIC,
+        "Readiness of Kafka, Redis, ClickHouse and the sinks; processes and stream counters",
+        {200: "Ready", 503: "Not ready, or draining"}, tag="operations",
+    ),
+    Endpoint(
+        "/openapi.json", GET, docs.openapi_json, "openapi", PUBLIC,
+        "This description of the API (OpenAPI 3.1), with every route and the scope it needs",
+        {200: "The OpenAPI document"}, tag="operations",
+    ),
+    Endpoint(
+        "/docs", GET, docs.swagger_ui(), "docs", PUBLIC,
+        "Interactive documentation (Swagger UI, served from the package, no CDN)",
+        {200: "An HTML page"}, media="text/html", tag="operations", mount=True,
+    ),
+)
+
+
+def _registry(path: str, method: str, handler: Callable[..., Any], name: str, summary: str,
+              responses: dict[int, str], **options: Any) -> Endpoint:
+    scope = "registry:read" if method == GET else "registry:write"
+    return Endpoint(REGISTRY + path, method, handler, name, scope, summary, responses,
+                    tag="registry", media=registry.MEDIA_TYPE, **options)
+
+
+SUBJECT_NOT_FOUND = {404: "Subject or version not found"}
+REGISTRY_ROUTES = (
+    _registry("/subjects", GET, registry.list_subjects, "registry_list_subjects",
+              "Subjects", {200: "Subject names"},
+              params=(Param("deleted", "include soft-deleted subjects", "boolean"),)),
+    _registry("/subjects/{subject}/versions", GET, registry.list_versions,
+              "registry_list_versions", "Versions of a subject",
+              {200: "Version numbers", **SUBJECT_NOT_FOUND}),
+    _registry("/subjects/{subject}/versions", POST, registry.register, "registry_register",
+              "Register a schema under a subject (idempotent)",
+              {200: "The schema id", 409: "Incompatible schema", 422: "Invalid schema"},
+              body=RegisterSchema),
+    _registry("/subjects/{subject}/versions/{version}", GET, registry.get_version,
+              "registry_get_version", "One version of a subject ('latest' allowed)",
+              {200: "The version", **SUBJECT_NOT_FOUND}),
+    _registry("/subjects/{subject}/versions/{version}", DELETE, registry.delete_version,
+              "registry_delete_version", "Soft-delete a version (?permanent=true after that)",
+              {200: "The version number", **SUBJECT_NOT_FOUND,
+               422: "A pipeline subject's versions cannot be deleted"},
+              params=(Param("permanent", "delete for good", "boolean"),)),
+    _registry("/subjects/{subject}/versions/{version}/schema", GET,
+              registry.get_version_schema, "registry_get_version_schema",
+              "The schema of one version, unwrapped", {200: "The schema", **SUBJECT_NOT_FOUND}),
+    _registry("/subjects/{subject}", POST, registry.lookup, "registry_lookup",
+              "Is this schema registered under the subject?",
+              {200: "The matching version", **SUBJECT_NOT_FOUND, 422: "Invalid schema"},
+              body=RegisterSchema),
+    _registry("/subjects/{subject}", DELETE, registry.delete_subject,
+              "registry_delete_subject", "Soft-delete a subject",
+              {200: "The deleted versions", **SUBJECT_NOT_FOUND,
+               422: "A pipeline subject cannot be deleted"}),
+    _registry("/schemas/ids/{id}", GET, registry.get_schema, "registry_get_schema",
+              "A schema by its global id", {200: "The schema", 404: "Schema not found"}),
+    _registry("/compatibility/subjects/{subject}/versions/{version}", POST,
+              registry.check_compatibility, "registry_check_compatibility",
+              "Would this schema be compatible with a version?",
+              {200: "is_compatible, and messages with ?verbose=true", **SUBJECT_NOT_FOUND,
+               422: "Invalid schema"},
+              params=(Param("verbose", "explain each incompatibility", "boolean"),),
+              body=RegisterSchema),
+    _registry("/config", GET, registry.get_config, "registry_get_global_config",
+              "The global compatibility level", {200: "The level"}),
+    _registry("/config", PUT, registry.put_config, "registry_put_global_config",
+              "Set the global compatibility level", {200: "The level", 422: "Unknown level"},
+              body=CompatibilityConfig),
+    _registry("/config/{subject}", GET, registry.get_config, "registry_get_subject_config",
+              "A subject's compatibility level", {200: "The level", **SUBJECT_NOT_FOUND},
+              params=(Param("defaultToGlobal", "fall back to the global level", "boolean"),)),
+    _registry("/config/{subject}", PUT, registry.put_config, "registry_put_subject_config",
+              "Set a subject's compatibility level", {200: "The level", 422: "Unknown level"},
+              body=CompatibilityConfig),
+)
+
+# fmt: on
+
+ROUTES: tuple[Endpoint, ...] = (
+    STREAM_ROUTES + EVENT_ROUTES + METRIC_ROUTES + OPERATIONS_ROUTES + REGISTRY_ROUTES
+)
+
+
+def starlette_routes(endpoints: tuple[Endpoint, ...] = ROUTES) -> list[BaseRoute]:
+    """One Starlette route per (path, method); Starlette tries the next on a method mismatch.
+    An endpoint whose handler is an ASGI app (the docs' static files) is mounted."""
+    return [
+        Mount(e.path, app=e.handler, name=e.name)
+        if e.mount
+        else Route(e.path, e.handler, methods=[e.method], name=e.name)
+        for e in endpoints
+    ]
