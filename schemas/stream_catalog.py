@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -34,6 +37,8 @@ from schemas.catalog import StreamNotFound, StreamSpec, check_spec
 from schemas.codec import StreamSchemaIds, subject
 from schemas.registry import SchemaRegistry, fingerprint
 from schemas.system import DEAD_LETTER_SCHEMA, METRIC_RESULT_SCHEMA, METRIC_UPDATE_SCHEMA
+
+log = logging.getLogger(__name__)
 
 PIPELINE_SUBJECT = re.compile(r"^(events|clean|dlq)\..+-value$|^(metrics|metric_results)-value$")
 SYSTEM_FIELD_NAMES = ("event_id", "ingested_at", "event_time", "processed_at")
@@ -69,23 +74,60 @@ def user_schema(topic_schema: dict[str, Any], name: str) -> dict[str, Any]:
     return schema
 
 
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """One consistent reading of the catalog; replaced whole, never changed."""
+
+    version: int = -1
+    specs: Mapping[str, StreamSpec] = field(default_factory=dict)
+    ids: Mapping[str, StreamSchemaIds] = field(default_factory=dict)
+    known_ids: Mapping[str, frozenset[int]] = field(default_factory=dict)
+
+
 class StreamCatalog:
-    """The live set of streams; thread-safe."""
+    """The live set of streams; thread-safe.
+
+    Readers see an immutable :class:`CatalogSnapshot`. By default a read re-checks the shared
+    version when the snapshot is older than ``max_age`` (one Redis GET). After :meth:`follow`,
+    a daemon thread refreshes the snapshot instead and reads never do I/O: what an asyncio
+    server needs, where a Redis round trip in a handler would stall every connection (and an
+    unknown stream name would be a way to force one per request).
+    """
 
     def __init__(self, client: redis.Redis, registry: SchemaRegistry, max_age: float = 1.0) -> None:
         self.redis = client
         self.registry = registry
         self.max_age = max_age
-        self._lock = threading.Lock()
-        self._specs: dict[str, StreamSpec] = {}
-        self._ids: dict[str, StreamSchemaIds] = {}
-        self._known_ids: dict[str, set[int]] = {}
-        self._version = -1
+        self._snapshot = CatalogSnapshot()
         self._checked = 0.0
+        self._following = False
+        self._stop = threading.Event()
         self.metrics_id = registry.register(subject(METRICS_TOPIC), METRIC_UPDATE_SCHEMA)
         self.results_id = registry.register(subject(METRIC_RESULTS_TOPIC), METRIC_RESULT_SCHEMA)
 
     # ---- reading ----------------------------------------------------------------------------
+
+    def follow(self, interval: float = 0.5) -> None:
+        """Refresh from a daemon thread every ``interval`` seconds; reads stop doing I/O."""
+        self.refresh(force=True)
+        self._following = True
+        threading.Thread(
+            target=self._follow, args=(interval,), name="catalog-follower", daemon=True
+        ).start()
+
+    def _follow(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.refresh(force=True)
+            except redis.RedisError as exc:  # keep serving the last snapshot; try again
+                log.warning("stream catalog refresh failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _maybe_refresh(self, force: bool = False) -> bool:
+        """A read's refresh: none while following (the follower keeps the snapshot fresh)."""
+        return False if self._following else self.refresh(force)
 
     def refresh(self, force: bool = False) -> bool:
         """Re-read definitions if the shared version moved; True if anything changed."""
@@ -94,7 +136,7 @@ class StreamCatalog:
             return False
         self._checked = now
         version = int(self.redis.get(STREAMS_VERSION_KEY) or 0)
-        if version == self._version:
+        if version == self._snapshot.version:
             return False
         specs = {as_text(k): spec_from_json(v) for k, v in self.redis.hgetall(STREAMS_KEY).items()}
         stored_ids = {
@@ -103,29 +145,32 @@ class StreamCatalog:
         ids = {name: StreamSchemaIds(**stored_ids[name]) for name in specs if name in stored_ids}
         specs = {name: spec for name, spec in specs.items() if name in ids}
         known = {
-            name: {
-                *self.registry.subject_ids(subject(events_topic(name))),
-                *self.registry.subject_ids(subject(clean_topic(name))),
-            }
+            name: frozenset(
+                {
+                    *self.registry.subject_ids(subject(events_topic(name))),
+                    *self.registry.subject_ids(subject(clean_topic(name))),
+                }
+            )
             for name in specs
         }
-        with self._lock:
-            self._specs, self._ids, self._version = specs, ids, version
-            self._known_ids = known
+        self._snapshot = CatalogSnapshot(version, specs, ids, known)
         return True
 
+    def snapshot(self) -> CatalogSnapshot:
+        self._maybe_refresh()
+        return self._snapshot
+
     def get(self, name: str) -> StreamSpec:
-        self.refresh()
-        spec = self._specs.get(name)
-        if spec is None and self.refresh(force=True):
-            spec = self._specs.get(name)
+        spec = self.snapshot().specs.get(name)
+        if spec is None and self._maybe_refresh(force=True):
+            spec = self._snapshot.specs.get(name)
         if spec is None:
             raise StreamNotFound(name)
         return spec
 
     def ids(self, name: str) -> StreamSchemaIds:
         self.get(name)
-        return self._ids[name]
+        return self._snapshot.ids[name]
 
     def reader_ids(self, name: str, writer_id: int) -> StreamSchemaIds:
         """Latest ids to resolve a record written with ``writer_id`` to.
@@ -135,14 +180,12 @@ class StreamCatalog:
         catalog is re-read first.
         """
         self.get(name)
-        if writer_id not in self._known_ids.get(name, set()):
-            self.refresh(force=True)
-        return self._ids[name]
+        if writer_id not in self._snapshot.known_ids.get(name, frozenset()):
+            self.refresh(force=True)  # I/O even when following: sinks call this from a thread
+        return self._snapshot.ids[name]
 
     def specs(self) -> dict[str, StreamSpec]:
-        self.refresh()
-        with self._lock:
-            return dict(self._specs)
+        return dict(self.snapshot().specs)
 
     def names(self) -> list[str]:
         return sorted(self.specs())

@@ -8,10 +8,10 @@ import uuid
 import pytest
 import redis
 
-from schemas.catalog import StreamSpec
+from schemas.catalog import StreamNotFound, StreamSpec
 from schemas.registry import SchemaIncompatible, SchemaRegistry
 from schemas.stream_catalog import StreamCatalog, StreamExists
-from tests.conftest import Engines
+from tests.conftest import Engines, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +70,21 @@ def test_creating_a_stream_twice_is_refused(catalog: StreamCatalog) -> None:
     catalog.create(spec(name))
     with pytest.raises(StreamExists):
         catalog.create(dataclasses.replace(spec(name), key_field="id"))
+
+
+def test_a_following_catalog_sees_other_writers_and_reads_without_redis(
+    catalog: StreamCatalog,
+) -> None:
+    name = f"s{uuid.uuid4().hex[:6]}"
+    reader = StreamCatalog(catalog.redis, SchemaRegistry(catalog.redis))
+    reader.follow(interval=0.1)
+    try:
+        catalog.create(spec(name))  # another process's write
+        wait_until(lambda: name in reader.names(), 10, message="the follower to see the stream")
+        # Reads come from the snapshot: with Redis unreachable they still answer at once.
+        reader.redis = redis.Redis(port=1, socket_connect_timeout=0.2)
+        assert reader.get(name).name == name
+        with pytest.raises(StreamNotFound):
+            reader.get(f"missing{uuid.uuid4().hex[:6]}")
+    finally:
+        reader.stop()
