@@ -19,9 +19,14 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
 from api import metrics
+from api.ingest.service import Ingestor
 from api.problems import EXCEPTION_HANDLERS
 from api.routes import ROUTES, starlette_routes
 from api.services import Services
+from api.stores.dead_letters import DeadLetterStore
+from api.stores.events import EventStore
+from api.stores.live import LiveValues
+from api.stores.metric_results import MetricResultStore
 from riverbed.core.clickhouse import connect
 from riverbed.core.heartbeat import start_heartbeat
 from riverbed.core.kafka import AsyncProducer, producer_config
@@ -36,14 +41,24 @@ log = logging.getLogger(__name__)
 
 def build_services(settings: Settings, run_clickhouse_sink: bool | None = None) -> Services:
     registry, catalog = bootstrap_catalog(settings)
+    catalog.follow()  # handlers read a snapshot; a thread keeps it fresh (no I/O on the loop)
     engine = connect(settings.clickhouse_url, settings.chdb_path)
+    producer = AsyncProducer(producer_config(settings))
+    async_redis = aioredis.Redis.from_url(settings.require_redis())
+    sync_redis = redis.Redis.from_url(settings.require_redis())
+    database = settings.clickhouse_database
     services = Services(
         settings=settings,
         catalog=catalog,
         registry=registry,
-        producer=AsyncProducer(producer_config(settings)),
-        redis=aioredis.Redis.from_url(settings.require_redis()),
-        sync_redis=redis.Redis.from_url(settings.require_redis()),
+        producer=producer,
+        ingestor=Ingestor(catalog, registry, producer),
+        events=EventStore(engine, database),
+        dead_letters=DeadLetterStore(engine, database, sync_redis),
+        metric_results=MetricResultStore(engine, database),
+        live=LiveValues(async_redis),
+        redis=async_redis,
+        sync_redis=sync_redis,
         clickhouse=engine,
         metric_store=MetricStore(
             redis.Redis.from_url(settings.require_redis()),
@@ -64,9 +79,7 @@ def create_app(settings: Settings, run_clickhouse_sink: bool | None = None) -> S
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await anyio.to_thread.run_sync(build_services, settings, run_clickhouse_sink)
         app.state.services = services
-        asyncio.get_running_loop().add_signal_handler(
-            signal.SIGUSR1, lambda: setattr(services, "draining", True)
-        )
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, services.ingestor.close)
         heartbeat = await anyio.to_thread.run_sync(start_heartbeat, settings.require_redis(), "api")
         follower = asyncio.create_task(metrics.follow_metrics_file(services))
         try:
@@ -79,6 +92,7 @@ def create_app(settings: Settings, run_clickhouse_sink: bool | None = None) -> S
             for thread in services.sink_threads:
                 await anyio.to_thread.run_sync(thread.join, 30)
             services.producer.close()
+            services.catalog.stop()
             await services.redis.aclose()
             services.clickhouse.close()
 

@@ -16,71 +16,40 @@ Replayed letters are remembered in Redis and shown as ``replayed``; ``{"all": tr
 from __future__ import annotations
 
 import base64
-import time
 from typing import Any
 
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.batch import BodyError, parse_events, prepare_batch
+from api.ingest.batch import BodyError, parse_events
 from api.models import ReplayRequest, read_model
 from api.params import decode_cursor, encode_cursor, int_param
 from api.services import Services
 from riverbed.core.clickhouse import ClickHouseError
 from riverbed.core.errors import Invalid
 from riverbed.core.kafka import OutgoingRecord
-from riverbed.core.redis import as_text
-from riverbed.core.topology import DEAD_LETTERS_TABLE, events_table, events_topic, replayed_key
+from riverbed.core.topology import events_topic
 from schemas import codec
 from schemas.catalog import EVENT_ID_FIELD, StreamSpec
 from schemas.registry import RegistryError
-from sinks.ddl import quote, row_converter, string_literal
+from sinks.ddl import row_converter
 
 MAX_REPLAY = 10_000
-
-
-def _table(services: Services) -> str:
-    return f"{quote(services.settings.clickhouse_database)}.{quote(DEAD_LETTERS_TABLE)}"
-
-
-def _letters(services: Services, stream: str, where: list[str], limit: int) -> list[dict]:
-    conditions = " AND ".join([f"stream = {string_literal(stream)}", *where])
-    sql = (
-        "SELECT dlq_id, stage, error, event_id, toUnixTimestamp64Milli(failed_at) AS failed_at, "
-        f"original FROM {_table(services)} FINAL WHERE {conditions} "
-        f"ORDER BY failed_at DESC, dlq_id DESC LIMIT {limit}"
-    )
-    result = services.clickhouse.query(sql, {"output_format_json_quote_64bit_integers": 0})
-    return result.records()
-
-
-def _counts(services: Services, stream: str) -> dict[str, int]:
-    result = services.clickhouse.query(
-        f"SELECT stage, count() FROM {_table(services)} FINAL WHERE stream = "
-        f"{string_literal(stream)} GROUP BY stage",
-        {"output_format_json_quote_64bit_integers": 0},
-    )
-    return {stage: int(n) for stage, n in result.rows}
 
 
 async def list_dead_letters(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     spec = services.stream(request.path_params["stream"])
     limit = int_param(request, "limit", 100, 1, 1000)
-    where = []
-    if stage := request.query_params.get("stage"):
-        where.append(f"stage = {string_literal(stage)}")
-    if cursor := request.query_params.get("cursor"):
-        t, dlq_id = decode_cursor(cursor)
-        where.append(
-            f"(toUnixTimestamp64Milli(failed_at), dlq_id) < ({t}, {string_literal(dlq_id)})"
-        )
+    stage = request.query_params.get("stage") or None
+    cursor = request.query_params.get("cursor")
+    after = decode_cursor(cursor) if cursor else None
+    store = services.dead_letters
 
     def read() -> tuple[list[dict], dict[str, int], set[str]]:
-        letters = _letters(services, spec.name, where, limit)
-        replayed = {as_text(m) for m in services.sync_redis.smembers(replayed_key(spec.name))}
-        return letters, _counts(services, spec.name), replayed
+        letters = store.page(spec.name, limit=limit, stage=stage, after=after)
+        return letters, store.counts(spec.name), store.replayed(spec.name)
 
     letters, counts, replayed = await anyio.to_thread.run_sync(read)
     for letter in letters:
@@ -100,13 +69,12 @@ def _ingest_record(services: Services, spec: StreamSpec, letter: dict) -> Outgoi
     (event,) = parse_events(original, "application/json")
     if isinstance(event, dict) and EVENT_ID_FIELD not in event and letter["event_id"]:
         event[EVENT_ID_FIELD] = letter["event_id"]
-    batch = prepare_batch(spec, [event], time.time_ns() // 1_000_000)
+    writer_id, batch = services.ingestor.prepare(spec, [event])
     if batch.rejected:
         rejected = batch.rejected[0]
         raise Invalid(rejected.problems, f"still invalid: {rejected.summary()}")
-    accepted = batch.accepted[0]
-    value = codec.encode(services.registry, services.catalog.ids(spec.name).ingest, accepted.datum)
-    return OutgoingRecord(events_topic(spec.name), accepted.key, value)
+    (record,) = services.ingestor.records(spec, batch, writer_id)
+    return record
 
 
 def _sink_row(services: Services, spec: StreamSpec, letter: dict) -> dict[str, Any]:
@@ -154,18 +122,15 @@ async def replay_dead_letters(request: Request) -> JSONResponse:
     ids, replay_all = body.ids, body.all
 
     def select() -> list[dict]:
-        replayed = {as_text(m) for m in services.sync_redis.smembers(replayed_key(spec.name))}
         if replay_all:
-            letters = _letters(services, spec.name, [], MAX_REPLAY)
-            return [letter for letter in letters if letter["dlq_id"] not in replayed]
-        if not ids:
-            return []
-        wanted = ", ".join(string_literal(i) for i in ids)
-        return _letters(services, spec.name, [f"dlq_id IN ({wanted})"], MAX_REPLAY)
+            return services.dead_letters.not_replayed(spec.name, MAX_REPLAY)
+        return services.dead_letters.by_ids(spec.name, ids or [], MAX_REPLAY)
 
     letters = await anyio.to_thread.run_sync(select)
     unknown = sorted(set(ids or []) - {letter["dlq_id"] for letter in letters})
-    produce, insert, failed, skipped = _plan(services, spec, letters)
+    produce, insert, failed, skipped = await anyio.to_thread.run_sync(
+        _plan, services, spec, letters
+    )
     failed += [{"dlq_id": i, "reason": "no such dead letter in this stream"} for i in unknown]
     errors = await services.producer.produce([record for _, record in produce])
     done = [dlq_id for (dlq_id, _), error in zip(produce, errors, strict=True) if not error]
@@ -174,24 +139,17 @@ async def replay_dead_letters(request: Request) -> JSONResponse:
         for (dlq_id, _), error in zip(produce, errors, strict=True)
         if error
     ]
-    if done:  # recorded before the inserts, so a failure there cannot replay these twice
-        await services.redis.sadd(replayed_key(spec.name), *done)
+    # Recorded before the inserts, so a failure there cannot replay these twice.
+    await anyio.to_thread.run_sync(services.dead_letters.mark_replayed, spec.name, done)
     if insert:
-
-        def insert_rows() -> None:
-            services.clickhouse.insert_json_rows(
-                services.settings.clickhouse_database,
-                events_table(spec.name),
-                [r for _, r in insert],
-            )
-
+        rows = [row for _, row in insert]
         try:
-            await anyio.to_thread.run_sync(insert_rows)
+            await anyio.to_thread.run_sync(services.events.insert, spec.name, rows)
         except ClickHouseError as exc:
             failed += [{"dlq_id": i, "reason": f"ClickHouse: {exc}"} for i, _ in insert]
         else:
             inserted = [dlq_id for dlq_id, _ in insert]
-            await services.redis.sadd(replayed_key(spec.name), *inserted)
+            await anyio.to_thread.run_sync(services.dead_letters.mark_replayed, spec.name, inserted)
             done += inserted
     return JSONResponse(
         {

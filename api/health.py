@@ -14,8 +14,7 @@ from api.services import Services
 from riverbed.core.clickhouse import ClickHouseError
 from riverbed.core.heartbeat import live_components
 from riverbed.core.redis import as_text
-from riverbed.core.topology import DEAD_LETTERS_TABLE, stats_key
-from sinks.ddl import quote
+from riverbed.core.topology import stats_key
 
 
 def healthz(request: Request) -> JSONResponse:
@@ -37,18 +36,10 @@ async def _check(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
 async def _dead_letter_counts(services: Services) -> dict[str, dict[str, int]]:
     """Dead letters per stream and stage, as stored in ClickHouse; empty if it cannot answer
     (the ``clickhouse`` component then reports why)."""
-    table = f"{quote(services.settings.clickhouse_database)}.{quote(DEAD_LETTERS_TABLE)}"
-    sql = f"SELECT stream, stage, count() FROM {table} FINAL GROUP BY stream, stage"
     try:
-        result = await anyio.to_thread.run_sync(
-            lambda: services.clickhouse.query(sql, {"output_format_json_quote_64bit_integers": 0})
-        )
+        return await anyio.to_thread.run_sync(services.dead_letters.counts_by_stream)
     except ClickHouseError:
         return {}
-    counts: dict[str, dict[str, int]] = {}
-    for stream, stage, n in result.rows:
-        counts.setdefault(stream, {})[stage] = int(n)
-    return counts
 
 
 async def readyz(request: Request) -> JSONResponse:

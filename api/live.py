@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from api.services import Services
 from riverbed.core.redis import as_text
-from riverbed.core.topology import LIVE_CHANNEL, latest_key
+from riverbed.core.topology import LIVE_CHANNEL
 
 
 def _matches(update: dict[str, Any], filters: dict[str, str]) -> bool:
@@ -67,10 +67,7 @@ async def live_metrics(request: Request) -> EventSourceResponse:
     streams = [filters["stream"]] if "stream" in filters else services.catalog.names()
 
     async def snapshot() -> list[bytes | str]:
-        out: list[bytes | str] = []
-        for stream in streams:
-            out += (await services.redis.hgetall(latest_key(stream))).values()
-        return out
+        return await services.live.stream_snapshot(streams)
 
     return EventSourceResponse(
         sse_events(services, request, LIVE_CHANNEL, snapshot, filters),

@@ -9,7 +9,6 @@ or Redis (``GET /v1/metrics/{name}``: the latest window per group, and ``/live``
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -23,19 +22,15 @@ from api.live import sse_events
 from api.params import int_param, time_param
 from api.problems import Problem, json_body
 from api.services import Services
-from riverbed.core.redis import as_text
 from riverbed.core.topology import (
-    METRIC_RESULTS_TABLE,
     RESULTS_CHANNEL,
-    results_latest_key,
-    results_series_key,
 )
-from sinks.ddl import quote, string_literal
 from sinks.redis_writer import clear_results
 from streams.metrics.definition import MetricError
 from streams.metrics.store import DeclaredInFile, MetricNotFound, StoredMetric
 
 log = logging.getLogger(__name__)
+MAX_GROUPS = 100  # ?group= values answered per request
 
 
 def _stored(services: Services, name: str) -> StoredMetric:
@@ -97,14 +92,10 @@ async def get_metric(request: Request) -> JSONResponse:
             request.path_params["stream"] = name
             return await reads.get_metrics(request)
         raise Problem(404, "No such metric", f"no declared metric {name!r}") from None
-    latest = {
-        as_text(k): json.loads(v)
-        for k, v in (await services.redis.hgetall(results_latest_key(name))).items()
-    }
+    latest = await services.live.metric_latest(name)
     recent: dict[str, list[Any]] = {}
-    for group in request.query_params.getlist("group"):
-        values = await services.redis.zrange(results_series_key(name, group), 0, -1)
-        recent[group] = [json.loads(v) for v in values]  # type: ignore[arg-type]
+    for group in request.query_params.getlist("group")[:MAX_GROUPS]:
+        recent[group] = await services.live.metric_series(name, group)
     running = await anyio.to_thread.run_sync(services.metric_store.applied)
     return JSONResponse(
         {**stored.to_public(), "running": running, "latest": latest, "recent": recent}
@@ -116,30 +107,22 @@ async def metric_results(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     stored = _stored(services, request.path_params["name"])
     metric = stored.metric
-    where = [
-        f"metric = {string_literal(metric.name)}",
-        f"generation = {string_literal(metric.generation)}",
-    ]
-    if (group := request.query_params.get("group")) is not None:
-        where.append(f"group_key = {string_literal(group)}")
-    if (start := time_param(request, "from")) is not None:
-        where.append(f"toUnixTimestamp64Milli(window_start) >= {start}")
-    if (end := time_param(request, "to")) is not None:
-        where.append(f"toUnixTimestamp64Milli(window_start) < {end}")
-    if request.query_params.get("final") in ("1", "true"):
-        where.append("final")
+    group = request.query_params.get("group")
+    start, end = time_param(request, "from"), time_param(request, "to")
+    final_only = request.query_params.get("final") in ("1", "true")
     limit = int_param(request, "limit", 1000, 1, 100_000)
-    table = f"{quote(services.settings.clickhouse_database)}.{quote(METRIC_RESULTS_TABLE)}"
-    sql = (
-        "SELECT group_key, `group`, toUnixTimestamp64Milli(window_start) AS window_start,"
-        " toUnixTimestamp64Milli(window_end) AS window_end, count, `values`, final, version"
-        f" FROM {table} FINAL WHERE {' AND '.join(where)}"
-        f" ORDER BY window_start, group_key LIMIT {limit}"
+    windows = await anyio.to_thread.run_sync(
+        lambda: services.metric_results.windows(
+            metric.name,
+            metric.generation,
+            limit=limit,
+            group=group,
+            start=start,
+            end=end,
+            final_only=final_only,
+        )
     )
-    result = await anyio.to_thread.run_sync(
-        lambda: services.clickhouse.query(sql, {"output_format_json_quote_64bit_integers": 0})
-    )
-    return JSONResponse({"metric": metric.name, "windows": result.records()})
+    return JSONResponse({"metric": metric.name, "windows": windows})
 
 
 async def live_metric(request: Request) -> EventSourceResponse:
@@ -152,7 +135,7 @@ async def live_metric(request: Request) -> EventSourceResponse:
         filters["group_key"] = request.query_params["group"]
 
     async def snapshot() -> list[bytes | str]:
-        return list((await services.redis.hgetall(results_latest_key(name))).values())
+        return await services.live.metric_snapshot(name)
 
     return EventSourceResponse(
         sse_events(services, request, RESULTS_CHANNEL, snapshot, filters),

@@ -13,8 +13,9 @@ from typing import Any
 
 from starlette.routing import BaseRoute, Mount, Route
 
-from api import dlq, docs, health, ingest, live, metrics, query, reads, registry, streams_admin
+from api import dlq, docs, health, live, metrics, query, reads, registry, streams_admin
 from api.endpoint import PUBLIC, Endpoint, Param
+from api.ingest import route as ingest_route
 from api.models import (
     Accepted,
     CompatibilityConfig,
@@ -77,7 +78,8 @@ STREAM_ROUTES = (
 
 EVENT_ROUTES = (
     Endpoint(
-        "/v1/streams/{stream}/events", POST, ingest.post_events, "post_events", "events:write",
+        "/v1/streams/{stream}/events", POST, ingest_route.post_events, "post_events",
+        "events:write",
         "Ingest events",
         {202: "All events accepted", 207: "Some accepted; errors[] names every problem",
          400: "Malformed body, or no event valid (errors[])", **NOT_FOUND_STREAM,

@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from redis import Redis as SyncRedis
 
+from api.ingest.service import Ingestor
+from api.stores.dead_letters import DeadLetterStore
+from api.stores.events import EventStore
+from api.stores.live import LiveValues
+from api.stores.metric_results import MetricResultStore
 from riverbed.core.clickhouse import ClickHouse
 from riverbed.core.kafka import AsyncProducer
 from riverbed.core.settings import Settings
@@ -28,12 +33,21 @@ class Services:
     sync_redis: SyncRedis
     clickhouse: ClickHouse
     metric_store: MetricStore
+    ingestor: Ingestor
+    events: EventStore
+    dead_letters: DeadLetterStore
+    metric_results: MetricResultStore
+    live: LiveValues
     sinks: list[SinkRunner] = field(default_factory=list)
     sink_threads: list[threading.Thread] = field(default_factory=list)
-    # Set by SIGUSR1 (riverbed up's graceful stop): ingest answers 503 while the rest drains.
-    draining: bool = False
     # Problems of the metrics file's last sync ({path, message}); empty when it applied.
     metrics_file_errors: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def draining(self) -> bool:
+        """Set by SIGUSR1 (riverbed up's graceful stop): ingest answers 503 while the rest
+        drains."""
+        return self.ingestor.draining
 
     def stream(self, name: str) -> StreamSpec:
         """The stream's spec; raises :class:`schemas.catalog.StreamNotFound` (-> 404)."""

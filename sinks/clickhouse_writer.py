@@ -15,7 +15,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from riverbed.core.clickhouse import ClickHouse, ClickHouseError
+from riverbed.core.clickhouse import ClickHouse, ClickHouseError, quote
 from riverbed.core.topology import (
     DEAD_LETTERS_TABLE,
     METRIC_RESULTS_TABLE,
@@ -34,7 +34,6 @@ from sinks.ddl import (
     create_dead_letters_table,
     create_metric_results_table,
     create_metrics_table,
-    quote,
     row_converter,
     stream_table_statements,
 )

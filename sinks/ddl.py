@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Context, Decimal
 from typing import Any
 
+from riverbed.core.clickhouse import quote
 from riverbed.core.errors import Invalid
 from riverbed.core.topology import (
     DEAD_LETTERS_TABLE,
@@ -24,7 +24,6 @@ from riverbed.core.topology import (
     events_table,
 )
 
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 Convert = Callable[[Any], Any]
 
 
@@ -32,13 +31,6 @@ class UnsupportedType(Invalid):
     """The Avro type has no ClickHouse mapping; the message names the field."""
 
     title = "Invalid stream"
-
-
-def quote(identifier: str) -> str:
-    """Backtick-quote an identifier (Avro names are [A-Za-z_][A-Za-z0-9_]*, so this is safe)."""
-    if not IDENTIFIER.match(identifier):
-        raise UnsupportedType(f"{identifier!r} is not a valid column name")
-    return f"`{identifier}`"
 
 
 _EPOCH = datetime(1970, 1, 1)

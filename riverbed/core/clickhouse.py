@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from riverbed.core.errors import RiverbedError
+from riverbed.core.errors import Invalid, RiverbedError
 
 log = logging.getLogger(__name__)
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def quote(identifier: str) -> str:
+    """Backtick-quote an identifier; only ``[A-Za-z_][A-Za-z0-9_]*`` is accepted, so quoting is
+    safe. Values never go through here: they travel as query parameters (``{name:Type}``)."""
+    if not IDENTIFIER.match(identifier):
+        raise Invalid(f"{identifier!r} is not a valid ClickHouse identifier")
+    return f"`{identifier}`"
 
 
 class ClickHouseError(RiverbedError):
@@ -55,7 +65,15 @@ class ClickHouse(Protocol):
         self, database: str, table: str, rows: Iterable[dict[str, Any]]
     ) -> None: ...
 
-    def query(self, sql: str, settings: dict[str, Any] | None = None) -> QueryResult: ...
+    def query(
+        self,
+        sql: str,
+        settings: dict[str, Any] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> QueryResult:
+        """Run ``sql``; ``parameters`` fill its ``{name:Type}`` placeholders on the server, so
+        values are never spliced into SQL text."""
+        ...
 
     def close(self) -> None: ...
 
@@ -70,6 +88,21 @@ def _settings_clause(settings: dict[str, Any] | None) -> str:
     return "\nSETTINGS " + ", ".join(parts)
 
 
+def _parameter_text(value: Any) -> str:
+    """A parameter in the text form ClickHouse parses for its declared type (chdb passes text
+    through as is). Only arrays need quoting inside: their elements are parsed as data, so a
+    mistake here fails to parse; it cannot become SQL."""
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_element_text(v) for v in value) + "]"
+    return str(value)
+
+
+def _element_text(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return str(value)
+
+
 class ChdbEngine:
     """In-process ClickHouse (chdb-core) persisted under ``path``."""
 
@@ -80,9 +113,12 @@ class ChdbEngine:
         self._session = session.Session(str(path))
         self._lock = threading.Lock()
 
-    def _run(self, sql: str, fmt: str = "CSV") -> Any:
+    def _run(self, sql: str, fmt: str = "CSV", parameters: dict[str, Any] | None = None) -> Any:
         with self._lock:
             try:
+                if parameters:
+                    text = {name: _parameter_text(v) for name, v in parameters.items()}
+                    return self._session.query(sql, fmt, params=text)
                 return self._session.query(sql, fmt)
             except Exception as exc:  # chdb raises a bare ChdbError/RuntimeError
                 raise ClickHouseError(str(exc)) from exc
@@ -95,8 +131,13 @@ class ChdbEngine:
         if body:
             self._run(f"INSERT INTO `{database}`.`{table}` FORMAT JSONEachRow\n{body}")
 
-    def query(self, sql: str, settings: dict[str, Any] | None = None) -> QueryResult:
-        result = self._run(sql + _settings_clause(settings), "JSONCompact")
+    def query(
+        self,
+        sql: str,
+        settings: dict[str, Any] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> QueryResult:
+        result = self._run(sql + _settings_clause(settings), "JSONCompact", parameters)
         text = result.bytes() if hasattr(result, "bytes") else bytes(result)
         if not text:
             return QueryResult([], [])
@@ -136,10 +177,17 @@ class ServerEngine:
             except Exception as exc:
                 raise ClickHouseError(str(exc)) from exc
 
-    def query(self, sql: str, settings: dict[str, Any] | None = None) -> QueryResult:
+    def query(
+        self,
+        sql: str,
+        settings: dict[str, Any] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> QueryResult:
         with self._lock:
             try:
-                result = self._client.query(sql, settings=settings or {})
+                result = self._client.query(
+                    sql, parameters=parameters or None, settings=settings or {}
+                )
             except Exception as exc:
                 raise ClickHouseError(str(exc)) from exc
         columns = [

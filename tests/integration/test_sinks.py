@@ -309,3 +309,14 @@ def test_clickhouse_sink_dead_letters_only_the_rows_clickhouse_refuses(
     letters = read_sink_dead_letters(sink_setup["kafka"], sink_setup["registry"], {ids[4]})
     assert letters[ids[4]]["stage"] == "sink"
     assert "load_is_positive" in letters[ids[4]]["error"]
+
+
+def test_query_parameters_carry_hostile_text_and_arrays_as_values(sink_setup: dict) -> None:
+    engine: ChdbEngine = sink_setup["engine"]
+    ids = ["' OR 1=1 --", "a\\b", "x\\'y", "plain", ""]
+    result = engine.query(
+        "SELECT {ids:Array(String)} AS ids, {one:String} AS one, {n:Int64} AS n",
+        None,
+        {"ids": ids, "one": "'); DROP TABLE x; --", "n": -(2**63)},
+    )
+    assert result.rows == [[ids, "'); DROP TABLE x; --", -(2**63)]]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from api.batch import MAX_EVENT_ID_LENGTH, BodyError, parse_events, prepare_batch
+from api.ingest.batch import MAX_EVENT_ID_LENGTH, BodyError, parse_events, prepare_batch
 from schemas.catalog import StreamSpec
 
 JSON = "application/json"

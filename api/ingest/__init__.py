@@ -1,0 +1,1 @@
+"""Ingest: the Ingestor (``service``), the pure batch rule (``batch``) and its HTTP route."""
