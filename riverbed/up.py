@@ -1,0 +1,195 @@
+"""``riverbed up``: start the engines, run every component supervised, print where things are,
+and on Ctrl-C close ingest, drain what was accepted, and stop everything.
+
+Embedded by default: tansu (Kafka, in memory), valkey (Redis, AOF) and chdb (in the API
+process). ``KAFKA_BOOTSTRAP``, ``REDIS_URL`` and ``CLICKHOUSE_URL`` select servers instead.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from riverbed.components import instances
+from riverbed.core.settings import Settings
+from riverbed.demo import DEMO_METRICS, DemoTraffic
+from riverbed.embedded import Engine, EngineStartError, port_is_free, start_kafka, start_redis
+from riverbed.supervisor import Supervisor
+
+
+@dataclass
+class Stack:
+    """What ``up`` started, so that the stop can undo it in reverse."""
+
+    settings: Settings
+    data_dir: Path
+    env: dict[str, str]
+    engines: list[Engine] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.api_port}"
+
+
+def up(settings: Settings, demo: bool = False, demo_rate: float = 50.0) -> int:
+    """Run until SIGINT/SIGTERM; the exit status is 0, or 1/2 when nothing could start."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # status lines must show up when piped
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    if not port_is_free(settings.api_port, settings.host):
+        print(
+            f"error: API port {settings.api_port} is in use; pass --port or set RIVERBED_API_PORT",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"Riverbed starting (data dir {data_dir})")
+    _metrics_file(settings, demo)
+    stack = Stack(settings, data_dir, _child_env(settings))
+    try:
+        _start_engines(stack)
+    except EngineStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        for engine in stack.engines:
+            engine.stop()
+        return 1
+    _run(stack, demo, demo_rate)
+    return 0
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    return {
+        "RIVERBED_DATA_DIR": str(settings.data_dir),
+        "RIVERBED_API_PORT": str(settings.api_port),
+        "RIVERBED_HOST": settings.host,
+    }
+
+
+def _metrics_file(settings: Settings, demo: bool) -> None:
+    path = settings.metrics_path
+    if demo and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(DEMO_METRICS)
+        print(f"  metrics  {path}  (demo declarations written; edit freely)")
+    else:
+        print(f"  metrics  {path}" + ("" if path.exists() else "  (none yet)"))
+
+
+def _start_engines(stack: Stack) -> None:
+    settings, data_dir = stack.settings, stack.data_dir
+    if settings.embedded_kafka:
+        # A new in-memory broker starts with empty topics: snapshots of offsets into the
+        # previous broker's topics would make the flow wait for records that never come.
+        shutil.rmtree(settings.flow_recovery_dir, ignore_errors=True)
+        stack.engines.append(start_kafka(data_dir, settings.kafka_port))
+        stack.env["KAFKA_BOOTSTRAP"] = stack.engines[-1].url
+        print(f"  kafka    {stack.engines[-1].url}  (embedded tansu, in-memory)")
+    else:
+        print(f"  kafka    {settings.kafka_bootstrap}")
+    if settings.embedded_redis:
+        stack.engines.append(start_redis(data_dir, settings.redis_port))
+        stack.env["REDIS_URL"] = stack.engines[-1].url
+        print(f"  redis    {stack.engines[-1].url}  (embedded valkey, AOF in {data_dir / 'redis'})")
+    else:
+        print(f"  redis    {settings.redis_url}")
+    if settings.embedded_clickhouse:
+        print(
+            f"  clickhouse  embedded chdb in {data_dir / 'clickhouse'} (owned by the api process)"
+        )
+    else:
+        print(f"  clickhouse  {settings.clickhouse_url}")
+
+
+def _run(stack: Stack, demo: bool, demo_rate: float) -> None:
+    supervisor = Supervisor(stack.data_dir / "logs", stack.env)
+    for name, instance in instances(stack.settings):
+        supervisor.add(name, instance)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    threading.Thread(target=supervisor.run, daemon=True).start()
+    traffic = None
+    try:
+        if _wait_ready(stack.base_url, 120):
+            _announce(stack)
+            if demo:
+                traffic = DemoTraffic(stack.base_url, rate=demo_rate)
+                threading.Thread(target=traffic.run, daemon=True).start()
+                print(f"  demo         posting ~{demo_rate:g} events/s (pageviews, purchases)")
+            print("Ctrl-C stops everything.")
+        else:
+            print(f"! the API did not become ready; see {stack.data_dir / 'logs' / 'api.log'}")
+        stop.wait()
+    finally:
+        _stop(stack, supervisor, traffic)
+
+
+def _announce(stack: Stack) -> None:
+    base = stack.base_url
+    print(f"\nRiverbed is up: {base}")
+    print(f"  streams      {base}/v1/streams")
+    print(f"  live (SSE)   {base}/v1/live/metrics")
+    print(f"  metrics      {base}/v1/metrics")
+    print(f"  OpenAPI      {base}/openapi.json")
+    print(f"  API docs     {base}/docs/")
+    print(f"  health       {base}/readyz")
+    print(f"  logs         {stack.data_dir / 'logs'}")
+
+
+def _stop(stack: Stack, supervisor: Supervisor, traffic: DemoTraffic | None) -> None:
+    print("\nstopping...")
+    if traffic:
+        traffic.stop()
+    if stack.settings.embedded_kafka and "KAFKA_BOOTSTRAP" in stack.env:
+        redis_url = stack.env.get("REDIS_URL") or stack.settings.require_redis()
+        _drain_embedded(supervisor, stack.env["KAFKA_BOOTSTRAP"], redis_url)
+    supervisor.stop()
+    for engine in reversed(stack.engines):
+        engine.stop()
+    print("stopped.")
+
+
+def _wait_ready(url: str, timeout: float) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def _drain_embedded(supervisor: Supervisor, bootstrap: str, redis_url: str) -> None:
+    """Close ingest, then wait until agents and sinks have committed everything accepted.
+
+    The embedded broker forgets its topics when it stops; a second Ctrl-C skips the wait.
+    """
+    import redis
+
+    from riverbed.core.redis import as_text
+    from riverbed.core.topology import STREAMS_KEY, group_topics
+    from riverbed.drain import drain
+
+    # Names straight from the shared catalog: streams created at run time must drain too.
+    client = redis.Redis.from_url(redis_url)
+    streams = [as_text(k) for k in client.hkeys(STREAMS_KEY)]
+    supervisor.signal("api", signal.SIGUSR1)
+    force = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: force.set())
+    print(
+        "draining: ingest closed, waiting for accepted events to reach ClickHouse and Redis "
+        "(Ctrl-C again to skip)"
+    )
+    if drain(bootstrap, group_topics(streams), timeout=60, report=print, abort=force):
+        print("drained: every accepted event is stored")
