@@ -57,7 +57,7 @@ COMPONENTS: tuple[Component, ...] = (
     ),
     Component(
         "flow",
-        "streams.flow:run",
+        "streams.flow.process:run",
         "Bytewax dataflow: clean.* -> built-in and declared window metrics",
     ),
     Component(

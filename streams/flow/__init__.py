@@ -1,5 +1,2 @@
-"""The Bytewax dataflow (moving into modules of its own)."""
-
-from streams.flow.dataflow import run
-
-__all__ = ["run"]
+"""The Bytewax dataflow: ``dataflow`` builds it from a source and a sink, ``builtin`` and
+``streams.metrics`` hold its window operators, ``decode`` its edges, ``process`` runs it."""
