@@ -32,7 +32,7 @@ from riverbed.core.kafka import OutgoingRecord
 from riverbed.core.topology import events_topic
 from schemas import codec
 from schemas.catalog import EVENT_ID_FIELD, StreamSpec
-from schemas.registry import RegistryError
+from schemas.registry_errors import RegistryError
 from sinks.ddl import row_converter
 
 MAX_REPLAY = 10_000

@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from api.services import Services
-from schemas.registry import (
+from schemas.registry import SchemaRegistry
+from schemas.registry_errors import (
     InvalidSchema,
     ProtectedSubject,
-    SchemaRegistry,
     SubjectNotFound,
     VersionNotFound,
 )

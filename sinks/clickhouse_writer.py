@@ -26,7 +26,8 @@ from riverbed.core.topology import (
     stream_of_topic,
 )
 from schemas import codec, wire
-from schemas.registry import SchemaNotFound, SchemaRegistry
+from schemas.registry import SchemaRegistry
+from schemas.registry_errors import SchemaNotFound
 from schemas.stream_catalog import StreamCatalog
 from schemas.system import DEAD_LETTER_SCHEMA
 from schemas.wire import WireFormatError

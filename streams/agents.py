@@ -36,7 +36,8 @@ from riverbed.core.lifecycle import EXIT_RESTART
 from riverbed.core.topology import clean_topic, dedup_key, dlq_topic, events_topic, stats_key
 from schemas import codec, wire
 from schemas.catalog import StreamSpec
-from schemas.registry import SchemaNotFound, SchemaRegistry
+from schemas.registry import SchemaRegistry
+from schemas.registry_errors import SchemaNotFound
 from schemas.routes import compile_routes, matching_topics
 from schemas.stream_catalog import StreamCatalog
 from schemas.system import dead_letter

@@ -25,7 +25,8 @@ from riverbed.core.kafka import AsyncProducer, KafkaUnavailable, OutgoingRecord
 from riverbed.core.topology import dlq_topic, events_topic
 from schemas import codec
 from schemas.catalog import StreamSpec
-from schemas.registry import RegistryError, SchemaRegistry
+from schemas.registry import SchemaRegistry
+from schemas.registry_errors import RegistryError
 from schemas.stream_catalog import StreamCatalog
 from schemas.system import dead_letter
 

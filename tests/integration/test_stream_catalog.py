@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from schemas.catalog import StreamNotFound, StreamSpec
-from schemas.registry import SchemaIncompatible, SchemaRegistry
+from schemas.registry import SchemaRegistry
+from schemas.registry_errors import SchemaIncompatible
 from schemas.stream_catalog import StreamCatalog, StreamExists
 from tests.conftest import Engines, wait_until
 

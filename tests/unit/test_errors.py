@@ -27,7 +27,7 @@ from riverbed.core.errors import (
 )
 from schemas.catalog import StreamNotFound
 from schemas.compatibility import Incompatibility
-from schemas.registry import SchemaIncompatible, SubjectNotFound
+from schemas.registry_errors import SchemaIncompatible, SubjectNotFound
 from streams.agents import OutputNotAcknowledged
 
 PACKAGES = ("riverbed", "api", "schemas", "streams", "sinks", "connectors", "notifier")
