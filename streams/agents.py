@@ -232,9 +232,13 @@ def install_agents(
             in_flight: deque[asyncio.Task[None]] = deque()
             batches = stream.take_events(batch_size, within=within)  # type: ignore[attr-defined]
             async for events in batches:
-                spec = context.catalog.get(name)
+                # First, before anything that can raise: take_events acks the whole batch
+                # when this body is left by an exception, and Faust would commit past events
+                # never processed (a catalog lookup on a dead Redis did exactly that). Held
+                # here, only a delivered batch's own ack() releases them.
                 for event in events:
                     event.message.incref()
+                spec = context.catalog.get(name)
                 routed = await context.route_batch(spec, events)
                 in_flight.append(asyncio.ensure_future(context.deliver(spec, routed)))
                 while in_flight and (len(in_flight) >= max_in_flight or in_flight[0].done()):

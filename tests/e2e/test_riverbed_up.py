@@ -54,8 +54,14 @@ class RiverbedUp:
             "--data-dir",
             str(data_dir),
         ] + (["--demo"] if demo else [])
+        # A process group of its own, as a shell gives a foreground job: stop() then signals
+        # the whole group, as a terminal's Ctrl-C does.
         self.process = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
         self.lines: list[str] = []
         self.reader = threading.Thread(
@@ -71,8 +77,9 @@ class RiverbedUp:
         )
 
     def stop(self) -> int:
+        """Ctrl-C as a terminal sends it: SIGINT to every process of the foreground group."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            os.killpg(self.process.pid, signal.SIGINT)
         code = self.process.wait(90)
         self.reader.join(5)
         return code
@@ -106,6 +113,10 @@ def test_riverbed_up_serves_demo_data_drains_on_ctrl_c_and_keeps_it_across_resta
             return bool(body["source"] == "file" and body["running"] and body["latest"])
 
         wait_until(declared_demo_metric, 60, message="the demo's metrics.yaml to be computed")
+        second = RiverbedUp(data_dir, free_port(), demo=False)
+        assert second.process.wait(30) == 2
+        second.reader.join(5)
+        assert f"another riverbed up (pid {up.process.pid})" in second.output, second.output
         assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
         latest_url = f"{base}/registry/subjects/events.pageviews-value/versions/latest"
         schema_id = httpx.get(latest_url, timeout=10).json()["id"]
