@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,20 +229,8 @@ def install_agents(
         topic = app.topic(events_topic(name), key_serializer="raw", value_serializer="raw")
 
         async def process(stream: faust.StreamT, name: str = name) -> None:
-            in_flight: deque[asyncio.Task[None]] = deque()
             batches = stream.take_events(batch_size, within=within)  # type: ignore[attr-defined]
-            async for events in batches:
-                # First, before anything that can raise: take_events acks the whole batch
-                # when this body is left by an exception, and Faust would commit past events
-                # never processed (a catalog lookup on a dead Redis did exactly that). Held
-                # here, only a delivered batch's own ack() releases them.
-                for event in events:
-                    event.message.incref()
-                spec = context.catalog.get(name)
-                routed = await context.route_batch(spec, events)
-                in_flight.append(asyncio.ensure_future(context.deliver(spec, routed)))
-                while in_flight and (len(in_flight) >= max_in_flight or in_flight[0].done()):
-                    await in_flight.popleft()  # re-raises a failed delivery
+            await process_batches(batches, name, context, max_in_flight)
 
         app.agent(
             topic,
@@ -260,6 +248,27 @@ def install_agents(
         if tables:
             log.warning("enrichment from %s: restarting the worker to load it", sorted(tables))
             os._exit(EXIT_RESTART)
+
+
+async def process_batches(
+    batches: AsyncIterator[Sequence[Any]], name: str, context: AgentContext, max_in_flight: int
+) -> None:
+    """Route each batch of ``name``'s events and deliver it, up to ``max_in_flight`` at once.
+
+    Every event is held (``incref``) first, before anything that can raise: Faust's
+    ``take_events`` acks the whole batch when this loop is left by an exception, and without
+    the hold Faust would commit past events never processed (a catalog lookup on a dead Redis
+    did exactly that). Only a delivered batch's own ``ack()`` releases its events.
+    """
+    in_flight: deque[asyncio.Task[None]] = deque()
+    async for events in batches:
+        for event in events:
+            event.message.incref()
+        spec = context.catalog.get(name)
+        routed = await context.route_batch(spec, events)
+        in_flight.append(asyncio.ensure_future(context.deliver(spec, routed)))
+        while in_flight and (len(in_flight) >= max_in_flight or in_flight[0].done()):
+            await in_flight.popleft()  # re-raises a failed delivery
 
 
 def reference_tables(specs: dict[str, StreamSpec]) -> frozenset[str]:
