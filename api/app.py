@@ -27,6 +27,7 @@ from api.stores.dead_letters import DeadLetterStore
 from api.stores.events import EventStore
 from api.stores.live import LiveValues
 from api.stores.metric_results import MetricResultStore
+from riverbed.core.breaker import CircuitBreaker
 from riverbed.core.clickhouse import connect
 from riverbed.core.heartbeat import start_heartbeat
 from riverbed.core.kafka import AsyncProducer, producer_config
@@ -43,7 +44,8 @@ def build_services(settings: Settings, run_clickhouse_sink: bool | None = None) 
     registry, catalog = bootstrap_catalog(settings)
     catalog.follow()  # handlers read a snapshot; a thread keeps it fresh (no I/O on the loop)
     engine = connect(settings.clickhouse_url, settings.chdb_path)
-    producer = AsyncProducer(producer_config(settings))
+    # The breaker turns a dead broker into an immediate 503 instead of a 10 s wait per request.
+    producer = AsyncProducer(producer_config(settings), CircuitBreaker(cooldown=1.0))
     async_redis = aioredis.Redis.from_url(settings.require_redis())
     sync_redis = redis.Redis.from_url(settings.require_redis())
     database = settings.clickhouse_database

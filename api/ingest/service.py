@@ -53,8 +53,8 @@ class NotAcknowledged(Unavailable):
 
     title = "Broker unavailable"
 
-    def __init__(self, detail: str, event_ids: list[str]) -> None:
-        super().__init__(f"Kafka did not acknowledge the events: {detail}", retry_after=5)
+    def __init__(self, detail: str, event_ids: list[str], retry_after: int = 5) -> None:
+        super().__init__(f"Kafka did not acknowledge the events: {detail}", retry_after)
         self.event_ids = event_ids
 
     def extra(self) -> dict[str, Any]:
@@ -171,7 +171,8 @@ class Ingestor:
         try:
             await self._produce(records)
         except KafkaUnavailable as exc:
-            raise NotAcknowledged(exc.detail, [e.event_id for e in batch.accepted]) from None
+            event_ids = [e.event_id for e in batch.accepted]
+            raise NotAcknowledged(exc.detail, event_ids, exc.retry_after) from None
         return IngestResult(batch, len(events))
 
     def prepare(

@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from riverbed.core.breaker import CLOSED, CircuitBreaker
 from riverbed.core.errors import Unavailable
 from riverbed.core.settings import Settings
 
@@ -27,6 +28,9 @@ class KafkaUnavailable(Unavailable):
     """The broker did not acknowledge in time; nothing after the first failure is confirmed."""
 
     title = "Broker unavailable"
+
+    def __init__(self, detail: str = "", retry_after: int = 5) -> None:
+        super().__init__(detail, retry_after)
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -125,10 +129,26 @@ class _Batch:
             self.future.set_result(self.errors)
 
 
-class AsyncProducer:
-    """confluent-kafka producer for asyncio code: a thread serves delivery callbacks."""
+class CircuitOpen(KafkaUnavailable):
+    """The broker is known to be down: nothing was sent, the caller answers at once."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, reason: str, retry_after: int = 1) -> None:
+        super().__init__(f"the broker is unreachable ({reason}); nothing was sent", retry_after)
+
+
+class AsyncProducer:
+    """confluent-kafka producer for asyncio code: a thread serves delivery callbacks.
+
+    With a :class:`CircuitBreaker`, a broker that librdkafka reports down (all brokers down,
+    or a failed delivery) makes ``produce`` raise :class:`CircuitOpen` at once instead of
+    waiting out ``message.timeout.ms`` per call; a cheap metadata probe, one at a time after
+    the cooldown, closes the breaker when the broker answers again.
+    """
+
+    def __init__(self, config: dict[str, Any], breaker: CircuitBreaker | None = None) -> None:
+        self.breaker = breaker
+        if breaker is not None:
+            config = {**config, "error_cb": self._on_error}
         self._producer = Producer(config)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)
@@ -139,13 +159,41 @@ class AsyncProducer:
             self._producer.poll(0.05)
 
     async def produce(self, records: Sequence[OutgoingRecord]) -> list[str | None]:
-        """Produce all records; return one error string (or None) per record once each is acked."""
+        """Produce all records; return one error string (or None) per record once each is acked.
+
+        Raises :class:`CircuitOpen` when the breaker says the broker is down."""
         if not records:
             return []
+        await self._admit()
         batch = _Batch(asyncio.get_running_loop(), len(records))
         for index, record in enumerate(records):
             self._produce_one(record, lambda err, _msg, i=index: batch.delivered(i, err))
-        return await batch.future
+        errors = await batch.future
+        if self.breaker is not None:
+            failed = next((e for e in errors if e), None)
+            if failed is None:
+                self.breaker.close()
+            else:
+                self.breaker.open(failed)
+        return errors
+
+    def _on_error(self, error: KafkaError) -> None:
+        """librdkafka's error callback (its poll thread): all brokers down opens the breaker."""
+        if self.breaker is not None and error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.breaker.open(error.str())
+
+    async def _admit(self) -> None:
+        breaker = self.breaker
+        if breaker is None or breaker.state == CLOSED:
+            return
+        if not breaker.try_probe():
+            raise CircuitOpen(breaker.reason, max(1, round(breaker.cooldown)))
+        try:
+            await asyncio.to_thread(self._producer.list_topics, timeout=1.0)
+        except KafkaException as exc:
+            breaker.open(f"probe: {exc}")
+            raise CircuitOpen(breaker.reason, max(1, round(breaker.cooldown))) from None
+        breaker.close()
 
     def _produce_one(self, record: OutgoingRecord, callback: Any) -> None:
         while True:
