@@ -54,7 +54,7 @@ def build_services(settings: Settings, run_clickhouse_sink: bool | None = None) 
         catalog=catalog,
         registry=registry,
         producer=producer,
-        ingestor=Ingestor(catalog, registry, producer),
+        ingestor=Ingestor(catalog, registry, producer, max_event_bytes=settings.max_event_bytes),
         events=EventStore(engine, database),
         dead_letters=DeadLetterStore(engine, database, sync_redis),
         metric_results=MetricResultStore(engine, database),
@@ -116,4 +116,8 @@ def run(settings: Settings) -> None:
         port=settings.api_port,
         log_level="warning",
         lifespan="on",
+        # Idle keep-alive connections are closed after a few seconds, and past
+        # max_connections new ones get a 503 rather than exhausting the process.
+        timeout_keep_alive=5,
+        limit_concurrency=settings.max_connections,
     )

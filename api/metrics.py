@@ -18,9 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api import reads
+from api.bodies import json_body
 from api.live import sse_events
 from api.params import int_param, time_param
-from api.problems import Problem, json_body
+from api.problems import Problem
 from api.services import Services
 from riverbed.core.topology import (
     RESULTS_CHANNEL,

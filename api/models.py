@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.requests import Request
 
-from api.problems import json_body
+from api.bodies import json_body
 from riverbed.core.errors import FieldProblem, Invalid, pointer
 from schemas.catalog import STREAM_NAME
 

@@ -55,14 +55,6 @@ def invalid(title: str, errors: list[dict[str, str]]) -> Invalid:
     return problem
 
 
-async def json_body(request: Request, hint: str = "the body is not JSON") -> Any:
-    """The request's JSON body; a 400 saying ``hint`` if it is not JSON."""
-    try:
-        return await request.json()
-    except ValueError:
-        raise Problem(400, "Malformed body", hint) from None
-
-
 def problem_response(error: RiverbedError, instance: str) -> JSONResponse:
     body = {
         "type": "about:blank",

@@ -16,7 +16,8 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.problems import Problem, json_body
+from api.bodies import json_body
+from api.problems import Problem
 from api.services import Services
 from riverbed.core.kafka import KafkaUnavailable, OutgoingRecord
 from schemas.catalog import load_reference_tables

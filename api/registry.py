@@ -15,6 +15,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from api.bodies import json_body
 from api.services import Services
 from schemas.registry import SchemaRegistry
 from schemas.registry_errors import (
@@ -38,12 +39,7 @@ def _registry(request: Request) -> SchemaRegistry:
 
 
 async def _schema_from_body(request: Request) -> Any:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidSchema(
-            'the body is not JSON; send {"schema": "<Avro schema as a string>"}'
-        ) from None
+    body = await json_body(request, 'send {"schema": "<Avro schema as a string>"}')
     if not isinstance(body, dict) or not isinstance(body.get("schema"), str):
         raise InvalidSchema('the body must be {"schema": "<Avro schema as a JSON string>"}')
     schema_type = body.get("schemaType", "AVRO")
@@ -170,10 +166,7 @@ async def get_config(request: Request) -> JSONResponse:
 
 
 async def put_config(request: Request) -> JSONResponse:
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
+    body = await json_body(request, 'send {"compatibility": "BACKWARD|FORWARD|FULL|..."}')
     if not isinstance(body, dict) or not isinstance(body.get("compatibility"), str):
         raise InvalidSchema('the body must be {"compatibility": "BACKWARD|FORWARD|FULL|..."}')
     level = await _run(

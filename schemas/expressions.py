@@ -28,7 +28,7 @@ from riverbed.core.errors import Invalid
 FUNCTIONS: dict[str, Any] = {
     "int": int,
     "float": float,
-    "str": str,
+    "str": lambda value="": _safe_str(value),  # weighed first: see MAX_SIZE
     "len": len,
     "abs": abs,
     "min": min,
@@ -84,6 +84,51 @@ def _check(tree: ast.Expression, fields: Collection[str], evaluator: Any) -> Non
 
 MAX_LENGTH = 2000  # characters of filter text; deeper nesting than this could recurse away
 MAX_POWER_BITS = 4096  # an integer power larger than this is refused, not computed
+#: Elements plus characters a value built or converted by a filter may hold. Lists repeat
+#: cheaply (``[[0] * 99999] * 99999`` shares one inner list) but ``str()`` of that writes out
+#: every element: 30 GB. Every value a filter builds with ``*`` or ``+``, and every value it
+#: converts with ``str()``, is weighed against this first.
+MAX_SIZE = 1_000_000
+
+
+def _size(value: Any, budget: int = MAX_SIZE + 1) -> int:
+    """Elements and characters in ``value``, counting shared parts each time they appear (as
+    ``str()`` would write them); stops counting once past ``budget``."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if not isinstance(value, list | tuple | set | frozenset):
+        return 1
+    total = len(value)
+    for item in value:
+        if total > budget:
+            break
+        total += _size(item, budget - total)
+    return total
+
+
+def _bounded(value: Any) -> Any:
+    if _size(value) > MAX_SIZE:
+        raise ArithmeticError(f"a value of more than {MAX_SIZE} elements is too large for a filter")
+    return value
+
+
+def _safe_mult(left: Any, right: Any) -> Any:
+    if isinstance(left, int) and isinstance(right, list | tuple | str):
+        left, right = right, left
+    repeated = isinstance(left, list | tuple | str) and isinstance(right, int) and right > 0
+    if repeated and _size(left) * right > MAX_SIZE:
+        raise ArithmeticError("the repeated value is too large for a filter")
+    return simpleeval.safe_mult(left, right)
+
+
+def _safe_add(left: Any, right: Any) -> Any:
+    return _bounded(simpleeval.safe_add(left, right))
+
+
+def _safe_str(value: Any = "") -> str:
+    return str(_bounded(value))
 
 
 def _safe_power(base: Any, exponent: Any) -> Any:
@@ -103,8 +148,8 @@ def _safe_mod(left: Any, right: Any) -> Any:
 # simpleeval's size-limited operators, with tighter powers and no %-formatting: a filter must
 # not be able to build a gigabyte string or a million-digit number for one event.
 _SAFE_OPERATORS: dict[type, Any] = {
-    ast.Add: simpleeval.safe_add,
-    ast.Mult: simpleeval.safe_mult,
+    ast.Add: _safe_add,
+    ast.Mult: _safe_mult,
     ast.Pow: _safe_power,
     ast.Mod: _safe_mod,
     ast.LShift: simpleeval.safe_lshift,

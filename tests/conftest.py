@@ -185,6 +185,7 @@ def pipeline(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "RIVERBED_WINDOW_SECONDS": str(WINDOW_SECONDS),
         "RIVERBED_ALLOWED_LATENESS_SECONDS": str(LATENESS_SECONDS),
         "RIVERBED_WINDOW_IDLE_GRACE_SECONDS": "1",
+        "RIVERBED_BODY_READ_TIMEOUT_SECONDS": "2",  # so a test can be a slow client
         "RIVERBED_LOG_LEVEL": "WARNING",
     }
     try:

@@ -20,6 +20,21 @@ from schemas.validation import validate_event
 MAX_EVENT_ID_LENGTH = 128
 
 
+class EventTooLarge(RiverbedError):
+    """One event is bigger than a Kafka message may be; nothing of the request is taken."""
+
+    status, title = 413, "Event too large"
+
+    def __init__(self, index: int, size: int, limit: int) -> None:
+        super().__init__(
+            f"event {index} is {size} bytes as JSON; one event may be at most {limit} bytes"
+        )
+        self.index, self.size, self.limit = index, size, limit
+
+    def extra(self) -> dict[str, Any]:
+        return {"index": self.index, "size": self.size, "limit": self.limit}
+
+
 class BodyError(RiverbedError):
     """The body as a whole is unreadable; ``where`` locates the problem (line/column)."""
 
@@ -50,6 +65,8 @@ def parse_events(body: bytes, content_type: str) -> list[Any]:
                 raise BodyError(
                     f"line {number} is not JSON: {exc.msg}", {"line": number, "column": exc.colno}
                 ) from None
+            except (RecursionError, ValueError) as exc:
+                raise BodyError(f"line {number}: {_unparsable(exc)}", {"line": number}) from None
         return events
     if not text.strip():
         raise BodyError("body is empty; send a JSON object, a JSON array or NDJSON")
@@ -59,7 +76,17 @@ def parse_events(body: bytes, content_type: str) -> list[Any]:
         raise BodyError(
             f"body is not JSON: {exc.msg}", {"line": exc.lineno, "column": exc.colno}
         ) from None
+    except (RecursionError, ValueError) as exc:
+        raise BodyError(f"body {_unparsable(exc)}") from None
     return parsed if isinstance(parsed, list) else [parsed]
+
+
+def _unparsable(exc: Exception) -> str:
+    """Why valid-looking JSON was refused: nesting past the parser's depth, or an integer of
+    more digits than Python converts (both would otherwise be a 500)."""
+    if isinstance(exc, RecursionError):
+        return "is nested too deeply to parse"
+    return f"holds a number that cannot be read: {exc}"
 
 
 @dataclass(frozen=True)
@@ -110,14 +137,21 @@ def _take_event_id(event: dict[str, Any]) -> tuple[str | None, list[FieldProblem
 
 
 def prepare_batch(
-    spec: StreamSpec, events: list[Any], ingested_at: int, schema: dict[str, Any] | None = None
+    spec: StreamSpec,
+    events: list[Any],
+    ingested_at: int,
+    schema: dict[str, Any] | None = None,
+    max_event_bytes: int | None = None,
 ) -> PreparedBatch:
     """Validate every event (against ``schema``, default the stream's latest); accepted ones
-    get their id, ingest time and partition key."""
+    get their id, ingest time and partition key. Raises :class:`EventTooLarge` for an event
+    over ``max_event_bytes`` as JSON: neither it nor its dead letter would fit a message."""
     schema = schema or spec.schema
     batch = PreparedBatch()
     for index, event in enumerate(events):
         original = json.dumps(event, separators=(",", ":")).encode()
+        if max_event_bytes is not None and len(original) > max_event_bytes:
+            raise EventTooLarge(index, len(original), max_event_bytes)
         if not isinstance(event, dict):
             batch.rejected.append(
                 RejectedEvent(

@@ -8,35 +8,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from api.bodies import read_body
 from api.ingest.batch import parse_events
 from api.ingest.service import Draining
 from api.problems import Problem
 from api.services import Services
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Problem(
-            413,
-            "Body too large",
-            f"body of {declared} bytes exceeds the {limit}-byte "
-            "limit; split it into several requests",
-            limit=limit,
-        )
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Problem(
-                413,
-                "Body too large",
-                f"body exceeds the {limit}-byte limit; split it into several requests",
-                limit=limit,
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def post_events(request: Request) -> JSONResponse:
@@ -47,7 +23,8 @@ async def post_events(request: Request) -> JSONResponse:
     stream = request.path_params["stream"]
     services.stream(stream)  # 404 before reading the body
     atomic = request.query_params.get("atomic", "false").lower() in ("1", "true", "yes")
-    body = await read_body(request, services.settings.max_body_bytes)
+    settings = services.settings
+    body = await read_body(request, settings.max_body_bytes, settings.body_read_timeout_seconds)
     # BodyError: a 400 with the line and column where the body stops being JSON.
     events = parse_events(body, request.headers.get("content-type", "application/json"))
     limit = services.settings.max_events_per_request

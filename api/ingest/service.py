@@ -132,11 +132,13 @@ class Ingestor:
         registry: SchemaRegistry,
         producer: AsyncProducer,
         clock: Callable[[], int] = now_ms,
+        max_event_bytes: int = 900_000,
     ) -> None:
         self.catalog = catalog
         self.registry = registry
         self.producer = producer
         self.clock = clock
+        self.max_event_bytes = max_event_bytes
         self.draining = False
 
     def close(self) -> None:
@@ -181,7 +183,9 @@ class Ingestor:
         """``(writer schema id, validated batch)``; blocking (a registry cache miss, a version
         lookup), so async callers run it in a thread."""
         writer_id, schema = self._writer_schema(spec, schema_version)
-        return writer_id, prepare_batch(spec, events, self.clock(), schema)
+        return writer_id, prepare_batch(
+            spec, events, self.clock(), schema, max_event_bytes=self.max_event_bytes
+        )
 
     def _writer_schema(self, spec: StreamSpec, version: str | None) -> tuple[int, dict]:
         """The schema events are validated and written with: latest, or a registered version.

@@ -58,8 +58,14 @@ class Settings(BaseSettings):
     # extra codec packages to read lz4/zstd. Production Kafka: "lz4" (then add cramjam).
     kafka_compression: str = "none"
 
-    max_body_bytes: int = 5 * 1024 * 1024
+    max_body_bytes: int = 5 * 1024 * 1024  # an ingest request
     max_events_per_request: int = 10_000
+    # One event, as JSON: under librdkafka's 1 MB message limit with room for the record's
+    # framing, so an accepted event (or its dead letter) always fits one Kafka message.
+    max_event_bytes: int = 900_000
+    max_json_body_bytes: int = 1024 * 1024  # the body of every other route that takes one
+    body_read_timeout_seconds: float = 30.0  # a client slower than this gets 408
+    max_connections: int = 1000  # open connections (SSE included) before new ones get 503
 
     window_seconds: int = 60
     allowed_lateness_seconds: int = 10

@@ -28,12 +28,27 @@ def test_constructs_that_could_exhaust_or_mutate_are_refused_when_compiled(text:
 
 
 @pytest.mark.parametrize(
-    "text", ['"%50000000d" % 1 == ""', "quantity ** 4000000 > 0", "product * 10**9 == ''"]
+    "text",
+    [
+        '"%50000000d" % 1 == ""',
+        "quantity ** 4000000 > 0",
+        "product * 10**9 == ''",
+        # Shared repetition is cheap to build and enormous to write out.
+        'str([[0] * 99999] * 99999) == ""',
+        'len(str([["a" * 99999] * 10] * 10)) > 0',
+        "len(tags * 99999 + tags * 99999 + tags * 99999) > 0",
+        "len(([tags * 5000] * 5000)) > 0",
+    ],
 )
 def test_oversized_results_are_refused_at_run_time_as_no_match(text: str) -> None:
     record = dict(RECORD)
     assert Expression(text, FIELDS).matches(record) is False
     assert record == RECORD
+
+
+def test_small_conversions_and_repetitions_still_work() -> None:
+    assert Expression("str(tags) == \"['a']\" and len(tags * 3) == 3", FIELDS).matches(RECORD)
+    assert Expression('str() == "" and str(quantity) == "4000000"', FIELDS).matches(RECORD)
 
 
 def test_reading_methods_and_arithmetic_still_work() -> None:

@@ -1,0 +1,64 @@
+"""Request bodies, read within limits: a size, a time, and what JSON may do to the parser.
+
+Every route that takes a body reads it here, so none can be made to buffer gigabytes, wait
+forever on a client that sends a byte a minute, or answer 500 to JSON nested 100,000 deep
+(RecursionError) or an integer of 5,000 digits (ValueError): all of those are a 4xx.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+
+from api.problems import Problem
+
+
+def _too_large(limit: int, declared: str | None = None) -> Problem:
+    size = f"body of {declared} bytes" if declared else "body"
+    return Problem(
+        413,
+        "Body too large",
+        f"{size} exceeds the {limit}-byte limit; split it into several requests",
+        limit=limit,
+    )
+
+
+async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+    """The whole body: 413 past ``limit`` bytes (declared or sent), 408 after ``timeout``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit, declared)
+    chunks = []
+    size = 0
+    try:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Problem(
+            408, "Request timeout", f"the body did not arrive within {timeout:g} s"
+        ) from None
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes, hint: str = "the body is not JSON") -> Any:
+    """``raw`` as JSON; a 400 saying ``hint`` (and why) when it is not, or is too deep."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise Problem(400, "Malformed body", "the JSON is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4300 digits
+        raise Problem(400, "Malformed body", f"{hint}: {exc}") from None
+
+
+async def json_body(request: Request, hint: str = "the body is not JSON") -> Any:
+    """The request's JSON body, within the settings' limits for non-ingest routes."""
+    settings = request.app.state.services.settings
+    raw = await read_body(request, settings.max_json_body_bytes, settings.body_read_timeout_seconds)
+    return parse_json(raw, hint)

@@ -1,0 +1,75 @@
+"""Hostile input gets a 4xx problem+json naming what was wrong: never a 500, never a stall."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.conftest import Pipeline
+
+pytestmark = pytest.mark.integration
+PROBLEM = "application/problem+json"
+EVENTS = "/v1/streams/pageviews/events"
+
+
+def page_view(**overrides: object) -> dict[str, object]:
+    return {
+        "user_id": "u",
+        "page": "/h",
+        "load_ms": 1.0,
+        "ts": time.time_ns() // 10**6,
+        **overrides,
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (EVENTS, "[" * 100_000 + "]" * 100_000),
+        (EVENTS, '{"user_id": ' + "1" * 5000 + "}"),
+        ("/v1/metrics", "[" * 100_000 + "]" * 100_000),
+        ("/v1/query", '{"sql": ' + "[" * 50_000 + "]" * 50_000 + "}"),
+        ("/registry/subjects/x-value/versions", "{" * 50_000),
+    ],
+)
+def test_json_too_deep_or_numbers_too_long_are_a_400(
+    pipeline: Pipeline, path: str, body: str
+) -> None:
+    with pipeline.client() as client:
+        response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == PROBLEM
+
+
+def test_an_event_bigger_than_a_kafka_message_is_a_413_naming_it(pipeline: Pipeline) -> None:
+    events = [page_view(), page_view(page="/" + "x" * 1_000_000)]
+    with pipeline.client() as client:
+        response = client.post(EVENTS, json=events)
+    assert response.status_code == 413, response.text
+    body = response.json()
+    assert body["index"] == 1 and body["size"] > body["limit"]
+
+
+@pytest.mark.parametrize("path", ["/v1/metrics", "/v1/query", "/registry/config"])
+def test_every_route_that_takes_a_body_limits_it(pipeline: Pipeline, path: str) -> None:
+    oversized = json.dumps({"sql": "x" * (2 * 1024 * 1024)})
+    with pipeline.client() as client:
+        method = client.put if path == "/registry/config" else client.post
+        response = method(path, content=oversized, headers={"content-type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert response.headers["content-type"] == PROBLEM
+
+
+def test_a_client_that_stops_sending_its_body_gets_408(pipeline: Pipeline) -> None:
+    url = urlparse(pipeline.base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=20) as sock:
+        sock.sendall(
+            f"POST {EVENTS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n[{".encode()
+        )
+        answer = sock.recv(4096).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 408"), answer
