@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import anyio.to_thread
@@ -14,7 +15,7 @@ from api.services import Services
 from riverbed.core.clickhouse import ClickHouseError
 from riverbed.core.heartbeat import live_components
 from riverbed.core.redis import as_text
-from riverbed.core.topology import stats_key
+from riverbed.core.topology import ENGINES_KEY, stats_key
 
 
 def healthz(request: Request) -> JSONResponse:
@@ -75,6 +76,9 @@ async def readyz(request: Request) -> JSONResponse:
     # Other processes are reported, not required: the API can accept events while an agent
     # restarts (Kafka holds them), so their absence must not take ingest out of a balancer.
     pipeline = await anyio.to_thread.run_sync(live_components, services.sync_redis)
+    engines = {
+        as_text(k): json.loads(v) for k, v in (await services.redis.hgetall(ENGINES_KEY)).items()
+    }
     ready = all(r["ok"] for r in results.values()) and not services.draining
     return JSONResponse(
         {
@@ -82,6 +86,7 @@ async def readyz(request: Request) -> JSONResponse:
             "draining": services.draining,
             "components": results,
             "processes": pipeline,
+            "engine_restarts": engines,
             "streams": streams,
         },
         status_code=200 if ready else 503,

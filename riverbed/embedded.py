@@ -100,6 +100,12 @@ def wait_for(
     return False
 
 
+def _engine_env(data_dir: Path) -> dict[str, str]:
+    """The engine's environment names its data dir, so an operator (or a test) can tell which
+    Riverbed an engine belongs to: valkey rewrites its command line."""
+    return {**os.environ, "RIVERBED_DATA_DIR": str(data_dir.resolve())}
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -164,7 +170,7 @@ def start_kafka(data_dir: Path, port: int = 0, timeout: float = 30.0) -> Engine:
             "memory://tansu/",
         ],
         log_path,
-        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        env={**_engine_env(data_dir), "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
     )
     bootstrap = f"127.0.0.1:{port}"
 
@@ -211,6 +217,7 @@ def start_redis(data_dir: Path, port: int = 0, timeout: float = 20.0) -> Engine:
             "no",
         ],
         log_path,
+        env=_engine_env(data_dir),
     )
     url = f"redis://127.0.0.1:{port}/0"
 

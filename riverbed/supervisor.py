@@ -101,6 +101,15 @@ class Supervisor:
                 child.start()
                 self.report(f"  {child.name} restarted (restart #{child.restarts})")
 
+    def restart_all(self, reason: str) -> None:
+        """Stop every child and start it again at once: planned, so not counted as a crash."""
+        self.report(f"  restarting every component: {reason}")
+        for child in self.children:
+            if child.process is not None:
+                stop_process(child.process)
+            child.restarts, child.next_start = 0, 0.0
+            child.start()
+
     def run(self, interval: float = 0.5) -> None:
         while not self._stop.wait(interval):
             self.check_once()

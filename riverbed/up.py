@@ -15,14 +15,17 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO
 
 from riverbed.components import instances
 from riverbed.core.errors import RiverbedError
 from riverbed.core.settings import Settings
+from riverbed.core.topology import ENGINES_KEY
 from riverbed.demo import DEMO_METRICS, DemoTraffic
-from riverbed.embedded import Engine, EngineStartError, port_is_free, start_kafka, start_redis
+from riverbed.embedded import EngineStartError, port_is_free, start_kafka, start_redis
+from riverbed.engine_watch import EngineWatcher, WatchedEngine, engine_record
 from riverbed.supervisor import Supervisor
 
 
@@ -33,7 +36,7 @@ class Stack:
     settings: Settings
     data_dir: Path
     env: dict[str, str]
-    engines: list[Engine] = field(default_factory=list)
+    engines: list[WatchedEngine] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
@@ -65,8 +68,8 @@ def up(settings: Settings, demo: bool = False, demo_rate: float = 50.0) -> int:
         _start_engines(stack)
     except EngineStartError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        for engine in stack.engines:
-            engine.stop()
+        for watched in stack.engines:
+            watched.engine.stop()
         return 1
     try:
         _run(stack, demo, demo_rate)
@@ -128,15 +131,30 @@ def _start_engines(stack: Stack) -> None:
         # A new in-memory broker starts with empty topics: snapshots of offsets into the
         # previous broker's topics would make the flow wait for records that never come.
         shutil.rmtree(settings.flow_recovery_dir, ignore_errors=True)
-        stack.engines.append(start_kafka(data_dir, settings.kafka_port))
-        stack.env["KAFKA_BOOTSTRAP"] = stack.engines[-1].url
-        print(f"  kafka    {stack.engines[-1].url}  (embedded tansu, in-memory)")
+        kafka = start_kafka(data_dir, settings.kafka_port)
+        port = _port(kafka.url)
+        stack.engines.append(
+            WatchedEngine(
+                "kafka",
+                "kafka (tansu)",
+                kafka,
+                partial(start_kafka, data_dir, port),
+                lost_on_restart="its topics were in memory: records no stage had processed yet "
+                "are lost",
+            )
+        )
+        stack.env["KAFKA_BOOTSTRAP"] = kafka.url
+        print(f"  kafka    {kafka.url}  (embedded tansu, in-memory)")
     else:
         print(f"  kafka    {settings.kafka_bootstrap}")
     if settings.embedded_redis:
-        stack.engines.append(start_redis(data_dir, settings.redis_port))
-        stack.env["REDIS_URL"] = stack.engines[-1].url
-        print(f"  redis    {stack.engines[-1].url}  (embedded valkey, AOF in {data_dir / 'redis'})")
+        valkey = start_redis(data_dir, settings.redis_port)
+        port = _port(valkey.url)
+        stack.engines.append(
+            WatchedEngine("redis", "redis (valkey)", valkey, partial(start_redis, data_dir, port))
+        )
+        stack.env["REDIS_URL"] = valkey.url
+        print(f"  redis    {valkey.url}  (embedded valkey, AOF in {data_dir / 'redis'})")
     else:
         print(f"  redis    {settings.redis_url}")
     if settings.embedded_clickhouse:
@@ -155,6 +173,7 @@ def _run(stack: Stack, demo: bool, demo_rate: float) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=supervisor.run, daemon=True).start()
+    watcher = _watch_engines(stack, supervisor)
     traffic = None
     try:
         if _wait_ready(stack.base_url, 120):
@@ -168,6 +187,7 @@ def _run(stack: Stack, demo: bool, demo_rate: float) -> None:
             print(f"! the API did not become ready; see {stack.data_dir / 'logs' / 'api.log'}")
         stop.wait()
     finally:
+        watcher.stop()
         _stop(stack, supervisor, traffic)
 
 
@@ -191,9 +211,36 @@ def _stop(stack: Stack, supervisor: Supervisor, traffic: DemoTraffic | None) -> 
         redis_url = stack.env.get("REDIS_URL") or stack.settings.require_redis()
         _drain_embedded(supervisor, stack.env["KAFKA_BOOTSTRAP"], redis_url)
     supervisor.stop()
-    for engine in reversed(stack.engines):
-        engine.stop()
+    for watched in reversed(stack.engines):
+        watched.engine.stop()
     print("stopped.")
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def _watch_engines(stack: Stack, supervisor: Supervisor) -> EngineWatcher:
+    """Restart a dead embedded engine in place; a new broker restarts the pipeline on it."""
+
+    def after_restart(watched: WatchedEngine) -> None:
+        if watched.name == "kafka":
+            shutil.rmtree(stack.settings.flow_recovery_dir, ignore_errors=True)
+            supervisor.restart_all("the broker is new and empty")
+
+    def record(watched: WatchedEngine, code: int) -> None:
+        import redis
+
+        url = stack.env.get("REDIS_URL") or stack.settings.require_redis()
+        try:
+            client = redis.Redis.from_url(url, socket_timeout=5)
+            client.hset(ENGINES_KEY, watched.name, engine_record(watched, code))
+        except redis.RedisError as exc:
+            print(f"! could not record the restart of {watched.label} for /readyz: {exc}")
+
+    watcher = EngineWatcher(stack.engines, print, after_restart, record)
+    threading.Thread(target=watcher.run, name="engine-watch", daemon=True).start()
+    return watcher
 
 
 def _wait_ready(url: str, timeout: float) -> bool:

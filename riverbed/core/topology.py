@@ -100,6 +100,7 @@ METRICS_APPLIED_KEY = "riverbed:metrics:applied"  # the version the flow compute
 
 REGISTRY_PREFIX = "riverbed:registry"  # the schema registry's own keys live under this
 HEARTBEAT_PREFIX = "riverbed:heartbeat"  # + ":{component}:{host}:{pid}", with a TTL
+ENGINES_KEY = "riverbed:engines"  # hash: embedded engine -> JSON of its restarts (/readyz)
 
 #: Pub/sub channels the Redis sink publishes on and the API's SSE handlers subscribe to.
 LIVE_CHANNEL = "riverbed:live:metrics"

@@ -6,6 +6,9 @@ runs a pipeline with engines of its own, so what it kills cannot disturb the oth
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -14,8 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from riverbed.embedded import start_kafka, start_redis
+from riverbed.embedded import free_port, start_kafka, start_redis
 from tests.conftest import PIPELINE_COMPONENTS, start_components, wait_until
+from tests.helpers.riverbed_up import RiverbedUp, processes_using
 
 pytestmark = pytest.mark.e2e
 
@@ -82,3 +86,57 @@ def test_valkey_killed_mid_stream_loses_no_accepted_event(tmp_path: Path) -> Non
         supervisor.stop()
         valkey.stop()
         kafka.stop()
+
+
+def engine_pid(up: RiverbedUp, name: str) -> int:
+    """The pid of the engine listening on the port ``riverbed up`` printed for ``name``
+    (valkey rewrites its command line and environment, so the port is what names it)."""
+    line = next(line for line in up.lines if line.strip().startswith(name))
+    port = re.search(r":(\d+)", line).group(1)  # type: ignore[union-attr]
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if entry.name.isdigit() and f"127.0.0.1:{port}" in cmdline and "cli" not in cmdline:
+            return int(entry.name)
+    raise AssertionError(f"no process listening as {name} on port {port}")
+
+
+def test_riverbed_up_restarts_a_killed_valkey_and_a_killed_broker(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    up = RiverbedUp(data_dir, free_port(), demo=False)
+    try:
+        up.wait_up()
+        page = f"/engines-{uuid.uuid4().hex[:8]}"
+        post_until_accepted(up.base, page_views(page, 100))
+        wait_until(lambda: stored(up.base, page) == (100, 100), 60, message="the first events")
+
+        os.kill(engine_pid(up, "redis"), signal.SIGKILL)
+        wait_until(
+            lambda: any("redis (valkey) restarted" in line for line in up.lines),
+            30,
+            message="valkey to be restarted",
+        )
+        os.kill(engine_pid(up, "kafka"), signal.SIGKILL)
+        wait_until(
+            lambda: any("kafka (tansu) restarted" in line for line in up.lines),
+            30,
+            message="tansu to be restarted",
+        )
+        assert any("records no stage had processed yet are lost" in line for line in up.lines)
+        later = f"/engines-{uuid.uuid4().hex[:8]}"
+        post_until_accepted(up.base, page_views(later, 100), timeout=120)
+        wait_until(lambda: stored(up.base, later) == (100, 100), 120, message="later events")
+        assert stored(up.base, page) == (100, 100)  # ClickHouse kept the earlier ones
+        ready = wait_until(
+            lambda: (r := httpx.get(f"{up.base}/readyz", timeout=10)).status_code == 200 and r,
+            60,
+            message="readiness after the restarts",
+        )
+        restarts = ready.json()["engine_restarts"]
+        assert restarts["redis"]["restarts"] == 1 and restarts["kafka"]["restarts"] == 1
+        assert restarts["kafka"]["last_exit_code"] == -signal.SIGKILL
+    finally:
+        assert up.stop() == 0, up.output
+    assert processes_using(data_dir) == []
