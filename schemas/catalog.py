@@ -19,12 +19,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from riverbed.core.errors import FieldProblem, Invalid, NotFound, join_pointer, pointer, summarize
 from riverbed.core.topology import (
     clean_topic,
     dlq_topic,
     events_topic,
 )
+from schemas.declarations import StreamDeclaration, parse_catalog, problems_of
 from schemas.reference import (
     Enrichment,
     ReferenceTable,
@@ -262,46 +265,66 @@ def load_reference_tables(directory: Path | None = None) -> dict[str, ReferenceT
     """The ``[reference.*]`` tables of ``streams.toml``; raise :class:`CatalogError` on a flaw."""
     catalog_file, declared = _read_catalog_file(directory or BUNDLED_DIR)
     try:
-        return parse_reference_tables(declared.get("reference", {}))
+        return parse_reference_tables(parse_catalog(declared).model_dump()["reference"])
+    except ValidationError as exc:
+        problems = problems_of(exc)
+        raise CatalogError(problems, f"{catalog_file}: {summarize(problems)}") from None
     except ReferenceTableError as exc:
         raise CatalogError(f"{catalog_file} {exc}") from None
 
 
 def load_catalog(directory: Path | None = None) -> dict[str, StreamSpec]:
-    """Read ``streams.toml`` and its ``.avsc`` files; raise :class:`CatalogError` on any flaw."""
+    """Read ``streams.toml`` and its ``.avsc`` files; raise :class:`CatalogError` on any flaw,
+    naming every unknown or mistyped setting at once."""
     directory = directory or BUNDLED_DIR
     catalog_file, document = _read_catalog_file(directory)
-    declared = document.get("streams", {})
+    try:
+        declared = parse_catalog(document)
+    except ValidationError as exc:
+        problems = problems_of(exc)
+        raise CatalogError(problems, f"{catalog_file}: {summarize(problems)}") from None
     tables = load_reference_tables(directory)
-    specs: dict[str, StreamSpec] = {}
-    for name, options in declared.items():
-        where = f"{catalog_file} [streams.{name}]"
-        if not STREAM_NAME.match(name):
-            raise CatalogError(f"{where}: stream names are lower-case [a-z0-9_], at most 63")
-        schema_file = directory / options.get("schema", f"{name}.avsc")
-        try:
-            schema = json.loads(schema_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CatalogError(f"{schema_file}: {exc}") from exc
-        if "key" not in options:
-            raise CatalogError(f"{where}: 'key' (the partitioning field) is required")
-        try:
-            routes = parse_routes(options.get("routes", []))
-            enrich = parse_enrichments(options.get("enrich", []), tables)
-        except (RouteError, ReferenceTableError) as exc:
-            raise CatalogError(f"{where}: {exc}") from None
-        spec = StreamSpec(
-            name=name,
-            schema=schema,
-            key_field=options["key"],
-            time_field=options.get("time_field"),
-            group_by=options.get("group_by"),
-            window_seconds=options.get("window_seconds"),
-            retention_ms=options.get("retention_ms"),
-            field_names=tuple(f["name"] for f in schema.get("fields", [])),
-            routes=routes,
-            enrich=enrich,
-        )
-        check_spec(spec, where)
-        specs[name] = spec
-    return specs
+    return {
+        name: _stream_spec(directory, catalog_file, name, options, tables)
+        for name, options in declared.streams.items()
+    }
+
+
+def _stream_spec(
+    directory: Path,
+    catalog_file: Path,
+    name: str,
+    options: StreamDeclaration,
+    tables: dict[str, ReferenceTable],
+) -> StreamSpec:
+    where = f"{catalog_file} [streams.{name}]"
+    if not STREAM_NAME.match(name):
+        raise CatalogError(f"{where}: stream names are lower-case [a-z0-9_], at most 63")
+    schema_file = directory / (options.schema_file or f"{name}.avsc")
+    try:
+        schema = json.loads(schema_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CatalogError(f"{schema_file}: {exc}") from exc
+    enrich = options.enrich
+    declared_enrich: Any = (
+        [e.model_dump() for e in enrich] if isinstance(enrich, list) else enrich.model_dump()
+    )
+    try:
+        routes = parse_routes([route.model_dump() for route in options.routes])
+        enrichments = parse_enrichments(declared_enrich, tables)
+    except (RouteError, ReferenceTableError) as exc:
+        raise CatalogError(f"{where}: {exc}") from None
+    spec = StreamSpec(
+        name=name,
+        schema=schema,
+        key_field=options.key,
+        time_field=options.time_field,
+        group_by=options.group_by,
+        window_seconds=options.window_seconds,
+        retention_ms=options.retention_ms,
+        field_names=tuple(f["name"] for f in schema.get("fields", [])),
+        routes=routes,
+        enrich=enrichments,
+    )
+    check_spec(spec, where)
+    return spec

@@ -78,8 +78,20 @@ def test_missing_key_is_an_error_naming_the_catalog_file(tmp_path: Path) -> None
     with pytest.raises(CatalogError) as caught:
         load_catalog(tmp_path)
     assert str(tmp_path / "streams.toml") in str(caught.value)
-    assert "[streams.clicks]" in str(caught.value)
-    assert "'key'" in str(caught.value)
+    assert [p.to_dict() for p in caught.value.problems] == [
+        {"path": "/streams/clicks/key", "message": "'key' is required"}
+    ]
+
+
+def test_every_unknown_or_mistyped_setting_is_reported_at_once(tmp_path: Path) -> None:
+    toml = '[streams.clicks]\nkey = "user_id"\ngroup-by = "button"\nwindow_seconds = -5\n'
+    write_catalog(tmp_path, toml)
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(tmp_path)
+    assert {(p.path, p.message.split(";")[0]) for p in caught.value.problems} >= {
+        ("/streams/clicks/group-by", "unknown setting 'group-by'"),
+    }
+    assert "/streams/clicks/window_seconds" in {p.path for p in caught.value.problems}
 
 
 def test_key_field_missing_from_the_schema_is_rejected(tmp_path: Path) -> None:

@@ -108,7 +108,7 @@ def test_a_spec_with_routes_and_enrichment_survives_the_live_catalog_json(tmp_pa
             "enriched field 'button' would collide",
         ),
         (CATALOG.replace('weight = "int"', 'weight = "decimal"'), "supported:"),
-        (CATALOG.replace("fields = [", "field = ["), "exactly 'table', 'key' and 'fields'"),
+        (CATALOG.replace("fields = [", "field = ["), "'fields' is required"),
         (CATALOG.replace("[reference.buttons]", "[reference.Buttons]"), "lower-case"),
     ],
 )
