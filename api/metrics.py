@@ -26,9 +26,10 @@ from api.services import Services
 from riverbed.core.topology import (
     RESULTS_CHANNEL,
 )
+from schemas.declaration_store import DeclaredInFile
 from sinks.redis_writer import clear_results
 from streams.metrics.definition import MetricError
-from streams.metrics.store import DeclaredInFile, MetricNotFound, StoredMetric
+from streams.metrics.store import MetricNotFound, StoredMetric, to_public
 
 log = logging.getLogger(__name__)
 MAX_GROUPS = 100  # ?group= values answered per request
@@ -46,7 +47,7 @@ async def list_metrics(request: Request) -> JSONResponse:
     stored = await anyio.to_thread.run_sync(services.metric_store.all)
     return JSONResponse(
         {
-            "metrics": [m.to_public() for m in stored.values()],
+            "metrics": [to_public(m) for m in stored.values()],
             "file": str(services.settings.metrics_path),
             "file_errors": services.metrics_file_errors,
         }
@@ -62,8 +63,8 @@ async def create_metric(request: Request) -> JSONResponse:
         )
     # MetricError (422, every problem at its pointer) and MetricExists (409) speak for themselves.
     stored = await anyio.to_thread.run_sync(services.metric_store.create, payload)
-    location = f"/v1/metrics/{stored.metric.name}"
-    return JSONResponse(stored.to_public(), status_code=201, headers={"Location": location})
+    location = f"/v1/metrics/{stored.value.name}"
+    return JSONResponse(to_public(stored), status_code=201, headers={"Location": location})
 
 
 async def delete_metric(request: Request) -> Response:
@@ -99,7 +100,7 @@ async def get_metric(request: Request) -> JSONResponse:
         recent[group] = await services.live.metric_series(name, group)
     running = await anyio.to_thread.run_sync(services.metric_store.applied)
     return JSONResponse(
-        {**stored.to_public(), "running": running, "latest": latest, "recent": recent}
+        {**to_public(stored), "running": running, "latest": latest, "recent": recent}
     )
 
 
@@ -107,7 +108,7 @@ async def metric_results(request: Request) -> JSONResponse:
     """Windows from ClickHouse: ``?group=`` (key), ``from``/``to`` (window start), ``final``."""
     services: Services = request.app.state.services
     stored = _stored(services, request.path_params["name"])
-    metric = stored.metric
+    metric = stored.value
     group = request.query_params.get("group")
     start, end = time_param(request, "from"), time_param(request, "to")
     final_only = request.query_params.get("final") in ("1", "true")
