@@ -1,10 +1,12 @@
 """Supervise the embedded engines as the components are: a dead one is restarted in place.
 
 valkey comes back on its port and AOF, so nothing it held is lost (up to its one-second fsync).
-tansu keeps topics in memory only: a restarted broker is empty, so every component is restarted
-against it (the API recreates the topics) and the flow's recovery store, which points into the
-old broker's topics, is cleared. Records that the old broker held and no stage had processed
-yet are lost with it; the console and ``/readyz`` say so, and when.
+tansu keeps topics in memory only: a restarted broker is empty. Every component is stopped
+before it comes back (a producer left running would recreate topics in it with the broker's
+default partitions), the flow's recovery store, which points into the old broker's topics, is
+cleared, and the components start again against it (the API recreates the topics). Records
+that the old broker held and no stage had processed yet are lost with it; the console and
+``/readyz`` say so, and when.
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ class EngineWatcher:
         self,
         engines: list[WatchedEngine],
         report: Callable[[str], None],
+        before_restart: Callable[[WatchedEngine], None],
         after_restart: Callable[[WatchedEngine], None],
         record: Callable[[WatchedEngine, int], None],
     ) -> None:
         self.engines = engines
         self.report = report
+        self.before_restart = before_restart
         self.after_restart = after_restart
         self.record = record
         self._stop = threading.Event()
@@ -60,6 +64,7 @@ class EngineWatcher:
                     f"(log: {watched.engine.log_path})"
                     + (f"; {watched.lost_on_restart}" if watched.lost_on_restart else "")
                 )
+                self.before_restart(watched)
             try:
                 watched.engine = watched.start()
             except EngineStartError as exc:

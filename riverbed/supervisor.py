@@ -55,6 +55,7 @@ class Supervisor:
         self.report = report
         self.children: list[Child] = []
         self._stop = threading.Event()
+        self._paused = threading.Event()
 
     def add(self, component: str, instance: int = 0) -> Child:
         """Start a component; replicas (``instance`` > 0) are named ``agents#2`` and so on."""
@@ -75,6 +76,8 @@ class Supervisor:
                 child.process.send_signal(signum)
 
     def check_once(self) -> None:
+        if self._paused.is_set():
+            return
         now = time.monotonic()
         for child in self.children:
             assert child.process is not None
@@ -101,14 +104,21 @@ class Supervisor:
                 child.start()
                 self.report(f"  {child.name} restarted (restart #{child.restarts})")
 
-    def restart_all(self, reason: str) -> None:
-        """Stop every child and start it again at once: planned, so not counted as a crash."""
-        self.report(f"  restarting every component: {reason}")
+    def pause(self, reason: str) -> None:
+        """Stop every child and keep it stopped until :meth:`resume` (not counted as crashes)."""
+        self.report(f"  stopping every component: {reason}")
+        self._paused.set()
         for child in self.children:
             if child.process is not None:
                 stop_process(child.process)
+
+    def resume(self) -> None:
+        """Start every child again, as new."""
+        for child in self.children:
             child.restarts, child.next_start = 0, 0.0
             child.start()
+        self._paused.clear()
+        self.report("  every component started again")
 
     def run(self, interval: float = 0.5) -> None:
         while not self._stop.wait(interval):

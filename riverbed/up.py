@@ -223,10 +223,14 @@ def _port(url: str) -> int:
 def _watch_engines(stack: Stack, supervisor: Supervisor) -> EngineWatcher:
     """Restart a dead embedded engine in place; a new broker restarts the pipeline on it."""
 
+    def before_restart(watched: WatchedEngine) -> None:
+        if watched.name == "kafka":
+            supervisor.pause("the broker died; they start again on the new one")
+
     def after_restart(watched: WatchedEngine) -> None:
         if watched.name == "kafka":
             shutil.rmtree(stack.settings.flow_recovery_dir, ignore_errors=True)
-            supervisor.restart_all("the broker is new and empty")
+            supervisor.resume()
 
     def record(watched: WatchedEngine, code: int) -> None:
         import redis
@@ -238,7 +242,7 @@ def _watch_engines(stack: Stack, supervisor: Supervisor) -> EngineWatcher:
         except redis.RedisError as exc:
             print(f"! could not record the restart of {watched.label} for /readyz: {exc}")
 
-    watcher = EngineWatcher(stack.engines, print, after_restart, record)
+    watcher = EngineWatcher(stack.engines, print, before_restart, after_restart, record)
     threading.Thread(target=watcher.run, name="engine-watch", daemon=True).start()
     return watcher
 
