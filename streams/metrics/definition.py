@@ -29,6 +29,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from riverbed.core.errors import FieldProblem, Invalid, join_pointer
 from schemas.catalog import NUMERIC_TYPES, StreamSpec, base_type
 from schemas.expressions import Expression, ExpressionError
+from streams.metrics.aggregations import Aggregator, aggregator
 
 MAX_DURATION_MS = 366 * 86_400_000
 MAX_WINDOW_MS = 31 * 86_400_000  # windows longer than a month belong in a ClickHouse query
@@ -176,8 +177,22 @@ class Metric:
         return str(self.definition.get("time", "event"))
 
     @cached_property
-    def sketched_fields(self) -> frozenset[str]:
-        return frozenset(a.field for a in self.aggregations if a.quantile and a.field)
+    def aggregators(self) -> tuple[Aggregator, ...]:
+        """How each aggregation is computed, in order (see ``streams.metrics.aggregations``)."""
+        return tuple(aggregator(a.op, a.quantile) for a in self.aggregations)
+
+    @cached_property
+    def plan(self) -> tuple[tuple[str | None, str, Aggregator], ...]:
+        """Per aggregation: which inputs it reads ("numbers", "hashes", or None for the event
+        itself), the field, and its aggregator: decided once, not per event."""
+        return tuple(
+            (
+                None if a.field is None else "hashes" if a.op == "count_distinct" else "numbers",
+                a.field or "",
+                agg,
+            )
+            for a, agg in zip(self.aggregations, self.aggregators, strict=True)
+        )
 
     @cached_property
     def distinct_fields(self) -> tuple[str, ...]:

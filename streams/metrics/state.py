@@ -15,89 +15,59 @@ reported late: partial counting would leave a window short with nothing saying w
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
-
-from ddsketch import DDSketch
 
 from streams.metrics.definition import Metric
 from streams.watermark import RecentlyClosed, Watermark
 from streams.windows import window_start
 
-SKETCH_RELATIVE_ACCURACY = 0.01  # percentiles are within 1 % of the true value
-
 
 @dataclass
 class Accumulator:
-    """Everything the metric's aggregations need, for one window."""
+    """One window's state: the events counted, one state per aggregation of the metric (see
+    ``streams.metrics.aggregations``), and the keys of the events counted (for dedup)."""
 
     count: int = 0
-    sums: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    lows: dict[str, float] = field(default_factory=dict)
-    highs: dict[str, float] = field(default_factory=dict)
-    distinct: dict[str, set[int]] = field(default_factory=dict)
-    sketches: dict[str, DDSketch] = field(default_factory=dict)
+    states: list[Any] = field(default_factory=list)
     keys: set[int] = field(default_factory=set)
 
-    def add(
-        self, numbers: dict[str, float], hashes: dict[str, int], sketched: frozenset[str]
-    ) -> None:
+    def add(self, metric: Metric, numbers: dict[str, float], hashes: dict[str, int]) -> None:
+        if not self.states:
+            self.states = [agg.initial() for agg in metric.aggregators]
         self.count += 1
-        for name, value in numbers.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-            self.counts[name] = self.counts.get(name, 0) + 1
-            self.lows[name] = min(self.lows.get(name, math.inf), value)
-            self.highs[name] = max(self.highs.get(name, -math.inf), value)
-            if name in sketched:
-                sketch = self.sketches.get(name)
-                if sketch is None:
-                    sketch = self.sketches[name] = DDSketch(SKETCH_RELATIVE_ACCURACY)
-                sketch.add(value)
-        for name, digest in hashes.items():
-            self.distinct.setdefault(name, set()).add(digest)
-
-    def merge(self, other: Accumulator) -> None:
-        self.count += other.count
-        for name, total in other.sums.items():
-            self.sums[name] = self.sums.get(name, 0.0) + total
-            self.counts[name] = self.counts.get(name, 0) + other.counts[name]
-            self.lows[name] = min(self.lows.get(name, math.inf), other.lows[name])
-            self.highs[name] = max(self.highs.get(name, -math.inf), other.highs[name])
-        for name, digests in other.distinct.items():
-            self.distinct.setdefault(name, set()).update(digests)
-        for name, sketch in other.sketches.items():
-            if name in self.sketches:
-                self.sketches[name].merge(sketch)
+        for index, (source, name, agg) in enumerate(metric.plan):
+            if source is None:
+                value: float | int | None = 1
+            elif source == "numbers":
+                value = numbers.get(name)
             else:
-                self.sketches[name] = sketch
+                value = hashes.get(name)
+            if value is not None:
+                self.states[index] = agg.add(self.states[index], value)
+
+    def merge(self, metric: Metric, other: Accumulator) -> None:
+        if not other.states:
+            return
+        if not self.states:
+            self.states = [agg.initial() for agg in metric.aggregators]
+        self.count += other.count
+        self.states = [
+            agg.merge(mine, theirs)
+            for agg, mine, theirs in zip(metric.aggregators, self.states, other.states, strict=True)
+        ]
         self.keys |= other.keys
 
     def values(self, metric: Metric) -> dict[str, float]:
         """Each aggregation's value; one with no input (avg of no values) is left out."""
+        states = self.states or [agg.initial() for agg in metric.aggregators]
         out: dict[str, float] = {}
-        for agg in metric.aggregations:
-            field_name = agg.field or ""
-            if agg.op == "count":
-                out[agg.name] = float(self.count)
-            elif agg.op == "count_distinct":
-                out[agg.name] = float(len(self.distinct.get(field_name, ())))
-            elif field_name not in self.counts:
-                if agg.op == "sum":
-                    out[agg.name] = 0.0
-            elif agg.op == "sum":
-                out[agg.name] = self.sums[field_name]
-            elif agg.op == "avg":
-                out[agg.name] = self.sums[field_name] / self.counts[field_name]
-            elif agg.op == "min":
-                out[agg.name] = self.lows[field_name]
-            elif agg.op == "max":
-                out[agg.name] = self.highs[field_name]
-            elif agg.quantile is not None:
-                value = self.sketches[field_name].get_quantile_value(agg.quantile)
-                if value is not None:
-                    out[agg.name] = float(value)
+        for aggregation, agg, state in zip(
+            metric.aggregations, metric.aggregators, states, strict=True
+        ):
+            value = agg.result(state)
+            if value is not None:
+                out[aggregation.name] = value
         return out
 
 
@@ -147,7 +117,6 @@ class MetricWindows:
         """
         self.clock.see_source(source_mark)
         mark = self.clock.current(now_ms)
-        sketched_fields = self.metric.sketched_fields
         if self.metric.window_type == "session":
             touched = self._session(event_time, mark)
             if touched is None:
@@ -168,7 +137,7 @@ class MetricWindows:
                 if event_key in acc.keys:
                     continue
                 acc.keys.add(event_key)
-            acc.add(numbers, hashes, sketched_fields)
+            acc.add(self.metric, numbers, hashes)
             self.dirty.add(start)
         self.clock.advance(event_time, now_ms)
         return True
@@ -186,7 +155,7 @@ class MetricWindows:
             window = self.windows.pop(s)
             ends[s] = window.end
             start, merged.end = min(start, s), max(merged.end, window.end)
-            merged.acc.merge(window.acc)
+            merged.acc.merge(self.metric, window.acc)
             self.dirty.discard(s)
         for s, old_end in ends.items():
             if s != start and s in self.emitted:

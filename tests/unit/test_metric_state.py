@@ -6,8 +6,9 @@ import random
 from typing import Any
 
 from schemas.catalog import load_catalog
+from streams.metrics.aggregations import SKETCH_RELATIVE_ACCURACY
 from streams.metrics.definition import Metric, parse_definition
-from streams.metrics.state import SKETCH_RELATIVE_ACCURACY, MetricWindows
+from streams.metrics.state import MetricWindows
 from streams.metrics.steps import group_of, metric_item, value_hash
 from streams.watermark import RecentlyClosed, Watermark
 
