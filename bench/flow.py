@@ -34,9 +34,10 @@ from riverbed.core.kafka import consumer_config, producer_config
 from riverbed.core.topology import METRICS_TOPIC, clean_topic
 from riverbed.supervisor import Supervisor
 from schemas import codec
+from streams.metrics.state import window_start
 from streams.metrics.store import MetricStore
 from streams.processing import ProcessingRules, enrich
-from streams.windows import COUNT_FIELD, window_start
+from streams.windows import COUNT_FIELD
 
 STREAM = "pageviews"
 RAW_TOPIC = "bench.raw-metrics"

@@ -1,87 +1,100 @@
-"""Tumbling event-time windows with live running values, as plain data structures.
+"""A stream's built-in metrics: tumbling windows per (stream, group) with the count of events
+and the count, sum, min, max and avg of every numeric field, as ``MetricUpdate`` rows.
 
-One :class:`WindowState` holds the open windows of one (stream, group). Event time drives which
-window an event lands in; the watermark is ``max event time seen - allowed lateness`` and keeps
-advancing with wall-clock time while no events arrive, so idle groups still close their windows.
-Open windows are flushed as running values every emit interval, so dashboards move within
-seconds, and once more with ``final=True`` when the watermark passes their end.
+They are computed by the one window engine, the declared metrics' (``MetricWindows`` in
+``streams.metrics.state``): a stream's built-in metrics are a generated declaration (count,
+and count/sum/min/max per numeric field, tumbling over the stream's window), and this module
+only translates between the two shapes. So assigning windows, event-time watermarks, closing,
+lateness, dedup of redelivered events and versions live in one place, and the rows downstream
+(the ``metrics`` topic and table, Redis latest values and series) stay what they were.
+
+Fields are learnt as events bring them (a schema evolution may add a numeric field to a
+running stream): the generated declaration grows, and open windows get empty states for the
+new aggregations.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+from streams.metrics.definition import Aggregation, Metric
+from streams.metrics.state import MetricWindows
 from streams.watermark import RecentlyClosed, Watermark
 
 COUNT_FIELD = "*"
+PER_FIELD = ("count", "sum", "min", "max")
 
 
-def window_start(event_time_ms: int, size_ms: int) -> int:
-    """Start of the tumbling window holding ``event_time_ms`` (floor, also for negative times)."""
-    return event_time_ms - (event_time_ms % size_ms)
+@lru_cache(maxsize=4096)
+def builtin_metric(stream: str, size_ms: int, lateness_ms: int, fields: tuple[str, ...]) -> Metric:
+    """The generated declaration of a stream's built-in metrics over ``fields``.
 
-
-@dataclass
-class FieldStats:
-    count: int = 0
-    total: float = 0.0
-    low: float = math.inf
-    high: float = -math.inf
-
-    def add(self, value: float) -> None:
-        self.count += 1
-        self.total += value
-        if value < self.low:
-            self.low = value
-        if value > self.high:
-            self.high = value
-
-
-@dataclass
-class Window:
-    events: int = 0
-    fields: dict[str, FieldStats] = field(default_factory=dict)
-    # Keys (64-bit hashes of event ids) already counted: a redelivered copy of an event (an
-    # agent that crashed between producing and committing) must not count twice.
-    seen: set[int] = field(default_factory=set)
+    Its name starts with ``_``, which no declared metric may, and it is never stored: it is
+    derived again from the stream whenever the flow needs it.
+    """
+    aggregations = [Aggregation("count", None, "count")]
+    for name in fields:
+        aggregations += [Aggregation(op, name, f"{op}|{name}") for op in PER_FIELD]
+    definition = {
+        "name": f"_builtin_{stream}",
+        "stream": stream,
+        "aggregations": [a.name for a in aggregations],
+        "window": {"type": "tumbling", "size": f"{size_ms}ms"},
+    }
+    return Metric(definition, tuple(aggregations), lateness_ms, fields)
 
 
 @dataclass
 class WindowState:
-    """Open windows of one group; picklable so Bytewax can snapshot it."""
+    """Open built-in windows of one group; picklable so Bytewax can snapshot it."""
 
     stream: str
     group: str
     size_ms: int
     lateness_ms: int
-    windows: dict[int, Window] = field(default_factory=dict)
-    dirty: set[int] = field(default_factory=set)
-    last_version: int = 0
     idle_grace_ms: int = 0
     source_watermarks: bool = False
     late_dedup_ms: int = 120_000
-    clock: Watermark = field(init=False)
-    closed_keys: RecentlyClosed = field(init=False)
+    engine: MetricWindows = field(init=False)
 
     def __post_init__(self) -> None:
-        self.clock = Watermark(self.lateness_ms, self.idle_grace_ms, self.source_watermarks)
-        self.closed_keys = RecentlyClosed(self.late_dedup_ms)
+        clock = Watermark(self.lateness_ms, self.idle_grace_ms, self.source_watermarks)
+        self.engine = MetricWindows(
+            builtin_metric(self.stream, self.size_ms, self.lateness_ms, ()),
+            self.group,
+            {},
+            clock,
+            closed_keys=RecentlyClosed(self.late_dedup_ms),
+        )
+
+    @property
+    def windows(self) -> dict[int, Any]:
+        return self.engine.windows
+
+    @property
+    def dirty(self) -> set[int]:
+        return self.engine.dirty
 
     @property
     def max_event_time(self) -> int | None:
-        return self.clock.max_event_time
+        return self.engine.clock.max_event_time
 
     @property
     def source_mark(self) -> int | None:
-        return self.clock.source_mark
+        return self.engine.clock.source_mark
 
     def watermark(self, now_ms: int) -> int | None:
-        return self.clock.current(now_ms)
+        return self.engine.clock.current(now_ms)
 
     def resumed(self, now_ms: int) -> None:
-        self.clock.resumed(now_ms)
+        self.engine.clock.resumed(now_ms)
+
+    def next_close_wall(self) -> int | None:
+        """Wall-clock ms at which the earliest open window closes if nothing else arrives."""
+        return self.engine.next_close_wall()
 
     def add(
         self,
@@ -97,79 +110,61 @@ class WindowState:
         shortly after the window closed. ``source_mark`` is the source's event-time progress
         when it read this event.
         """
-        self.clock.see_source(source_mark)
-        start = window_start(event_time, self.size_ms)
-        mark = self.clock.current(now_ms)
-        if mark is not None and start + self.size_ms <= mark and start not in self.windows:
-            return event_key is not None and event_key in self.closed_keys
-        window = self.windows.setdefault(start, Window())
-        if event_key is not None:
-            if event_key in window.seen:
-                return True
-            window.seen.add(event_key)
-        window.events += 1
-        for name, value in values.items():
-            if value is not None:
-                window.fields.setdefault(name, FieldStats()).add(value)
-        self.dirty.add(start)
-        self.clock.advance(event_time, now_ms)
-        return True
+        numbers = {name: float(v) for name, v in values.items() if v is not None}
+        if not set(values) <= set(self.engine.metric.fields):
+            self._learn(values)
+        return self.engine.add(event_time, numbers, {}, now_ms, event_key, source_mark)
+
+    def _learn(self, values: dict[str, Any]) -> None:
+        """Grow the declaration by new fields; open windows get empty states for them."""
+        old = self.engine.metric
+        fields = old.fields + tuple(sorted(set(values) - set(old.fields)))
+        metric = builtin_metric(self.stream, self.size_ms, self.lateness_ms, fields)
+        added = metric.aggregators[len(old.aggregators) :]
+        for window in self.engine.windows.values():
+            if window.acc.states:
+                window.acc.states = [*window.acc.states, *(agg.initial() for agg in added)]
+        self.engine = dataclasses.replace(self.engine, metric=metric)
 
     def flush(self, now_ms: int) -> list[dict[str, Any]]:
         """Metric updates for windows that changed (running) and windows that closed (final)."""
-        mark = self.clock.settle(now_ms)
-        # Versions order the emissions of a window downstream (later replaces earlier), so they
-        # must grow strictly even when two flushes fall in the same millisecond.
-        version = max(now_ms, self.last_version + 1)
-        updates: list[dict[str, Any]] = []
-        for start in sorted(self.windows):
-            closed = mark is not None and start + self.size_ms <= mark
-            if closed or start in self.dirty:
-                updates += self._updates(start, self.windows[start], closed, version)
-            if closed:
-                self.closed_keys.remember(now_ms, self.windows.pop(start).seen)
-        self.closed_keys.prune(now_ms)
-        self.dirty.clear()
-        if updates:
-            self.last_version = version
-        return updates
+        return [row for result in self.engine.flush(now_ms) for row in self._rows(result)]
 
-    def next_close_wall(self) -> int | None:
-        """Wall-clock ms at which the earliest open window closes if nothing else arrives."""
-        if not self.windows:
-            return None
-        return self.clock.wall_time_reaching(min(self.windows) + self.size_ms)
-
-    def _updates(self, start: int, window: Window, final: bool, version: int) -> list[dict]:
+    def _rows(self, result: dict[str, Any]) -> list[dict[str, Any]]:
+        values = result["values"]
         base = {
             "stream": self.stream,
             "group": self.group,
-            "window_start": start,
-            "window_end": start + self.size_ms,
-            "final": final,
-            "version": version,
+            "window_start": result["window_start"],
+            "window_end": result["window_end"],
+            "final": result["final"],
+            "version": result["version"],
         }
-        out = [
+        count = result["count"]
+        rows = [
             {
                 **base,
                 "field": COUNT_FIELD,
-                "count": window.events,
-                "sum": float(window.events),
+                "count": count,
+                "sum": float(count),
                 "min": None,
                 "max": None,
                 "avg": None,
             }
         ]
-        for name, stats in sorted(window.fields.items()):
-            out.append(
-                {
-                    **base,
-                    "field": name,
-                    "count": stats.count,
-                    "sum": stats.total,
-                    "min": stats.low,
-                    "max": stats.high,
-                    "avg": stats.total / stats.count,
-                }
-            )
-        return out
+        for name in sorted(self.engine.metric.fields):
+            seen = int(values.get(f"count|{name}", 0))
+            if seen:
+                total = values[f"sum|{name}"]
+                rows.append(
+                    {
+                        **base,
+                        "field": name,
+                        "count": seen,
+                        "sum": total,
+                        "min": values[f"min|{name}"],
+                        "max": values[f"max|{name}"],
+                        "avg": total / seen,
+                    }
+                )
+        return rows

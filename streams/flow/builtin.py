@@ -2,8 +2,9 @@
 
 Every clean event updates two groups: its ``group_by`` value and the stream-wide total ``*``.
 Running values of open windows are emitted every ``live_emit_interval_seconds`` and the final
-value once the watermark passes the window end. The window maths is in ``streams.windows``;
-this drives one :class:`WindowState` per (stream, group) key inside Bytewax.
+value once the watermark passes the window end. The window engine is the declared metrics'
+(``streams.metrics.state``), on a generated declaration (``streams.windows``); this drives
+one :class:`WindowState` per (stream, group) key inside Bytewax.
 """
 
 from __future__ import annotations

@@ -20,7 +20,11 @@ from typing import Any
 
 from streams.metrics.definition import Metric
 from streams.watermark import RecentlyClosed, Watermark
-from streams.windows import window_start
+
+
+def window_start(event_time_ms: int, size_ms: int) -> int:
+    """Start of the tumbling window holding ``event_time_ms`` (floor, also for negative times)."""
+    return event_time_ms - (event_time_ms % size_ms)
 
 
 @dataclass

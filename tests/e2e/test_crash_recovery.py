@@ -24,7 +24,7 @@ import pytest
 import redis
 
 from riverbed.core.topology import series_key
-from streams.windows import window_start
+from streams.metrics.state import window_start
 from tests.conftest import Engines, OwnStack, own_stack, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.crash]

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from streams.metrics.aggregations import SKETCH_RELATIVE_ACCURACY
-from streams.windows import window_start
+from streams.metrics.state import window_start
 from tests.conftest import Pipeline, wait_until
 from tests.integration.test_routing_enrichment import post, purchase
 

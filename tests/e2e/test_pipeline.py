@@ -21,7 +21,7 @@ from confluent_kafka import Consumer
 from riverbed.core.topology import dlq_topic, series_key
 from schemas import codec
 from schemas.registry import SchemaRegistry
-from streams.windows import window_start
+from streams.metrics.state import window_start
 from tests.conftest import WINDOW_SECONDS, Pipeline, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.windows import COUNT_FIELD, WindowState, window_start
+from streams.metrics.state import window_start
+from streams.windows import COUNT_FIELD, WindowState
 
 SIZE = 1000
 
