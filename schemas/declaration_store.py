@@ -11,6 +11,7 @@ one GET a second and marks the version it applies, so the API can say when a cha
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from riverbed.core.errors import Conflict, FieldProblem, Invalid, NotFound, poin
 from riverbed.core.redis import as_text
 
 T = TypeVar("T")
+Index = TypeVar("Index")  # what a follower builds from the declarations for its process
 FILE, API = "file", "api"
+log = logging.getLogger(__name__)
 
 
 class DeclarationExists(Conflict):
@@ -220,3 +223,42 @@ class DeclarationStore(Generic[T]):
         if problems:
             raise self.kind.error(problems, f"{origin}: {summarize(problems)}")
         return values
+
+
+class DeclarationFollower(Generic[T, Index]):
+    """What a computing process holds of a store: ``index(all declarations)``, rebuilt when the
+    version counter moves (checked at most every ``interval`` seconds), and the version it
+    applies marked in the store. On a Redis error it keeps the last index: the process goes on
+    computing what it knew rather than crashing while Redis restarts."""
+
+    def __init__(
+        self,
+        store: DeclarationStore[T],
+        index: Callable[[dict[str, Stored[T]]], Index],
+        empty: Index,
+        interval: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.index = index
+        self.current = empty
+        self.interval = interval
+        self._checked = 0.0
+        self._version = -1
+
+    def refresh(self, force: bool = False) -> Index:
+        now = time.monotonic()
+        if not force and now - self._checked < self.interval:
+            return self.current
+        self._checked = now
+        try:
+            version = self.store.version()
+            if version != self._version or force:
+                self.current, self._version = self.index(self.store.all()), version
+                self.store.mark_applied(version)
+        except redis.RedisError as exc:
+            if force:
+                raise
+            log.warning(
+                "%ss: Redis unavailable, keeping the last ones: %s", self.store.kind.name, exc
+            )
+        return self.current

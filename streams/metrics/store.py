@@ -8,7 +8,6 @@ take a stream's name) and the flow's follower, which compiles their filters once
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from riverbed.core.topology import METRIC_DEFS_KEY, METRICS_APPLIED_KEY, METRICS
 from schemas.catalog import StreamSpec
 from schemas.declaration_store import (
     DeclarationExists,
+    DeclarationFollower,
     DeclarationNotFound,
     DeclarationStore,
     Kind,
@@ -93,45 +93,27 @@ class MetricStore(DeclarationStore[Metric]):
         return self.sync(declared, str(path), taken=self.streams(), taken_by="a stream")
 
 
-class MetricFollower:
-    """The live metrics per stream, re-read when the version counter moves (checked at most
-    every ``interval`` seconds), with their filters compiled once."""
+ByStream = dict[str, list[tuple[Metric, Expression | None]]]
+
+
+def by_stream(stored: dict[str, StoredMetric]) -> ByStream:
+    """The live metrics per stream, with their filters compiled once."""
+    index: ByStream = {}
+    for entry in stored.values():
+        metric = entry.value
+        index.setdefault(metric.stream, []).append((metric, metric.compile_filter()))
+    return index
+
+
+class MetricFollower(DeclarationFollower[Metric, ByStream]):
+    """The flow's view of the declared metrics: per stream, re-read when they change."""
 
     def __init__(self, store: MetricStore, interval: float = 1.0) -> None:
-        self.store = store
-        self.interval = interval
-        self._checked = 0.0
-        self._version = -1
-        self.by_stream: dict[str, list[tuple[Metric, Expression | None]]] = {}
+        super().__init__(store, by_stream, {}, interval)
 
-    def refresh(self, force: bool = False) -> dict[str, list[tuple[Metric, Expression | None]]]:
-        """The metrics per stream; on a Redis error the last known ones (the flow keeps
-        computing them rather than crashing while Redis restarts)."""
-        now = time.monotonic()
-        if not force and now - self._checked < self.interval:
-            return self.by_stream
-        self._checked = now
-        try:
-            return self._reload(force)
-        except redis.RedisError as exc:
-            if force:
-                raise
-            log.warning("declared metrics: Redis unavailable, keeping %d: %s", self._count(), exc)
-            return self.by_stream
-
-    def _count(self) -> int:
-        return sum(len(metrics) for metrics in self.by_stream.values())
-
-    def _reload(self, force: bool) -> dict[str, list[tuple[Metric, Expression | None]]]:
-        version = self.store.version()
-        if version != self._version or force:
-            by_stream: dict[str, list[tuple[Metric, Expression | None]]] = {}
-            for stored in self.store.all().values():
-                metric = stored.value
-                by_stream.setdefault(metric.stream, []).append((metric, metric.compile_filter()))
-            self.by_stream, self._version = by_stream, version
-            self.store.mark_applied(version)
-        return self.by_stream
+    @property
+    def by_stream(self) -> ByStream:
+        return self.current
 
     def live_generations(self) -> set[tuple[str, str]]:
-        return {(m.name, m.generation) for ms in self.by_stream.values() for m, _ in ms}
+        return {(m.name, m.generation) for ms in self.current.values() for m, _ in ms}

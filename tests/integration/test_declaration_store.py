@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from riverbed.core.errors import FieldProblem, Invalid, join_pointer
 from schemas.declaration_store import (
     DeclarationExists,
+    DeclarationFollower,
     DeclarationNotFound,
     DeclarationStore,
     DeclaredInFile,
@@ -109,3 +110,15 @@ def test_a_bad_file_changes_nothing_and_names_every_problem(
         "/alerts/1/threshold",
     ]
     assert store.get("a").value.threshold == 1
+
+
+def test_a_follower_rebuilds_its_index_on_change_marks_it_applied_and_survives_redis(
+    store: DeclarationStore[Alert],
+) -> None:
+    follower = DeclarationFollower(store, lambda stored: sorted(stored), [], interval=0)
+    assert follower.refresh() == [] and store.applied()
+    store.create({"name": "disk", "threshold": 80})
+    assert not store.applied()
+    assert follower.refresh() == ["disk"] and store.applied()
+    store.client = redis.Redis(port=1, socket_connect_timeout=0.2)  # Redis gone
+    assert follower.refresh() == ["disk"]  # the last index, not a crash
