@@ -11,14 +11,16 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import anyio.to_thread
 import redis
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from api import metrics
+from api.endpoint import Endpoint
 from api.ingest.service import Ingestor
 from api.problems import EXCEPTION_HANDLERS
 from api.routes import ROUTES, starlette_routes
@@ -76,7 +78,16 @@ def build_services(settings: Settings, run_clickhouse_sink: bool | None = None) 
     return services
 
 
-def create_app(settings: Settings, run_clickhouse_sink: bool | None = None) -> Starlette:
+def create_app(
+    settings: Settings,
+    run_clickhouse_sink: bool | None = None,
+    middleware: Sequence[Middleware] = (),
+    endpoints: tuple[Endpoint, ...] = ROUTES,
+) -> Starlette:
+    """The app the Starlette way: a router built from the route table, a middleware stack
+    (authentication goes here), the one set of exception handlers, and the services built once
+    at start-up and handed to every handler through ``app.state``."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await anyio.to_thread.run_sync(build_services, settings, run_clickhouse_sink)
@@ -99,11 +110,12 @@ def create_app(settings: Settings, run_clickhouse_sink: bool | None = None) -> S
             services.clickhouse.close()
 
     app = Starlette(
-        routes=starlette_routes(ROUTES),
+        routes=starlette_routes(endpoints),
+        middleware=list(middleware),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
-    app.state.endpoints = ROUTES
+    app.state.endpoints = endpoints
     return app
 
 
