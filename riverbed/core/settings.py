@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("RIVERBED_CLICKHOUSE_URL", "CLICKHOUSE_URL")
     )
     clickhouse_database: str = "riverbed"
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RIVERBED_DATABASE_URL", "DATABASE_URL"),
+        description="The control plane's database (SQLAlchemy URL); default SQLite in data_dir.",
+    )
 
     host: str = "127.0.0.1"
     api_port: int = 8080

@@ -30,7 +30,7 @@ from schemas.compatibility import Incompatibility
 from schemas.registry_errors import SchemaIncompatible, SubjectNotFound
 from streams.agents import OutputNotAcknowledged
 
-PACKAGES = ("riverbed", "api", "schemas", "streams", "sinks", "connectors", "notifier")
+PACKAGES = ("riverbed", "api", "schemas", "streams", "sinks", "connectors", "notifier", "control")
 BRANCHES = (NotFound, Conflict, Invalid, Unavailable)
 
 

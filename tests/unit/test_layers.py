@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("riverbed", "api", "connectors", "notifier", "streams", "sinks", "schemas")
+PACKAGES = ("riverbed", "api", "connectors", "notifier", "streams", "sinks", "schemas", "control")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 

@@ -1,0 +1,52 @@
+"""Connecting to the control-plane database and bringing its schema up to date."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def database_url(data_dir: Path, url: str | None) -> str:
+    """``url`` (``DATABASE_URL``) or SQLite in the data dir: zero setup by default."""
+    if url:
+        return url
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(data_dir / 'control.db').resolve()}"
+
+
+def connect(url: str) -> Engine:
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        # SQLite leaves foreign keys off unless asked, per connection; WAL lets the API read
+        # while the CLI writes.
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Apply every migration not applied yet (idempotent; run at start-up)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def open_store(url: str) -> sessionmaker[Session]:
+    """Connect, migrate, and hand out sessions."""
+    engine = connect(url)
+    migrate(engine)
+    return sessionmaker(engine, expire_on_commit=False)
