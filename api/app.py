@@ -22,6 +22,7 @@ from starlette.middleware import Middleware
 from api import metrics
 from api.endpoint import Endpoint
 from api.ingest.service import Ingestor
+from api.middleware import ResponseHeaders
 from api.problems import EXCEPTION_HANDLERS
 from api.routes import ROUTES, starlette_routes
 from api.services import Services
@@ -111,7 +112,7 @@ def create_app(
 
     app = Starlette(
         routes=starlette_routes(endpoints),
-        middleware=list(middleware),
+        middleware=[Middleware(ResponseHeaders), *middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

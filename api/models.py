@@ -103,7 +103,7 @@ class Accepted(BaseModel):
 class Problem(BaseModel):
     """RFC 9457 problem details, as every error is answered."""
 
-    type: str = "about:blank"
+    type: str = Field(description="urn:riverbed:problem:<kind>, stable per kind of problem")
     title: str
     status: int
     detail: str

@@ -41,6 +41,12 @@ class Problem(RiverbedError):
         self._headers = headers or {}
         self._extra = extra
 
+    @property
+    def type(self) -> str:
+        """Per kind of HTTP problem, from its title: ``urn:riverbed:problem:body-too-large``."""
+        slug = "-".join(self.title.lower().replace("-", " ").split())
+        return f"urn:riverbed:problem:{slug}"
+
     def extra(self) -> dict[str, Any]:
         return self._extra
 
@@ -57,7 +63,7 @@ def invalid(title: str, errors: list[dict[str, str]]) -> Invalid:
 
 def problem_response(error: RiverbedError, instance: str) -> JSONResponse:
     body = {
-        "type": "about:blank",
+        "type": error.type,
         "title": error.title,
         "status": error.status,
         "detail": error.detail,
@@ -88,7 +94,10 @@ async def handle_http(request: Request, exc: Exception) -> Response:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    request_id = getattr(request.state, "request_id", "-")
+    log.exception(
+        "unhandled error on %s %s (request %s)", request.method, request.url.path, request_id
+    )
     problem = Problem(500, "Internal error", f"{type(exc).__name__}: {exc}")
     return problem_response(problem, request.url.path)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 
 from api import dlq, docs, health, live, metrics, query, reads, registry, streams_admin
@@ -26,6 +27,7 @@ from api.models import (
     SqlQuery,
 )
 from api.reference import put_entry
+from riverbed.core.errors import RiverbedError
 from streams.metrics.definition import MetricDefinition
 
 GET, POST, PUT, DELETE = "GET", "POST", "PUT", "DELETE"
@@ -97,7 +99,8 @@ EVENT_ROUTES = (
             Param("atomic", "reject the whole request if any event is invalid", "boolean"),
             Param("schema_version", "validate and write with this version (or 'latest')"),
         ),
-        body=_events_body, body_types=("application/json", "application/x-ndjson"),
+        body=_events_body,
+        body_types=("application/json", "application/x-ndjson", "application/jsonlines"),
         answer=Accepted, tag="events",
     ),
     Endpoint(
@@ -227,10 +230,17 @@ def _registry(path: str, method: str, handler: Callable[..., Any], name: str, su
               responses: dict[int, str], **options: Any) -> Endpoint:
     scope = "registry:read" if method == GET else "registry:write"
     return Endpoint(REGISTRY + path, method, handler, name, scope, summary, responses,
-                    tag="registry", media=registry.MEDIA_TYPE, **options)
+                    tag="registry", media=registry.MEDIA_TYPE, body_types=REGISTRY_TYPES,
+                    **options)
 
 
 SUBJECT_NOT_FOUND = {404: "Subject or version not found"}
+# What Confluent's clients send, and plain JSON for everyone else.
+REGISTRY_TYPES = (
+    "application/vnd.schemaregistry.v1+json",
+    "application/vnd.schemaregistry+json",
+    "application/json",
+)
 REGISTRY_ROUTES = (
     _registry("/subjects", GET, registry.list_subjects, "registry_list_subjects",
               "Subjects", {200: "Subject names"},
@@ -292,10 +302,44 @@ ROUTES: tuple[Endpoint, ...] = (
 
 def starlette_routes(endpoints: tuple[Endpoint, ...] = ROUTES) -> list[BaseRoute]:
     """One Starlette route per (path, method); Starlette tries the next on a method mismatch.
-    An endpoint whose handler is an ASGI app (the docs' static files) is mounted."""
+    An endpoint whose handler is an ASGI app (the docs' static files) is mounted; one that
+    takes a body only accepts it in the media types it declares."""
     return [
         Mount(e.path, app=e.handler, name=e.name)
         if e.mount
-        else Route(e.path, e.handler, methods=[e.method], name=e.name)
+        else Route(e.path, _guarded(e), methods=[e.method], name=e.name)
         for e in endpoints
     ]
+
+
+def _guarded(endpoint: Endpoint) -> Callable[..., Any]:
+    """The handler, behind a check of the body's media type when the route takes a body.
+
+    A browser sends text/plain or a form cross-origin without asking first; refusing any type
+    but the route's own keeps such a request (a CSRF) from ever being parsed as JSON.
+    """
+    if endpoint.body is None:
+        return endpoint.handler
+    accepted = endpoint.body_types
+
+    async def guarded(request: Request) -> Any:
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media not in accepted:
+            raise UnsupportedMediaType(media, accepted)
+        return await endpoint.handler(request)
+
+    return guarded
+
+
+class UnsupportedMediaType(RiverbedError):
+    status, title = 415, "Unsupported media type"
+
+    def __init__(self, media: str, accepted: tuple[str, ...]) -> None:
+        super().__init__(
+            f"send the body as {' or '.join(accepted)}"
+            + (f", not {media}" if media else " (no Content-Type was given)")
+        )
+        self.accepted = accepted
+
+    def extra(self) -> dict[str, Any]:
+        return {"accepted": list(self.accepted)}

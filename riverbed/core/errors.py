@@ -18,6 +18,7 @@ whole document), whatever the input was: a posted event, a stream declaration, a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -80,6 +81,12 @@ class RiverbedError(Exception):
         super().__init__(detail)
         self.detail = detail or self.title
 
+    @property
+    def type(self) -> str:
+        """A stable identifier of the kind of problem (RFC 9457 ``type``): one per class,
+        so clients can branch on it instead of on the words of ``title``."""
+        return f"urn:riverbed:problem:{_kebab(type(self).__name__)}"
+
     def extra(self) -> dict[str, Any]:
         """Members added to the problem+json document beside type/title/status/detail."""
         return {}
@@ -140,6 +147,10 @@ class Unavailable(RiverbedError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+def _kebab(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
 
 
 def summarize(problems: list[FieldProblem]) -> str:

@@ -12,6 +12,7 @@ from tests.conftest import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration
 PROBLEM = "application/problem+json"
+JSON = {"content-type": "application/json"}
 
 
 def view(page: str, **overrides: object) -> dict[str, object]:
@@ -34,7 +35,9 @@ def stored(pipeline: Pipeline, event_id: str) -> bool:
 def test_malformed_json_is_a_problem_with_line_and_column(pipeline: Pipeline) -> None:
     with pipeline.client() as client:
         response = client.post(
-            "/v1/streams/pageviews/events", content=b'{"user_id": "u1",\n  "page": }'
+            "/v1/streams/pageviews/events",
+            content=b'{"user_id": "u1",\n  "page": }',
+            headers=JSON,
         )
     assert response.status_code == 400
     assert response.headers["content-type"] == PROBLEM
@@ -66,7 +69,7 @@ def test_unknown_stream_is_404_problem(pipeline: Pipeline) -> None:
 def test_body_over_the_limit_is_413(pipeline: Pipeline) -> None:
     with pipeline.client() as client:
         response = client.post(
-            "/v1/streams/pageviews/events", content=b"[" + b" " * (6 << 20) + b"]"
+            "/v1/streams/pageviews/events", content=b"[" + b" " * (6 << 20) + b"]", headers=JSON
         )
     assert response.status_code == 413
     assert response.json()["limit"] == 5 * 1024 * 1024
@@ -75,7 +78,7 @@ def test_body_over_the_limit_is_413(pipeline: Pipeline) -> None:
 def test_more_events_than_allowed_per_request_is_413(pipeline: Pipeline) -> None:
     with pipeline.client() as client:
         response = client.post(
-            "/v1/streams/pageviews/events", content=b"[" + b"{}," * 10_000 + b"{}]"
+            "/v1/streams/pageviews/events", content=b"[" + b"{}," * 10_000 + b"{}]", headers=JSON
         )
     assert response.status_code == 413
     assert "10001 events" in response.json()["detail"]

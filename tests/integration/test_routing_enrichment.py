@@ -160,7 +160,11 @@ def test_reference_writes_are_checked_against_the_declared_table(pipeline: Pipel
 
         not_an_object = client.put("/v1/reference/products/k1", json=["books"])
         assert not_an_object.status_code == 422
-        malformed = client.put("/v1/reference/products/k1", content=b"{category")
+        malformed = client.put(
+            "/v1/reference/products/k1",
+            content=b"{category",
+            headers={"content-type": "application/json"},
+        )
         assert malformed.status_code == 400
         control = client.put("/v1/reference/products/k%001", json={"category": "x"})
         assert control.status_code == 422
