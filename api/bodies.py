@@ -7,17 +7,27 @@ forever on a client that sends a byte a minute, or answer 500 to JSON nested 100
 
 from __future__ import annotations
 
+import io
 import json
+import zlib
+from collections.abc import Callable
 from typing import Any
 
 import anyio
+import zstandard
 from starlette.requests import Request
 
 from api.problems import Problem
 
 
 def _too_large(limit: int, declared: str | None = None) -> Problem:
-    size = f"body of {declared} bytes" if declared else "body"
+    size = (
+        "decompressed body"
+        if declared == "decompressed"
+        else f"body of {declared} bytes"
+        if declared
+        else "body"
+    )
     return Problem(
         413,
         "Body too large",
@@ -27,7 +37,19 @@ def _too_large(limit: int, declared: str | None = None) -> Problem:
 
 
 async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
-    """The whole body: 413 past ``limit`` bytes (declared or sent), 408 after ``timeout``."""
+    """The whole body, decompressed (``Content-Encoding: gzip`` or ``zstd``): 413 past
+    ``limit`` bytes sent or decompressed, 408 after ``timeout``, 415 for an unknown encoding.
+
+    A decompression bomb is inflated only up to the limit, never whole: the output is read
+    with a bound of ``limit + 1`` bytes and refused if it reaches it.
+    """
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in DECODERS:
+        raise Problem(
+            415,
+            "Unsupported content encoding",
+            f"Content-Encoding {encoding!r} is not supported; send gzip, zstd or none",
+        )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit, declared)
@@ -44,7 +66,34 @@ async def read_body(request: Request, limit: int, timeout: float = 30.0) -> byte
         raise Problem(
             408, "Request timeout", f"the body did not arrive within {timeout:g} s"
         ) from None
-    return b"".join(chunks)
+    body = DECODERS[encoding](b"".join(chunks), limit + 1)
+    if len(body) > limit:
+        raise _too_large(limit, "decompressed")
+    return body
+
+
+def _gunzip(raw: bytes, most: int) -> bytes:
+    try:
+        return zlib.decompressobj(wbits=zlib.MAX_WBITS | 16).decompress(raw, most)
+    except zlib.error as exc:
+        raise Problem(400, "Malformed body", f"the body is not gzip: {exc}") from None
+
+
+def _unzstd(raw: bytes, most: int) -> bytes:
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)) as reader:
+            return reader.read(most)
+    except zstandard.ZstdError as exc:
+        raise Problem(400, "Malformed body", f"the body is not zstd: {exc}") from None
+
+
+DECODERS: dict[str, Callable[[bytes, int], bytes]] = {
+    "identity": lambda raw, most: raw,
+    "": lambda raw, most: raw,
+    "gzip": _gunzip,
+    "x-gzip": _gunzip,
+    "zstd": _unzstd,
+}
 
 
 def parse_json(raw: bytes, hint: str = "the body is not JSON") -> Any:

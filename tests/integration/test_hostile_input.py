@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import time
 from urllib.parse import urlparse
 
 import pytest
+import zstandard
 
 from tests.conftest import Pipeline
 
@@ -73,3 +75,49 @@ def test_a_client_that_stops_sending_its_body_gets_408(pipeline: Pipeline) -> No
         )
         answer = sock.recv(4096).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 408"), answer
+
+
+def test_gzip_and_zstd_bodies_are_accepted(pipeline: Pipeline) -> None:
+    events = json.dumps([page_view(page="/gz") for _ in range(20)]).encode()
+    with pipeline.client() as client:
+        for encoding, body in (
+            ("gzip", gzip.compress(events)),
+            ("zstd", zstandard.ZstdCompressor().compress(events)),
+        ):
+            response = client.post(
+                EVENTS,
+                content=body,
+                headers={"content-type": "application/json", "content-encoding": encoding},
+            )
+            assert response.status_code == 202, (encoding, response.text)
+            assert response.json()["accepted"] == 20
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "zstd"])
+def test_a_decompression_bomb_is_a_413_not_a_gigabyte(pipeline: Pipeline, encoding: str) -> None:
+    inflated = b"[" + b" " * (64 * 1024 * 1024) + b"]"  # 64 MiB of JSON whitespace
+    compress = gzip.compress if encoding == "gzip" else zstandard.ZstdCompressor().compress
+    bomb = compress(inflated)
+    assert len(bomb) < 1024 * 1024
+    with pipeline.client() as client:
+        response = client.post(
+            EVENTS,
+            content=bomb,
+            headers={"content-type": "application/json", "content-encoding": encoding},
+        )
+    assert response.status_code == 413, response.text
+    assert "decompressed" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("encoding", "status"), [("br", 415), ("gzip", 400)])
+def test_an_unknown_or_broken_encoding_is_named(
+    pipeline: Pipeline, encoding: str, status: int
+) -> None:
+    with pipeline.client() as client:
+        response = client.post(
+            EVENTS,
+            content=b"not compressed at all",
+            headers={"content-type": "application/json", "content-encoding": encoding},
+        )
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
