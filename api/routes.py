@@ -8,9 +8,11 @@ the auth layer; ``PUBLIC`` routes (health, the API description) need none.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 
@@ -166,7 +168,10 @@ METRIC_ROUTES = (
         "A declared metric, whether the flow runs it, and its latest window per group; a "
         "stream's name gives the stream's built-in metrics",
         {200: "The metric", 404: "Unknown metric"},
-        params=(Param("group", "also return this group's recent windows", repeated=True),),
+        params=(
+            Param("group", "also return this group's recent windows", repeated=True),
+            Param("series", "for a stream's name: field|group, repeatable", repeated=True),
+        ),
         tag="metrics",
     ),
     Endpoint(
@@ -313,22 +318,45 @@ def starlette_routes(endpoints: tuple[Endpoint, ...] = ROUTES) -> list[BaseRoute
 
 
 def _guarded(endpoint: Endpoint) -> Callable[..., Any]:
-    """The handler, behind a check of the body's media type when the route takes a body.
+    """The handler, behind checks of what the route declares: its query parameters (a typo
+    like ``?limt=5`` is a 400, not silently a default) and, when it takes a body, the body's
+    media type. A browser sends text/plain or a form cross-origin without asking first;
+    refusing any type but the route's own keeps such a request (a CSRF) from being parsed.
 
-    A browser sends text/plain or a form cross-origin without asking first; refusing any type
-    but the route's own keeps such a request (a CSRF) from ever being parsed as JSON.
+    The registry's routes take whatever parameters Confluent's clients send, as Confluent's
+    registry does.
     """
-    if endpoint.body is None:
-        return endpoint.handler
-    accepted = endpoint.body_types
+    accepted = endpoint.body_types if endpoint.body is not None else None
+    known = None if endpoint.tag == "registry" else frozenset(p.name for p in endpoint.params)
+    handler = endpoint.handler
+    is_async = inspect.iscoroutinefunction(handler)
 
     async def guarded(request: Request) -> Any:
-        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if media not in accepted:
-            raise UnsupportedMediaType(media, accepted)
-        return await endpoint.handler(request)
+        if known is not None:
+            unknown = sorted(set(request.query_params) - known)
+            if unknown:
+                raise UnknownParameter(unknown, known)
+        if accepted is not None:
+            media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media not in accepted:
+                raise UnsupportedMediaType(media, accepted)
+        if is_async:
+            return await handler(request)
+        return await run_in_threadpool(handler, request)
 
     return guarded
+
+
+class UnknownParameter(RiverbedError):
+    status, title = 400, "Unknown parameter"
+
+    def __init__(self, unknown: list[str], known: frozenset[str]) -> None:
+        takes = ", ".join(sorted(known)) if known else "no query parameters"
+        super().__init__(f"unknown query parameter {', '.join(unknown)}; this route takes {takes}")
+        self.unknown = unknown
+
+    def extra(self) -> dict[str, Any]:
+        return {"parameters": self.unknown}
 
 
 class UnsupportedMediaType(RiverbedError):

@@ -55,3 +55,11 @@ def test_a_plain_request_id_is_echoed_and_anything_else_replaced() -> None:
 def test_problems_have_a_stable_type_per_kind() -> None:
     missing = CLIENT.get("/no/such/route")
     assert missing.json()["type"] == "urn:riverbed:problem:http-error"
+
+
+def test_an_unknown_query_parameter_is_a_400_naming_it() -> None:
+    response = CLIENT.get("/v1/streams/pageviews/events", params={"limt": "5", "limit": "5"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["parameters"] == ["limt"]
+    assert "cursor, from, limit, to" in body["detail"]
