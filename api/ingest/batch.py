@@ -116,10 +116,23 @@ class RejectedEvent:
         return "; ".join(f"{p.path or '/'}: {p.message}" for p in self.problems)
 
 
+@dataclass(frozen=True)
+class DuplicateEvent:
+    """A second copy of an ``event_id`` in one request: not produced again."""
+
+    index: int
+    event_id: str
+    first_index: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "event_id": self.event_id, "first_index": self.first_index}
+
+
 @dataclass
 class PreparedBatch:
     accepted: list[AcceptedEvent] = field(default_factory=list)
     rejected: list[RejectedEvent] = field(default_factory=list)
+    duplicates: list[DuplicateEvent] = field(default_factory=list)
 
 
 def _take_event_id(event: dict[str, Any]) -> tuple[str | None, list[FieldProblem]]:
@@ -142,41 +155,78 @@ def prepare_batch(
     ingested_at: int,
     schema: dict[str, Any] | None = None,
     max_event_bytes: int | None = None,
+    max_future_ms: int | None = None,
 ) -> PreparedBatch:
     """Validate every event (against ``schema``, default the stream's latest); accepted ones
-    get their id, ingest time and partition key. Raises :class:`EventTooLarge` for an event
-    over ``max_event_bytes`` as JSON: neither it nor its dead letter would fit a message."""
+    get their id, ingest time and partition key.
+
+    A second copy of an ``event_id`` in the same request is reported as a duplicate of the
+    first and not produced. An event stamped more than ``max_future_ms`` ahead of now is
+    rejected here, before the 202, rather than dead-lettered later by the agents. Raises
+    :class:`EventTooLarge` for an event over ``max_event_bytes`` as JSON: neither it nor its
+    dead letter would fit a Kafka message.
+    """
     schema = schema or spec.schema
     batch = PreparedBatch()
+    first_index: dict[str, int] = {}
     for index, event in enumerate(events):
-        original = json.dumps(event, separators=(",", ":")).encode()
-        if max_event_bytes is not None and len(original) > max_event_bytes:
-            raise EventTooLarge(index, len(original), max_event_bytes)
-        if not isinstance(event, dict):
-            batch.rejected.append(
-                RejectedEvent(
-                    index,
-                    [
-                        FieldProblem(
-                            "", f"an event must be a JSON object, got {type(event).__name__}"
-                        )
-                    ],
-                    original,
-                    None,
-                )
-            )
+        outcome = _prepare_one(
+            spec, schema, index, event, ingested_at, max_event_bytes, max_future_ms
+        )
+        if isinstance(outcome, RejectedEvent):
+            batch.rejected.append(outcome)
             continue
-        event = dict(event)
-        event_id, problems = _take_event_id(event)
-        datum, invalid = validate_event(schema, event)
-        problems += invalid
-        if problems or event_id is None:
-            batch.rejected.append(RejectedEvent(index, problems, original, event_id))
+        first = first_index.setdefault(outcome.event_id, index)
+        if first != index:
+            batch.duplicates.append(DuplicateEvent(index, outcome.event_id, first))
             continue
-        assert datum is not None
-        datum[EVENT_ID_FIELD] = event_id
-        datum["ingested_at"] = ingested_at
-        key_value = datum.get(spec.key_field)
-        key = None if key_value is None else str(key_value).encode()
-        batch.accepted.append(AcceptedEvent(index, event_id, key, datum))
+        batch.accepted.append(outcome)
     return batch
+
+
+def _prepare_one(
+    spec: StreamSpec,
+    schema: dict[str, Any],
+    index: int,
+    event: Any,
+    ingested_at: int,
+    max_event_bytes: int | None,
+    max_future_ms: int | None,
+) -> AcceptedEvent | RejectedEvent:
+    original = json.dumps(event, separators=(",", ":")).encode()
+    if max_event_bytes is not None and len(original) > max_event_bytes:
+        raise EventTooLarge(index, len(original), max_event_bytes)
+    if not isinstance(event, dict):
+        kind = type(event).__name__
+        problem = FieldProblem("", f"an event must be a JSON object, got {kind}")
+        return RejectedEvent(index, [problem], original, None)
+    event = dict(event)
+    event_id, problems = _take_event_id(event)
+    datum, invalid = validate_event(schema, event)
+    problems += invalid
+    if datum is not None and max_future_ms is not None:
+        problems += _future_problems(spec, datum, ingested_at, max_future_ms)
+    if problems or event_id is None or datum is None:
+        return RejectedEvent(index, problems, original, event_id)
+    datum[EVENT_ID_FIELD] = event_id
+    datum["ingested_at"] = ingested_at
+    key_value = datum.get(spec.key_field)
+    key = None if key_value is None else str(key_value).encode()
+    return AcceptedEvent(index, event_id, key, datum)
+
+
+def _future_problems(
+    spec: StreamSpec, datum: dict[str, Any], now_ms: int, max_future_ms: int
+) -> list[FieldProblem]:
+    """An event time too far ahead would hold its windows open and distort live values."""
+    event_time = datum.get(spec.time_field) if spec.time_field else None
+    if not isinstance(event_time, int) or event_time <= now_ms + max_future_ms:
+        return []
+    ahead = (event_time - now_ms) / 1000
+    return [
+        FieldProblem(
+            pointer(spec.time_field or ""),
+            f"is {ahead:.0f} s in the future; at most {max_future_ms / 1000:.0f} s of clock "
+            "skew is allowed",
+        )
+    ]

@@ -5,6 +5,8 @@ event limit and the status codes. Accepted means acknowledged by Kafka (acks=all
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -40,11 +42,13 @@ async def post_events(request: Request) -> JSONResponse:
     result = await services.ingestor.ingest(
         stream, events, atomic=atomic, schema_version=request.query_params.get("schema_version")
     )
-    answer = {
+    answer: dict[str, Any] = {
         "accepted": len(result.batch.accepted),
         "rejected": len(result.batch.rejected),
         "event_ids": result.event_ids,
     }
+    if result.batch.duplicates:  # later copies of an event_id in this request: not produced
+        answer["duplicates"] = [d.to_dict() for d in result.batch.duplicates]
     if result.batch.rejected:
         return JSONResponse({**answer, "errors": result.errors()}, status_code=207)
     return JSONResponse(answer, status_code=202)

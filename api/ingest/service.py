@@ -105,7 +105,8 @@ class IngestResult:
         return [entry for reject in self.batch.rejected for entry in reject.to_dicts()]
 
     def per_event(self) -> list[dict[str, Any]]:
-        """``{index, status: accepted|rejected, event_id, errors?}`` for every event."""
+        """``{index, status: accepted|duplicate|rejected, event_id, errors?, first_index?}``
+        for every event."""
         out: list[dict[str, Any]] = [{} for _ in range(self.total)]
         for event in self.batch.accepted:
             out[event.index] = {
@@ -113,6 +114,8 @@ class IngestResult:
                 "status": "accepted",
                 "event_id": event.event_id,
             }
+        for duplicate in self.batch.duplicates:
+            out[duplicate.index] = {"status": "duplicate", **duplicate.to_dict()}
         for reject in self.batch.rejected:
             out[reject.index] = {
                 "index": reject.index,
@@ -133,12 +136,14 @@ class Ingestor:
         producer: AsyncProducer,
         clock: Callable[[], int] = now_ms,
         max_event_bytes: int = 900_000,
+        max_future_ms: int | None = 300_000,
     ) -> None:
         self.catalog = catalog
         self.registry = registry
         self.producer = producer
         self.clock = clock
         self.max_event_bytes = max_event_bytes
+        self.max_future_ms = max_future_ms
         self.draining = False
 
     def close(self) -> None:
@@ -184,7 +189,12 @@ class Ingestor:
         lookup), so async callers run it in a thread."""
         writer_id, schema = self._writer_schema(spec, schema_version)
         return writer_id, prepare_batch(
-            spec, events, self.clock(), schema, max_event_bytes=self.max_event_bytes
+            spec,
+            events,
+            self.clock(),
+            schema,
+            max_event_bytes=self.max_event_bytes,
+            max_future_ms=self.max_future_ms,
         )
 
     def _writer_schema(self, spec: StreamSpec, version: str | None) -> tuple[int, dict]:

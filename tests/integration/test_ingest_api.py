@@ -196,3 +196,20 @@ def test_readiness_reports_every_pipeline_process_by_its_heartbeat(pipeline: Pip
     )
     assert all(report[name]["instances"] == 1 for name in wanted)
     assert all(report[name]["oldest_beat_s"] < 10 for name in wanted)
+
+
+def test_a_future_event_and_a_repeated_id_are_told_in_the_response(pipeline: Pipeline) -> None:
+    now = time.time_ns() // 1_000_000
+    event_id = f"dup-{uuid.uuid4().hex}"
+    events = [
+        {"user_id": "u1", "page": "/f", "load_ms": 1.0, "ts": now, "event_id": event_id},
+        {"user_id": "u1", "page": "/f", "load_ms": 2.0, "ts": now, "event_id": event_id},
+        {"user_id": "u1", "page": "/f", "load_ms": 3.0, "ts": now + 24 * 3_600_000},
+    ]
+    with pipeline.client() as client:
+        response = client.post("/v1/streams/pageviews/events", json=events)
+    assert response.status_code == 207, response.text
+    body = response.json()
+    assert body["event_ids"] == [event_id]
+    assert body["duplicates"] == [{"index": 1, "event_id": event_id, "first_index": 0}]
+    assert [(e["index"], e["path"]) for e in body["errors"]] == [(2, "/ts")]

@@ -197,3 +197,36 @@ def test_key_is_the_text_of_the_key_field() -> None:
     assert prepare_batch(spec, [order(order_id="ü-1")], INGESTED_AT).accepted[0].key == (
         "ü-1".encode()
     )
+
+
+TIMED = StreamSpec(
+    name="clicks",
+    schema={
+        "type": "record",
+        "name": "Click",
+        "fields": [
+            {"name": "user", "type": "string"},
+            {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        ],
+    },
+    key_field="user",
+    time_field="ts",
+)
+
+
+def test_an_event_too_far_in_the_future_is_rejected_before_the_202() -> None:
+    now = 1_800_000_000_000
+    events = [{"user": "u", "ts": now + 60_000}, {"user": "u", "ts": now + 600_000}]
+    batch = prepare_batch(TIMED, events, now, max_future_ms=300_000)
+    assert [a.index for a in batch.accepted] == [0]
+    [rejected] = batch.rejected
+    assert (rejected.index, rejected.problems[0].path) == (1, "/ts")
+    assert "600 s in the future" in rejected.problems[0].message
+
+
+def test_a_second_copy_of_an_event_id_in_one_request_is_a_duplicate_not_produced() -> None:
+    events = [order(event_id="a"), order(event_id="b"), order(event_id="a", amount=1.0)]
+    batch = prepare_batch(SPEC, events, INGESTED_AT)
+    assert [a.event_id for a in batch.accepted] == ["a", "b"]
+    [duplicate] = batch.duplicates
+    assert duplicate.to_dict() == {"index": 2, "event_id": "a", "first_index": 0}
