@@ -70,9 +70,15 @@ async def readyz(request: Request) -> JSONResponse:
     streams: dict[str, dict[str, Any]] = {}
     for name in services.catalog.names():
         raw = await services.redis.hgetall(stats_key(name))
-        streams[name] = {as_text(k): int(v) for k, v in raw.items()}
+        counters = {as_text(k): int(v) for k, v in raw.items()}
+        # The agents count only the letters they write; the stage makes that explicit.
+        if "dead_letters" in counters:
+            counters["dead_letters_process"] = counters.pop("dead_letters")
+        streams[name] = counters
     for name, counts in (await _dead_letter_counts(services)).items():
-        streams.setdefault(name, {})["dead_letters_by_stage"] = counts
+        entry = streams.setdefault(name, {})
+        entry["dead_letters_by_stage"] = counts
+        entry["dead_letters"] = sum(counts.values())  # every stage: ingest, process, ...
     # Other processes are reported, not required: the API can accept events while an agent
     # restarts (Kafka holds them), so their absence must not take ingest out of a balancer.
     pipeline = await anyio.to_thread.run_sync(live_components, services.sync_redis)

@@ -9,6 +9,8 @@ from riverbed.core.topology import events_table
 
 #: Integers as JSON numbers, not strings: what the API answers with.
 PLAIN_INTEGERS = {"output_format_json_quote_64bit_integers": 0}
+#: Events' timestamps as ISO-8601 in UTC (``2026-12-04T03:53:12.824Z``), the form ingest takes.
+EVENT_READS = {**PLAIN_INTEGERS, "date_time_output_format": "iso"}
 
 
 class EventStore:
@@ -50,7 +52,7 @@ class EventStore:
             f"{' WHERE ' + ' AND '.join(where) if where else ''}"
             f" ORDER BY event_time DESC, event_id DESC LIMIT {int(limit)}"
         )
-        return self.clickhouse.query(sql, PLAIN_INTEGERS, params).records()
+        return self.clickhouse.query(sql, EVENT_READS, params).records()
 
     def insert(self, stream: str, rows: list[dict[str, Any]]) -> None:
         """Rows in the table's own shape (dead-letter replay of the sink stage)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -213,3 +214,19 @@ def test_a_future_event_and_a_repeated_id_are_told_in_the_response(pipeline: Pip
     assert body["event_ids"] == [event_id]
     assert body["duplicates"] == [{"index": 1, "event_id": event_id, "first_index": 0}]
     assert [(e["index"], e["path"]) for e in body["errors"]] == [(2, "/ts")]
+
+
+def test_stored_events_read_back_with_iso_8601_utc_timestamps(pipeline: Pipeline) -> None:
+    page = f"/iso-{uuid.uuid4().hex[:8]}"
+    event = {"user_id": "u1", "page": page, "load_ms": 1.0, "ts": "2026-03-04T05:06:07.089Z"}
+    with pipeline.client() as client:
+        assert client.post("/v1/streams/pageviews/events", json=event).status_code == 202
+
+        def stored() -> list[dict[str, Any]]:
+            window = {"from": "2026-03-04T05:06:07Z", "to": "2026-03-04T05:06:08Z"}
+            events = client.get("/v1/streams/pageviews/events", params=window).json()
+            return [e for e in events["events"] if e["page"] == page]
+
+        (row,) = wait_until(stored, 60, message="the event to be stored")
+    assert row["ts"] == "2026-03-04T05:06:07.089Z"
+    assert row["ingested_at"].endswith("Z") and "T" in row["ingested_at"]
