@@ -73,8 +73,11 @@ def parse_events(body: bytes, content_type: str) -> list[Any]:
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
+        hint = ""
+        if exc.msg == "Extra data" and exc.lineno > 1:
+            hint = "; for one event per line, send Content-Type: application/x-ndjson"
         raise BodyError(
-            f"body is not JSON: {exc.msg}", {"line": exc.lineno, "column": exc.colno}
+            f"body is not JSON: {exc.msg}{hint}", {"line": exc.lineno, "column": exc.colno}
         ) from None
     except (RecursionError, ValueError) as exc:
         raise BodyError(f"body {_unparsable(exc)}") from None

@@ -230,3 +230,9 @@ def test_a_second_copy_of_an_event_id_in_one_request_is_a_duplicate_not_produced
     assert [a.event_id for a in batch.accepted] == ["a", "b"]
     [duplicate] = batch.duplicates
     assert duplicate.to_dict() == {"index": 2, "event_id": "a", "first_index": 0}
+
+
+def test_ndjson_sent_as_json_says_which_content_type_to_use() -> None:
+    body = b'{"order_id": "a"}\n{"order_id": "b"}\n'
+    with pytest.raises(BodyError, match="application/x-ndjson"):
+        parse_events(body, "application/json")
