@@ -11,10 +11,13 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import redis
+from redis.asyncio.client import PubSub
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 
 from api.services import Services
+from riverbed.core.errors import Unavailable
 from riverbed.core.redis import as_text
 from riverbed.core.topology import LIVE_CHANNEL
 
@@ -23,8 +26,24 @@ def _matches(update: dict[str, Any], filters: dict[str, str]) -> bool:
     return all(str(update.get(k)) == v for k, v in filters.items())
 
 
+class LiveUnavailable(Unavailable):
+    title = "Live updates unavailable"
+
+
+async def subscribe(services: Services, channel: str) -> PubSub:
+    """A subscription made before the response starts: with Redis down the client gets a 503
+    it can act on, not a 200 with an empty stream."""
+    pubsub = services.redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(channel)
+    except redis.RedisError as exc:
+        await pubsub.aclose()
+        raise LiveUnavailable(f"live updates cannot be followed now: {exc}") from None
+    return pubsub
+
+
 async def sse_events(
-    services: Services,
+    pubsub: PubSub,
     request: Request,
     channel: str,
     snapshot: Callable[[], Awaitable[list[bytes | str]]],
@@ -32,10 +51,9 @@ async def sse_events(
 ) -> AsyncIterator[dict]:
     """``snapshot`` events for the current values, then each published update that matches.
 
-    Subscribing comes first, so an update published while the snapshot is read is not missed
-    (at worst it is seen twice; versions tell a client which is newer)."""
-    pubsub = services.redis.pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(channel)
+    The caller subscribed first (:func:`subscribe`), so an update published while the snapshot
+    is read is not missed (at worst it is seen twice; versions tell a client which is newer).
+    """
     try:
         for raw in await snapshot():
             update = json.loads(raw)
@@ -69,7 +87,8 @@ async def live_metrics(request: Request) -> EventSourceResponse:
     async def snapshot() -> list[bytes | str]:
         return await services.live.stream_snapshot(streams)
 
+    pubsub = await subscribe(services, LIVE_CHANNEL)
     return EventSourceResponse(
-        sse_events(services, request, LIVE_CHANNEL, snapshot, filters),
+        sse_events(pubsub, request, LIVE_CHANNEL, snapshot, filters),
         ping=int(services.settings.sse_heartbeat_seconds),
     )

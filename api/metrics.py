@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from api import reads
 from api.bodies import json_body
-from api.live import sse_events
+from api.live import sse_events, subscribe
 from api.params import int_param, time_param
 from api.problems import Problem
 from api.services import Services
@@ -139,8 +139,9 @@ async def live_metric(request: Request) -> EventSourceResponse:
     async def snapshot() -> list[bytes | str]:
         return await services.live.metric_snapshot(name)
 
+    pubsub = await subscribe(services, RESULTS_CHANNEL)
     return EventSourceResponse(
-        sse_events(services, request, RESULTS_CHANNEL, snapshot, filters),
+        sse_events(pubsub, request, RESULTS_CHANNEL, snapshot, filters),
         ping=int(services.settings.sse_heartbeat_seconds),
     )
 
