@@ -27,6 +27,7 @@ COPY sinks/ sinks/
 COPY api/ api/
 COPY connectors/ connectors/
 COPY notifier/ notifier/
+COPY control/ control/
 
 # A regular (non-editable) install. cramjam is aiokafka's codec library: the Faust agents need it
 # to read lz4-compressed batches, and the deployment files set RIVERBED_KAFKA_COMPRESSION=lz4
