@@ -18,11 +18,12 @@ import redis
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from api import metrics
 from api.endpoint import Endpoint
 from api.ingest.service import Ingestor
-from api.middleware import ResponseHeaders
+from api.middleware import ResponseHeaders, allowed_hosts
 from api.problems import EXCEPTION_HANDLERS
 from api.routes import ROUTES, starlette_routes
 from api.services import Services
@@ -118,7 +119,14 @@ def create_app(
 
     app = Starlette(
         routes=starlette_routes(endpoints),
-        middleware=[Middleware(ResponseHeaders), *middleware],
+        middleware=[
+            Middleware(ResponseHeaders),
+            Middleware(
+                TrustedHostMiddleware,
+                allowed_hosts=allowed_hosts(settings.host, settings.allowed_hosts),
+            ),
+            *middleware,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

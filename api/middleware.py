@@ -51,6 +51,22 @@ class ResponseHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def allowed_hosts(bind: str, configured: str) -> list[str]:
+    """The Host headers to answer. Listening on loopback, only loopback names (and what is
+    configured): a web page cannot then rebind its own name to 127.0.0.1 and drive the API
+    from a browser (DNS rebinding). Listening on every interface with nothing configured,
+    any (a deployment behind a proxy names its hosts in RIVERBED_ALLOWED_HOSTS)."""
+    names = [name.strip() for name in configured.split(",") if name.strip()]
+    if bind in LOOPBACK:
+        return [*names, *LOOPBACK]
+    if names:
+        return [*names, bind]
+    return ["*"]
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     )
 
     host: str = "127.0.0.1"
+    # Host headers the API answers (comma-separated); loopback names are added when it listens
+    # on loopback. Empty while listening on every interface: set it behind a public name.
+    allowed_hosts: str = ""
     api_port: int = 8080
     kafka_port: int = 0  # 0: pick a free port when embedded
     redis_port: int = 0

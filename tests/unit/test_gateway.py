@@ -11,7 +11,9 @@ from starlette.testclient import TestClient
 from api.app import create_app
 from riverbed.core.settings import Settings
 
-CLIENT = TestClient(create_app(Settings()), raise_server_exceptions=False)
+CLIENT = TestClient(
+    create_app(Settings()), raise_server_exceptions=False, base_url="http://127.0.0.1:8080"
+)
 
 
 @pytest.mark.parametrize(
@@ -63,3 +65,20 @@ def test_an_unknown_query_parameter_is_a_400_naming_it() -> None:
     body = response.json()
     assert body["parameters"] == ["limt"]
     assert "cursor, from, limit, to" in body["detail"]
+
+
+@pytest.mark.parametrize("host", ["evil.example", "127.0.0.1.evil.example", "attacker:8080"])
+def test_on_loopback_a_rebound_host_name_is_refused(host: str) -> None:
+    assert CLIENT.get("/healthz", headers={"host": host}).status_code == 400
+
+
+@pytest.mark.parametrize("host", ["localhost:8080", "127.0.0.1", "[::1]:8080"])
+def test_on_loopback_loopback_names_are_answered(host: str) -> None:
+    assert CLIENT.get("/healthz", headers={"host": host}).status_code == 200
+
+
+def test_listening_everywhere_the_configured_names_are_answered() -> None:
+    app = create_app(Settings(host="0.0.0.0", allowed_hosts="riverbed.example.com"))
+    client = TestClient(app, base_url="http://riverbed.example.com")
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz", headers={"host": "evil.example"}).status_code == 400

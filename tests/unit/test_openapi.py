@@ -151,7 +151,7 @@ def test_a_recursive_avro_record_becomes_a_finite_json_schema() -> None:
 
 
 def test_docs_are_served_from_the_package_without_a_cdn() -> None:
-    client = TestClient(APP)
+    client = TestClient(APP, base_url="http://127.0.0.1")
     page = client.get("/docs/")
     assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text
     assert "http://" not in page.text and "https://" not in page.text
