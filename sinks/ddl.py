@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Context, Decimal
 from typing import Any
 
-from riverbed.core.clickhouse import quote
+from riverbed.core.clickhouse import quote, string_literal
 from riverbed.core.errors import Invalid
 from riverbed.core.topology import (
     DEAD_LETTERS_TABLE,
@@ -35,11 +35,6 @@ class UnsupportedType(Invalid):
 
 _EPOCH = datetime(1970, 1, 1)
 _WIDE = Context(prec=80)  # Avro decimals reach 38+ digits; the default context keeps 28
-
-
-def string_literal(value: str) -> str:
-    """A ClickHouse string literal: backslashes and quotes escaped."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _epoch_text(value: int, digits: int) -> str:

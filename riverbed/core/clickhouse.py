@@ -98,9 +98,12 @@ def _parameter_text(value: Any) -> str:
 
 
 def _element_text(value: Any) -> str:
-    if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    return str(value)
+    return string_literal(value) if isinstance(value, str) else str(value)
+
+
+def string_literal(value: str) -> str:
+    """A ClickHouse string literal: backslashes and quotes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class ChdbEngine:
