@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from riverbed.core.errors import FieldProblem, Invalid, RiverbedError
+from riverbed.core.errors import RiverbedError
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -52,13 +52,6 @@ class Problem(RiverbedError):
 
     def headers(self) -> dict[str, str]:
         return self._headers
-
-
-def invalid(title: str, errors: list[dict[str, str]]) -> Invalid:
-    """A 422 listing every ``{path, message}``, the first one in the detail."""
-    problem = Invalid([FieldProblem(e["path"], e["message"]) for e in errors])
-    problem.title = title
-    return problem
 
 
 def problem_response(error: RiverbedError, instance: str) -> JSONResponse:

@@ -30,7 +30,7 @@ class WatchedEngine:
     start: Callable[[], Engine]
     restarts: int = 0
     lost_on_restart: str = ""  # what a restart cannot bring back, said on the console
-    down_since: float | None = None  # set while restarting it keeps failing
+    reported_down: bool = False  # its death was reported; restarting it keeps failing
 
 
 class EngineWatcher:
@@ -57,8 +57,8 @@ class EngineWatcher:
             code = watched.engine.process.poll()
             if code is None:
                 continue
-            if watched.down_since is None:
-                watched.down_since = time.monotonic()
+            if not watched.reported_down:
+                watched.reported_down = True
                 self.report(
                     f"! {watched.label} exited with code {code}; restarting it "
                     f"(log: {watched.engine.log_path})"
@@ -71,7 +71,7 @@ class EngineWatcher:
                 self.report(f"! {watched.label} did not start again: {exc}; retrying")
                 self._stop.wait(1.0)
                 continue
-            watched.down_since = None
+            watched.reported_down = False
             watched.restarts += 1
             self.report(f"  {watched.label} restarted on {watched.engine.url}")
             self.after_restart(watched)

@@ -111,9 +111,5 @@ class MetricFollower(DeclarationFollower[Metric, ByStream]):
     def __init__(self, store: MetricStore, interval: float = 1.0) -> None:
         super().__init__(store, by_stream, {}, interval)
 
-    @property
-    def by_stream(self) -> ByStream:
-        return self.current
-
     def live_generations(self) -> set[tuple[str, str]]:
         return {(m.name, m.generation) for ms in self.current.values() for m, _ in ms}
