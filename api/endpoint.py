@@ -61,3 +61,6 @@ class Endpoint:
     media: str = "application/json"  # of the success body
     tag: str = "pipeline"
     mount: bool = False  # the handler is an ASGI app serving everything under ``path``
+    # Takes query parameters it does not declare (the registry: Confluent's clients send
+    # their own, and Confluent's registry ignores unknown ones); others refuse them.
+    open_params: bool = False

@@ -236,7 +236,7 @@ def _registry(path: str, method: str, handler: Callable[..., Any], name: str, su
     scope = "registry:read" if method == GET else "registry:write"
     return Endpoint(REGISTRY + path, method, handler, name, scope, summary, responses,
                     tag="registry", media=registry.MEDIA_TYPE, body_types=REGISTRY_TYPES,
-                    **options)
+                    open_params=True, **options)
 
 
 SUBJECT_NOT_FOUND = {404: "Subject or version not found"}
@@ -323,11 +323,10 @@ def _guarded(endpoint: Endpoint) -> Callable[..., Any]:
     media type. A browser sends text/plain or a form cross-origin without asking first;
     refusing any type but the route's own keeps such a request (a CSRF) from being parsed.
 
-    The registry's routes take whatever parameters Confluent's clients send, as Confluent's
-    registry does.
+    An endpoint with ``open_params`` (the registry's) takes whatever parameters it is sent.
     """
     accepted = endpoint.body_types if endpoint.body is not None else None
-    known = None if endpoint.tag == "registry" else frozenset(p.name for p in endpoint.params)
+    known = None if endpoint.open_params else frozenset(p.name for p in endpoint.params)
     handler = endpoint.handler
     is_async = inspect.iscoroutinefunction(handler)
 
