@@ -11,23 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-PUBLIC = "public"
-#: Every scope a route may need, with what it grants (shown in /openapi.json).
-SCOPES: dict[str, str] = {
-    PUBLIC: "no credentials needed",
-    "streams:read": "list streams and read their declarations",
-    "streams:admin": "declare streams and evolve their schemas",
-    "events:write": "post events to a stream",
-    "events:read": "read stored events",
-    "dlq:read": "list dead letters",
-    "dlq:replay": "replay dead letters",
-    "reference:write": "change reference-table entries",
-    "metrics:read": "read metrics and follow them live",
-    "metrics:admin": "declare and remove metrics",
-    "query:sql": "run read-only SQL over ClickHouse",
-    "registry:read": "read the schema registry",
-    "registry:write": "register schemas, delete versions, set compatibility",
-}
+from control.scopes import PUBLIC, SCOPES
+
+__all__ = ["PUBLIC", "SCOPES", "Body", "Endpoint", "Param"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +50,6 @@ class Endpoint:
     # Takes query parameters it does not declare (the registry: Confluent's clients send
     # their own, and Confluent's registry ignores unknown ones); others refuse them.
     open_params: bool = False
+    # Spans every stream but shows a caller limited to some streams only theirs; other routes
+    # that span every stream refuse such a caller (``api.auth.authorize``).
+    filters_streams: bool = False

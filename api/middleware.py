@@ -14,6 +14,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from riverbed.core.settings import LOOPBACK
+
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -49,9 +51,6 @@ class ResponseHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def allowed_hosts(bind: str, configured: str) -> list[str]:

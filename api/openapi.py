@@ -81,9 +81,17 @@ def _body(endpoint: Endpoint, catalog: dict[str, StreamSpec], parts: _Components
     return {"required": True, "content": content}
 
 
+#: What every route that needs a scope may answer besides its own responses.
+ACCESS_RESPONSES = {
+    401: "No API key, or an unknown, revoked or expired one (WWW-Authenticate says which)",
+    403: "The key does not grant this route's scope, or this stream",
+}
+
+
 def _responses(endpoint: Endpoint, parts: _Components) -> dict[str, Any]:
     answers: dict[str, Any] = {}
-    for status, description in sorted(endpoint.responses.items()):
+    access = {} if endpoint.scope == PUBLIC else ACCESS_RESPONSES
+    for status, description in sorted({**access, **endpoint.responses}.items()):
         if status >= 400:
             content = {"application/problem+json": {"schema": PROBLEM_REF}}
         elif status == 204:
@@ -144,7 +152,9 @@ def build_openapi(
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "Scopes: "
+                    "description": "An API key (`riverbed keys create`) as the bearer token; "
+                    "clients that only speak HTTP Basic (Confluent's schema-registry clients) "
+                    "may send it as the password. Scopes: "
                     + "; ".join(f"{s}: {text}" for s, text in SCOPES.items() if s != PUBLIC),
                 }
             },

@@ -8,6 +8,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from api.auth import visible_streams
 from api.params import decode_cursor, encode_cursor, int_param, time_param
 from api.services import Services
 
@@ -16,8 +17,13 @@ MAX_SERIES = 100  # ?series= values answered per request
 
 
 def list_streams(request: Request) -> JSONResponse:
+    """Every stream, or those of a stream-limited key."""
     services: Services = request.app.state.services
-    return JSONResponse({"streams": [s.to_public() for s in services.catalog.specs().values()]})
+    visible = visible_streams(request)
+    specs = services.catalog.specs().values()
+    return JSONResponse(
+        {"streams": [s.to_public() for s in specs if visible is None or s.name in visible]}
+    )
 
 
 def get_stream(request: Request) -> JSONResponse:

@@ -160,7 +160,9 @@ async def get_config(request: Request) -> JSONResponse:
     level = await _run(registry.subject_compatibility, subject)
     if level is None:
         if request.query_params.get("defaultToGlobal") != "true":
-            raise _NoSubjectConfig(f"subject {subject!r} has no compatibility level of its own")
+            raise SubjectConfigNotFound(
+                f"subject {subject!r} has no compatibility level of its own"
+            )
         level = await _run(registry.compatibility, None)
     return _reply({"compatibilityLevel": level})
 
@@ -177,5 +179,5 @@ async def put_config(request: Request) -> JSONResponse:
     return _reply({"compatibility": level})
 
 
-class _NoSubjectConfig(VersionNotFound):
+class SubjectConfigNotFound(VersionNotFound):
     code = 40408

@@ -2,8 +2,8 @@
 it takes and answers.
 
 The Starlette router (``starlette_routes``) and ``/openapi.json`` (``api.openapi``) are both built
-from this table, so no route can exist undocumented or without a scope. Scopes are enforced by
-the auth layer; ``PUBLIC`` routes (health, the API description) need none.
+from this table, so no route can exist undocumented or without a scope. Every route checks its
+scope first (``api.auth.authorize``); ``PUBLIC`` routes (health, the API description) need none.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 
-from api import dlq, docs, health, live, metrics, query, reads, registry, streams_admin
+from api import auth, dlq, docs, health, live, metrics, query, reads, registry, streams_admin
 from api.endpoint import PUBLIC, Endpoint, Param
 from api.ingest import route as ingest_route
 from api.models import (
@@ -59,6 +59,7 @@ STREAM_ROUTES = (
     Endpoint(
         "/v1/streams", GET, reads.list_streams, "list_streams", "streams:read",
         "List streams with their Avro schemas", {200: "The catalog"}, tag="streams",
+        filters_streams=True,
     ),
     Endpoint(
         "/v1/streams", POST, streams_admin.create_stream, "create_stream", "streams:admin",
@@ -318,7 +319,8 @@ def starlette_routes(endpoints: tuple[Endpoint, ...] = ROUTES) -> list[BaseRoute
 
 
 def _guarded(endpoint: Endpoint) -> Callable[..., Any]:
-    """The handler, behind checks of what the route declares: its query parameters (a typo
+    """The handler, behind checks of what the route declares: first its scope (401/403 before
+    anything else is said about the request), then its query parameters (a typo
     like ``?limt=5`` is a 400, not silently a default) and, when it takes a body, the body's
     media type. A browser sends text/plain or a form cross-origin without asking first;
     refusing any type but the route's own keeps such a request (a CSRF) from being parsed.
@@ -331,6 +333,7 @@ def _guarded(endpoint: Endpoint) -> Callable[..., Any]:
     is_async = inspect.iscoroutinefunction(handler)
 
     async def guarded(request: Request) -> Any:
+        auth.authorize(endpoint, request)
         if known is not None:
             unknown = sorted(set(request.query_params) - known)
             if unknown:

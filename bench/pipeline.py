@@ -2,6 +2,7 @@
 
     python -m bench.pipeline                 # starts its own embedded stack in a temp dir
     python -m bench.pipeline --url URL       # drives an already running `riverbed up`
+                                             # (key: --key, or .riverbed/admin.key)
 
 Prints HTTP ingest events/s (batched, concurrent clients), end-to-end events/s until every
 event is queryable in ClickHouse, p50/p99 latency from POST to visible in ClickHouse and from
@@ -28,6 +29,9 @@ import httpx
 
 from bench.drain import status_mb
 from bench.workload import now_ms
+from control.bootstrap import ADMIN_KEY_FILE, ensure_admin_key
+from control.keys import key_store
+from riverbed.core.settings import Settings
 from riverbed.embedded import free_port, start_kafka, start_redis, wait_for
 from riverbed.supervisor import Supervisor
 
@@ -40,8 +44,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def embedded_stack() -> Iterator[tuple[str, dict[str, int]]]:
-    """Engines + pipeline processes in a temp dir; yields the base URL and process pids."""
+def embedded_stack() -> Iterator[tuple[str, dict[str, int], dict[str, str]]]:
+    """Engines + pipeline processes in a temp dir; yields the base URL, process pids and the
+    headers that authenticate (an admin key, minted as `riverbed up` mints it)."""
     with tempfile.TemporaryDirectory(prefix="riverbed-bench-") as tmp:
         data_dir = Path(tmp)
         kafka, redis = start_kafka(data_dir), start_redis(data_dir)
@@ -52,6 +57,8 @@ def embedded_stack() -> Iterator[tuple[str, dict[str, int]]]:
             "RIVERBED_DATA_DIR": str(data_dir),
             "RIVERBED_API_PORT": str(port),
         }
+        admin = ensure_admin_key(key_store(Settings(data_dir=data_dir)), data_dir, force=True)
+        assert admin is not None
         supervisor = Supervisor(data_dir / "logs", env)
         for component in ("api", "agents", "flow", "sink-redis"):
             supervisor.add(component)
@@ -62,7 +69,7 @@ def embedded_stack() -> Iterator[tuple[str, dict[str, int]]]:
                 raise SystemExit(f"the stack did not become ready; logs in {data_dir / 'logs'}")
             pids = {c.name: c.process.pid for c in supervisor.children if c.process}
             pids |= {"tansu": kafka.process.pid, "valkey": redis.process.pid}
-            yield base, pids
+            yield base, pids, {"Authorization": f"Bearer {admin.key}"}
         finally:
             supervisor.stop()
             redis.stop()
@@ -73,7 +80,9 @@ def page_view(page: str, i: int) -> dict[str, Any]:
     return {"user_id": f"u{i % 997}", "page": page, "load_ms": float(i % 500), "ts": now_ms()}
 
 
-async def ingest_throughput(base: str, total: int, batch: int, clients: int, page: str) -> float:
+async def ingest_throughput(
+    base: str, headers: dict[str, str], total: int, batch: int, clients: int, page: str
+) -> float:
     """Post ``total`` events in batches from ``clients`` concurrent connections; events/s."""
     batches = [
         [page_view(page, i) for i in range(s, min(s + batch, total))]
@@ -91,14 +100,14 @@ async def ingest_throughput(base: str, total: int, batch: int, clients: int, pag
                 raise SystemExit(f"ingest failed: {response.status_code} {response.text[:300]}")
 
     started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
         await asyncio.gather(*(worker(client) for _ in range(clients)))
     return total / (time.perf_counter() - started)
 
 
-def count_in_clickhouse(base: str, page: str) -> int:
+def count_in_clickhouse(base: str, headers: dict[str, str], page: str) -> int:
     sql = f"SELECT count() FROM riverbed.events_pageviews WHERE page = '{page}'"
-    response = httpx.post(f"{base}/v1/query", json={"sql": sql}, timeout=30)
+    response = httpx.post(f"{base}/v1/query", headers=headers, json={"sql": sql}, timeout=30)
     response.raise_for_status()
     return int(response.json()["rows"][0][0])
 
@@ -106,8 +115,9 @@ def count_in_clickhouse(base: str, page: str) -> int:
 class SseWatcher:
     """Records when the first SSE update for each probe group arrives."""
 
-    def __init__(self, base: str, prefix: str) -> None:
+    def __init__(self, base: str, headers: dict[str, str], prefix: str) -> None:
         self.url = f"{base}/v1/live/metrics?stream=pageviews&field=*"
+        self.headers = headers
         self.prefix = prefix
         self.first_seen: dict[str, int] = {}
         self.connected = threading.Event()
@@ -116,7 +126,10 @@ class SseWatcher:
 
     def _run(self) -> None:
         try:
-            with httpx.Client(timeout=None) as client, client.stream("GET", self.url) as response:
+            with (
+                httpx.Client(headers=self.headers, timeout=None) as client,
+                client.stream("GET", self.url) as response,
+            ):
                 self.connected.set()
                 for line in response.iter_lines():
                     if self.stop.is_set():
@@ -130,10 +143,12 @@ class SseWatcher:
                 raise
 
 
-def latency_probes(base: str, probes: int, rate: float) -> tuple[list[float], list[float]]:
+def latency_probes(
+    base: str, headers: dict[str, str], probes: int, rate: float
+) -> tuple[list[float], list[float]]:
     """One event per probe group, ``rate`` per second; returns (ClickHouse ms, SSE ms) lists."""
     prefix = f"/probe/{uuid.uuid4().hex[:6]}/"
-    sse = SseWatcher(base, prefix)
+    sse = SseWatcher(base, headers, prefix)
     if not sse.connected.wait(30):
         raise SystemExit("SSE stream did not open")
     sent: dict[str, int] = {}
@@ -142,7 +157,7 @@ def latency_probes(base: str, probes: int, rate: float) -> tuple[list[float], li
 
     def poll_clickhouse() -> None:
         sql = f"SELECT page FROM riverbed.events_pageviews WHERE startsWith(page, '{prefix}')"
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
             while not done.is_set():
                 rows = client.post("/v1/query", json={"sql": sql}).json()["rows"]
                 stamp = now_ms()
@@ -154,7 +169,7 @@ def latency_probes(base: str, probes: int, rate: float) -> tuple[list[float], li
 
     poller = threading.Thread(target=poll_clickhouse, daemon=True)
     poller.start()
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
         for i in range(probes):
             page = f"{prefix}{i}"
             sent[page] = now_ms()
@@ -172,17 +187,23 @@ def latency_probes(base: str, probes: int, rate: float) -> tuple[list[float], li
 
 
 def run(
-    base: str, pids: dict[str, int], total: int, batch: int, clients: int, probes: int
+    base: str,
+    headers: dict[str, str],
+    pids: dict[str, int],
+    total: int,
+    batch: int,
+    clients: int,
+    probes: int,
 ) -> dict[str, Any]:
     page = f"/bench/{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
-    ingest_rate = asyncio.run(ingest_throughput(base, total, batch, clients, page))
-    while count_in_clickhouse(base, page) < total:
+    ingest_rate = asyncio.run(ingest_throughput(base, headers, total, batch, clients, page))
+    while count_in_clickhouse(base, headers, page) < total:
         if time.perf_counter() - started > 600:
             raise SystemExit("events did not all reach ClickHouse within 10 minutes")
         time.sleep(0.1)
     e2e_rate = total / (time.perf_counter() - started)
-    ch, live = latency_probes(base, probes, rate=10)
+    ch, live = latency_probes(base, headers, probes, rate=10)
     return {
         "events": total,
         "batch": batch,
@@ -206,16 +227,22 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="base URL of a running Riverbed (default: start one)")
+    parser.add_argument(
+        "--key", help="API key for --url (default: RIVERBED_API_KEY, or .riverbed/admin.key)"
+    )
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--probes", type=int, default=100)
     args = parser.parse_args(argv)
     if args.url:
-        result = run(args.url, {}, args.events, args.batch, args.clients, args.probes)
+        key = args.key or os.environ.get("RIVERBED_API_KEY")
+        key = key or (Settings().data_dir / ADMIN_KEY_FILE).read_text().strip()
+        headers = {"Authorization": f"Bearer {key}"}
+        result = run(args.url, headers, {}, args.events, args.batch, args.clients, args.probes)
     else:
-        with embedded_stack() as (base, pids):
-            result = run(base, pids, args.events, args.batch, args.clients, args.probes)
+        with embedded_stack() as (base, pids, headers):
+            result = run(base, headers, pids, args.events, args.batch, args.clients, args.probes)
     result["machine"] = f"{os.cpu_count()} cores, python {sys.version.split()[0]}"
     print(json.dumps(result, indent=2))
     print(

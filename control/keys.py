@@ -18,8 +18,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from control.db import database_url, open_store
 from control.models import ApiKey
+from control.scopes import GRANTABLE
 from riverbed.core.errors import Invalid, NotFound
+from riverbed.core.settings import Settings
 
 KEY_PREFIX = "rb_"
 MAX_NAME = 200
@@ -146,7 +149,22 @@ class ApiKeys:
                 row.revoked_at = _now()
             return KeyInfo.of(row)
 
+    def has_active(self) -> bool:
+        """Whether any key is unrevoked and unexpired (else the first start mints one)."""
+        now = _now()
+        return any(
+            info.revoked_at is None and (info.expires_at is None or info.expires_at > now)
+            for info in self.list()
+        )
+
     def list(self) -> list[KeyInfo]:
         with self.sessions.begin() as session:
             rows = session.scalars(select(ApiKey).order_by(ApiKey.created_at)).all()
             return [KeyInfo.of(row) for row in rows]
+
+
+def key_store(settings: Settings) -> ApiKeys:
+    """The API keys in the control-plane database of ``settings``, its schema brought up to
+    date."""
+    url = database_url(settings.data_dir, settings.database_url)
+    return ApiKeys(open_store(url), GRANTABLE)

@@ -56,23 +56,28 @@ def cmd_streams(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keys(settings: Settings) -> Any:
-    from api.endpoint import PUBLIC, SCOPES
-    from control.db import database_url, open_store
-    from control.keys import ApiKeys
+def _keys(args: argparse.Namespace) -> Any:
+    from control.keys import key_store
 
-    url = database_url(settings.data_dir, settings.database_url)
-    return ApiKeys(open_store(url), set(SCOPES) - {PUBLIC})
+    overrides = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
+    return key_store(Settings(**overrides))  # type: ignore[arg-type]
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
+    from control.scopes import ROLES
     from riverbed.core.errors import Invalid
 
     expires = timedelta(days=args.expires_days) if args.expires_days else None
+    scopes = set(args.scope or [])
+    for role in args.role or []:
+        scopes |= ROLES[role]
+    if not scopes:
+        print("error: give the key a --role or at least one --scope", file=sys.stderr)
+        return 2
     try:
-        key, info = _keys(Settings()).create(args.name, args.scope, args.stream, expires)
+        key, info = _keys(args).create(args.name, scopes, args.stream, expires)
     except Invalid as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         return 2
@@ -88,7 +93,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    for info in _keys(Settings()).list():
+    for info in _keys(args).list():
         state = "revoked" if info.revoked_at else "active"
         used = f"{info.last_used_at:%Y-%m-%d %H:%M}" if info.last_used_at else "never"
         print(f"{info.prefix}  {state:7}  {info.name}  scopes={','.join(info.scopes)}  used={used}")
@@ -99,7 +104,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     from control.keys import KeyNotFound
 
     try:
-        info = _keys(Settings()).revoke(args.prefix)
+        info = _keys(args).revoke(args.prefix)
     except KeyNotFound as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         return 2
@@ -108,17 +113,30 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def _keys_parser(commands: Any) -> None:
+    from control.scopes import GRANTABLE, ROLES
+
     keys = commands.add_parser(
         "keys",
         help="create, list and revoke API keys",
         description="API keys for producers and services: scoped, shown once, stored as a "
         "digest (control plane: SQLite in the data dir, or DATABASE_URL).",
     )
+    keys.add_argument("--data-dir", help="the data dir whose control.db holds the keys")
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True, help="who or what uses it")
     create.add_argument(
-        "--scope", action="append", required=True, help="a scope it grants (repeatable)"
+        "--role",
+        action="append",
+        choices=sorted(ROLES),
+        help="grant a role's scopes (repeatable): "
+        + "; ".join(f"{name}: {', '.join(sorted(scopes))}" for name, scopes in ROLES.items()),
+    )
+    create.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help=f"a scope it grants (repeatable): {', '.join(sorted(GRANTABLE))}",
     )
     create.add_argument(
         "--stream", action="append", help="limit it to this stream (repeatable; default all)"

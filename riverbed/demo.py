@@ -80,8 +80,11 @@ def purchase(rng: random.Random, now_ms: int) -> dict[str, Any]:
 class DemoTraffic:
     """Posts ``rate`` events per second (about one purchase per ten page views) until stopped."""
 
-    def __init__(self, base_url: str, rate: float = 50.0, seed: int | None = None) -> None:
+    def __init__(
+        self, base_url: str, key: str, rate: float = 50.0, seed: int | None = None
+    ) -> None:
         self.base_url = base_url
+        self.headers = {"Authorization": f"Bearer {key}"}
         self.rate = rate
         self.rng = random.Random(seed)
         self.sent = 0
@@ -92,7 +95,7 @@ class DemoTraffic:
         self._stop.set()
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.base_url, timeout=15) as client:
+        with httpx.Client(base_url=self.base_url, headers=self.headers, timeout=15) as client:
             for product, details in PRODUCT_DETAILS.items():
                 try:
                     client.put(f"/v1/reference/products/{product}", json=details).raise_for_status()

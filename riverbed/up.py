@@ -19,6 +19,8 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
+from control.bootstrap import AdminKey, ensure_admin_key
+from control.keys import key_store
 from riverbed.components import instances
 from riverbed.core.errors import RiverbedError
 from riverbed.core.settings import Settings
@@ -37,6 +39,7 @@ class Stack:
     data_dir: Path
     env: dict[str, str]
     engines: list[WatchedEngine] = field(default_factory=list)
+    admin_key: AdminKey | None = None
 
     @property
     def base_url(self) -> str:
@@ -64,6 +67,7 @@ def up(settings: Settings, demo: bool = False, demo_rate: float = 50.0) -> int:
     print(f"Riverbed starting (data dir {data_dir})")
     _metrics_file(settings, demo)
     stack = Stack(settings, data_dir, _child_env(settings))
+    stack.admin_key = ensure_admin_key(key_store(settings), data_dir, force=demo)
     try:
         _start_engines(stack)
     except EngineStartError as exc:
@@ -178,8 +182,8 @@ def _run(stack: Stack, demo: bool, demo_rate: float) -> None:
     try:
         if _wait_ready(stack.base_url, 120):
             _announce(stack)
-            if demo:
-                traffic = DemoTraffic(stack.base_url, rate=demo_rate)
+            if demo and stack.admin_key is not None:
+                traffic = DemoTraffic(stack.base_url, stack.admin_key.key, rate=demo_rate)
                 threading.Thread(target=traffic.run, daemon=True).start()
                 print(f"  demo         posting ~{demo_rate:g} events/s (pageviews, purchases)")
             print("Ctrl-C stops everything.")
@@ -201,6 +205,14 @@ def _announce(stack: Stack) -> None:
     print(f"  API docs     {base}/docs/")
     print(f"  health       {base}/readyz")
     print(f"  logs         {stack.data_dir / 'logs'}")
+    admin = stack.admin_key
+    if admin is None:
+        print("  API keys     riverbed keys create --name NAME --role producer  (see --help)")
+        return
+    if admin.created or stack.settings.on_loopback:
+        print(f"  admin key    {admin.key}")
+    print(f"               (kept in {admin.path}; try:")
+    print(f'               curl -H "Authorization: Bearer $(cat {admin.path})" {base}/v1/streams)')
 
 
 def _stop(stack: Stack, supervisor: Supervisor, traffic: DemoTraffic | None) -> None:

@@ -8,6 +8,7 @@ them. Nothing here is mocked.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +20,9 @@ import httpx
 import pytest
 import redis
 
+from control.bootstrap import ensure_admin_key
+from control.keys import key_store
+from riverbed.core.settings import Settings
 from riverbed.embedded import Engine, free_port, start_kafka, start_redis
 from riverbed.supervisor import Supervisor
 
@@ -45,6 +49,22 @@ def wait_until(
         f"timed out after {timeout}s waiting for {message}"
         + (f" (last error: {last_error!r})" if last_error else "")
     )
+
+
+def admin_key(data_dir: Path) -> str:
+    """The admin key of ``data_dir`` (its ``admin.key``), minted as ``riverbed up`` mints it."""
+    admin = ensure_admin_key(key_store(Settings(data_dir=data_dir)), data_dir, force=True)
+    assert admin is not None
+    return admin.key
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def api_client(base: str, key: str, timeout: float | None = 30) -> httpx.Client:
+    """An HTTP client of the API that presents ``key``."""
+    return httpx.Client(base_url=base, headers=bearer(key), timeout=timeout)
 
 
 @dataclass
@@ -79,11 +99,21 @@ class Pipeline:
     engines: Engines
     supervisor: Supervisor
 
+    @functools.cached_property
+    def key(self) -> str:
+        """An admin key: every scope, every stream."""
+        return admin_key(self.data_dir)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.key)
+
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=30)
+        return api_client(self.base_url, self.key)
 
     def query(self, sql: str) -> list[list[Any]]:
-        response = httpx.post(f"{self.base_url}/v1/query", json={"sql": sql}, timeout=30)
+        with self.client() as client:
+            response = client.post("/v1/query", json={"sql": sql})
         response.raise_for_status()
         return response.json()["rows"]
 
@@ -114,7 +144,9 @@ def start_components(
     """Run components as ``riverbed up`` does (watched, restarted) and wait for ``/readyz``.
 
     Returns the supervisor and the API's base URL; stops everything if it never gets ready.
+    ``admin_key(data_dir)`` is a key of the started API.
     """
+    admin_key(data_dir)
     port = free_port()
     supervisor = Supervisor(
         data_dir / "logs",
@@ -146,6 +178,11 @@ class OwnStack:
     kafka: Engine
     redis_url: str
     supervisor: Supervisor
+    key: str  # an admin key
+
+    @functools.cached_property
+    def api(self) -> httpx.Client:
+        return api_client(self.base, self.key)
 
 
 @contextlib.contextmanager
@@ -170,7 +207,7 @@ def own_stack(
         kafka.stop()
         raise
     try:
-        yield OwnStack(base, kafka, redis_url, supervisor)
+        yield OwnStack(base, kafka, redis_url, supervisor, admin_key(data_dir))
     finally:
         supervisor.stop()
         kafka.stop()

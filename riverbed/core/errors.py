@@ -150,7 +150,7 @@ class Unavailable(RiverbedError):
 
 
 def _kebab(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name.lstrip("_")).lower()
 
 
 def summarize(problems: list[FieldProblem]) -> str:

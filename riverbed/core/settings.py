@@ -12,6 +12,9 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: The names of this machine's loopback interface, as a bind address or a Host header.
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
 
 class Settings(BaseSettings):
     """Riverbed configuration; see ``docs/operations.md`` for every variable."""
@@ -99,6 +102,11 @@ class Settings(BaseSettings):
     query_max_memory_bytes: int = 2 * 1024**3
 
     sse_heartbeat_seconds: float = 15.0
+
+    @property
+    def on_loopback(self) -> bool:
+        """Listening only on this machine (development); else reachable from a network."""
+        return self.host in LOOPBACK
 
     @property
     def embedded_kafka(self) -> bool:

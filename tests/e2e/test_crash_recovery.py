@@ -60,7 +60,7 @@ def stack(engines: Engines, tmp_path: Path, request: pytest.FixtureRequest) -> I
     (tmp_path / "metrics.yaml").write_text(json.dumps({"metrics": [DECLARED]}))  # YAML ⊇ JSON
     database = 3 + request.node.callspec.params["seed"] % 10
     with own_stack(engines, tmp_path, database, env) as own:
-        yield Stack(own.base, own.kafka, own.redis_url, own.supervisor)
+        yield Stack(own.base, own.kafka, own.redis_url, own.supervisor, own.key)
 
 
 def make_batch(rng: random.Random, index: int) -> list[dict]:
@@ -96,12 +96,12 @@ def reference(events: list[dict]) -> dict[tuple[str, str, int], tuple[int, float
     return {key: (int(count), total) for key, (count, total) in out.items()}
 
 
-def post_until_accepted(base: str, batch: list[dict]) -> None:
+def post_until_accepted(api: httpx.Client, batch: list[dict]) -> None:
     """A client that retries the same events (same event_ids) until Riverbed accepts them."""
 
     def accepted() -> bool:
         try:
-            response = httpx.post(f"{base}/v1/streams/pageviews/events", json=batch, timeout=30)
+            response = api.post("/v1/streams/pageviews/events", json=batch, timeout=30)
         except httpx.HTTPError:
             return False  # API down (killed): retry
         return response.status_code == 202
@@ -109,8 +109,8 @@ def post_until_accepted(base: str, batch: list[dict]) -> None:
     wait_until(accepted, 120, interval=0.2, message="ingest to accept a batch")
 
 
-def query(base: str, sql: str) -> list[list]:
-    response = httpx.post(f"{base}/v1/query", json={"sql": sql}, timeout=30)
+def query(api: httpx.Client, sql: str) -> list[list]:
+    response = api.post("/v1/query", json={"sql": sql}, timeout=30)
     response.raise_for_status()
     return response.json()["rows"]
 
@@ -123,7 +123,7 @@ def test_killed_processes_restart_and_every_count_stays_exact(stack: Stack, seed
     rng.shuffle(victims)
     kills = dict(zip(sorted(rng.sample(range(2, BATCHES - 1), len(victims))), victims, strict=True))
     wait_until(
-        lambda: httpx.get(f"{stack.base}/v1/metrics/crash_pages", timeout=5).json()["running"],
+        lambda: stack.api.get("/v1/metrics/crash_pages", timeout=5).json()["running"],
         30,
         message="the flow to run the declared metric",
     )
@@ -133,7 +133,7 @@ def test_killed_processes_restart_and_every_count_stays_exact(stack: Stack, seed
         events += batch
         if index in kills:
             stack.kill(kills[index])
-        post_until_accepted(stack.base, batch)
+        post_until_accepted(stack.api, batch)
 
     def crashed() -> set[str]:
         return {c.name for c in stack.supervisor.children if c.history}
@@ -145,7 +145,7 @@ def test_killed_processes_restart_and_every_count_stays_exact(stack: Stack, seed
 
     def stored() -> bool:
         ((count, distinct),) = query(
-            stack.base, "SELECT count(), uniqExact(event_id) FROM riverbed.events_pageviews FINAL"
+            stack.api, "SELECT count(), uniqExact(event_id) FROM riverbed.events_pageviews FINAL"
         )
         return count == distinct == EVENTS
 
@@ -153,7 +153,7 @@ def test_killed_processes_restart_and_every_count_stays_exact(stack: Stack, seed
     got = [
         r[0]
         for r in query(
-            stack.base, "SELECT event_id FROM riverbed.events_pageviews FINAL ORDER BY event_id"
+            stack.api, "SELECT event_id FROM riverbed.events_pageviews FINAL ORDER BY event_id"
         )
     ]
     assert got == ids
@@ -180,13 +180,13 @@ def test_killed_processes_restart_and_every_count_stays_exact(stack: Stack, seed
     except AssertionError as exc:
         totals = store.zrange(series_key("pageviews", "*", "*"), 0, -1, withscores=True)
         in_clickhouse = query(
-            stack.base,
+            stack.api,
             "SELECT toUnixTimestamp64Milli(window_start), count, "
             "version, final FROM riverbed.metrics FINAL WHERE stream = "
             "'pageviews' AND field = '*' AND `group` = '*'",
         )
         dead = query(
-            stack.base,
+            stack.api,
             "SELECT stage, error, count() FROM riverbed.dead_letters FINAL GROUP BY stage, error",
         )
         raise AssertionError(
@@ -197,7 +197,7 @@ def test_killed_processes_restart_and_every_count_stays_exact(stack: Stack, seed
 
     def clickhouse_metrics() -> dict[tuple[str, str, int], tuple[int, float]]:
         rows = query(
-            stack.base,
+            stack.api,
             "SELECT field, `group`, toUnixTimestamp64Milli(window_start), "
             "count, sum FROM riverbed.metrics FINAL WHERE stream = 'pageviews'",
         )
@@ -224,7 +224,7 @@ def test_killed_processes_restart_and_every_count_stays_exact(stack: Stack, seed
     }
 
     def declared_results() -> dict[tuple[str, int], tuple[int, float, float, int]]:
-        response = httpx.get(f"{stack.base}/v1/metrics/crash_pages/results", timeout=30)
+        response = stack.api.get("/v1/metrics/crash_pages/results", timeout=30)
         response.raise_for_status()
         return {
             (w["group_key"], w["window_start"]): (
@@ -243,7 +243,7 @@ def test_killed_processes_restart_and_every_count_stays_exact(stack: Stack, seed
         message="exact declared-metric windows in ClickHouse",
     )
     dead = query(
-        stack.base,
+        stack.api,
         "SELECT stage, error, extract(assumeNotNull(event_id), '^crash-(\\d+)-') AS batch,"
         " count(), min(failed_at), max(failed_at) FROM riverbed.dead_letters FINAL"
         " WHERE stream = 'pageviews' GROUP BY stage, error, batch ORDER BY batch",

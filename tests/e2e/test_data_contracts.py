@@ -93,7 +93,8 @@ def streams(pipeline: Pipeline) -> Iterator[dict[str, str]]:
 
 
 def rows(pipeline: Pipeline, sql: str) -> list[dict[str, Any]]:
-    response = httpx.post(f"{pipeline.base_url}/v1/query", json={"sql": sql}, timeout=30)
+    with pipeline.client() as client:
+        response = client.post("/v1/query", json={"sql": sql})
     response.raise_for_status()
     body = response.json()
     names = [c["name"] for c in body["columns"]]

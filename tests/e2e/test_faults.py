@@ -18,7 +18,13 @@ import httpx
 import pytest
 
 from riverbed.embedded import free_port, start_kafka, start_redis
-from tests.conftest import PIPELINE_COMPONENTS, start_components, wait_until
+from tests.conftest import (
+    PIPELINE_COMPONENTS,
+    admin_key,
+    api_client,
+    start_components,
+    wait_until,
+)
 from tests.helpers.riverbed_up import RiverbedUp, processes_using
 
 pytestmark = pytest.mark.e2e
@@ -32,22 +38,24 @@ def page_views(page: str, count: int) -> list[dict[str, Any]]:
     ]
 
 
-def post_until_accepted(base: str, events: list[dict[str, Any]], timeout: float = 90) -> None:
+def post_until_accepted(
+    api: httpx.Client, events: list[dict[str, Any]], timeout: float = 90
+) -> None:
     """Retry with the same event ids until every event is accepted (202), as a producer would."""
 
     def accepted() -> bool:
-        response = httpx.post(f"{base}/v1/streams/pageviews/events", json=events, timeout=15)
+        response = api.post("/v1/streams/pageviews/events", json=events, timeout=15)
         return response.status_code == 202
 
     wait_until(accepted, timeout, interval=0.5, message="the batch to be accepted")
 
 
-def stored(base: str, page: str) -> tuple[int, int]:
+def stored(api: httpx.Client, page: str) -> tuple[int, int]:
     sql = (
         "SELECT count(), uniqExact(event_id) FROM riverbed.events_pageviews FINAL "
         f"WHERE page = '{page}'"
     )
-    response = httpx.post(f"{base}/v1/query", json={"sql": sql}, timeout=15)
+    response = api.post("/v1/query", json={"sql": sql}, timeout=15)
     response.raise_for_status()
     rows = response.json()["rows"][0]
     return int(rows[0]), int(rows[1])
@@ -59,28 +67,29 @@ def test_valkey_killed_mid_stream_loses_no_accepted_event(tmp_path: Path) -> Non
     port = int(valkey.url.rsplit(":", 1)[1].split("/")[0])
     env = {"KAFKA_BOOTSTRAP": kafka.url, "REDIS_URL": valkey.url, "RIVERBED_LOG_LEVEL": "ERROR"}
     supervisor, base = start_components(tmp_path, env, PIPELINE_COMPONENTS, interval=0.2)
+    api = api_client(base, admin_key(tmp_path))
     page = f"/fault-valkey-{uuid.uuid4().hex[:8]}"
     before, during = page_views(page, 300), page_views(page, 600)[300:]
     try:
-        post_until_accepted(base, before)
+        post_until_accepted(api, before)
         valkey.process.kill()
         valkey.process.wait(10)
         # Whatever the API answers while Redis is gone, the producer retries until 202; the
         # agents meet the outage in the middle of those batches and crash.
-        httpx.post(f"{base}/v1/streams/pageviews/events", json=during, timeout=15)
+        api.post("/v1/streams/pageviews/events", json=during, timeout=15)
         wait_until(
             lambda: any(c.name == "agents" and c.history for c in supervisor.children),
             60,
             message="the agents to meet the outage",
         )
         valkey = start_redis(tmp_path, port)  # same port, same AOF: an operator's restart
-        post_until_accepted(base, during)
+        post_until_accepted(api, during)
         wait_until(
-            lambda: stored(base, page) == (600, 600),
+            lambda: stored(api, page) == (600, 600),
             120,
-            message=f"all 600 events stored once (have {stored(base, page)})",
+            message=f"all 600 events stored once (have {stored(api, page)})",
         )
-        letters = httpx.get(f"{base}/v1/streams/pageviews/dlq", timeout=15).json()
+        letters = api.get("/v1/streams/pageviews/dlq", timeout=15).json()
         assert letters["counts"] == {}, letters
     finally:
         supervisor.stop()
@@ -108,9 +117,10 @@ def test_riverbed_up_restarts_a_killed_valkey_and_a_killed_broker(tmp_path: Path
     up = RiverbedUp(data_dir, free_port(), demo=False)
     try:
         up.wait_up()
+        api = api_client(up.base, admin_key(data_dir))
         page = f"/engines-{uuid.uuid4().hex[:8]}"
-        post_until_accepted(up.base, page_views(page, 100))
-        wait_until(lambda: stored(up.base, page) == (100, 100), 60, message="the first events")
+        post_until_accepted(api, page_views(page, 100))
+        wait_until(lambda: stored(api, page) == (100, 100), 60, message="the first events")
 
         os.kill(engine_pid(up, "redis"), signal.SIGKILL)
         wait_until(
@@ -126,9 +136,9 @@ def test_riverbed_up_restarts_a_killed_valkey_and_a_killed_broker(tmp_path: Path
         )
         assert any("records no stage had processed yet are lost" in line for line in up.lines)
         later = f"/engines-{uuid.uuid4().hex[:8]}"
-        post_until_accepted(up.base, page_views(later, 100), timeout=120)
-        wait_until(lambda: stored(up.base, later) == (100, 100), 120, message="later events")
-        assert stored(up.base, page) == (100, 100)  # ClickHouse kept the earlier ones
+        post_until_accepted(api, page_views(later, 100), timeout=120)
+        wait_until(lambda: stored(api, later) == (100, 100), 120, message="later events")
+        assert stored(api, page) == (100, 100)  # ClickHouse kept the earlier ones
         ready = wait_until(
             lambda: (r := httpx.get(f"{up.base}/readyz", timeout=10)).status_code == 200 and r,
             60,

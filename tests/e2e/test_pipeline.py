@@ -31,8 +31,9 @@ WINDOW_MS = WINDOW_SECONDS * 1000
 class SseCollector:
     """Reads an SSE stream in a thread and keeps every parsed message."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
         self.url = url
+        self.headers = headers
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self.connected = threading.Event()
         self._stop = threading.Event()
@@ -41,7 +42,10 @@ class SseCollector:
 
     def _run(self) -> None:
         try:
-            with httpx.Client(timeout=None) as client, client.stream("GET", self.url) as response:
+            with (
+                httpx.Client(headers=self.headers, timeout=None) as client,
+                client.stream("GET", self.url) as response,
+            ):
                 self.connected.set()
                 event = "message"
                 for line in response.iter_lines():
@@ -119,7 +123,9 @@ def page_view(page: str, load_ms: float, event_id: str | None = None) -> dict[st
 
 def test_events_flow_exactly_once_to_clickhouse_redis_dlq_and_sse(pipeline: Pipeline) -> None:
     page = f"/e2e/{uuid.uuid4().hex[:8]}"
-    sse = SseCollector(f"{pipeline.base_url}/v1/live/metrics?stream=pageviews&group={page}")
+    sse = SseCollector(
+        f"{pipeline.base_url}/v1/live/metrics?stream=pageviews&group={page}", pipeline.headers
+    )
     assert sse.connected.wait(30), "SSE stream did not open"
 
     valid = [page_view(page, float(10 + i), f"ok-{uuid.uuid4().hex}") for i in range(40)]

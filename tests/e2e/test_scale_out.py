@@ -13,13 +13,12 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
 from riverbed.core.topology import series_key, stats_key
 from streams.metrics.state import window_start
-from tests.conftest import Engines, OwnStack, own_stack, read_logs, wait_until
+from tests.conftest import Engines, OwnStack, api_client, own_stack, read_logs, wait_until
 
 pytestmark = pytest.mark.e2e
 WINDOW_MS = 5000
@@ -58,7 +57,7 @@ def check_exact_results(stack: OwnStack) -> None:
         }
         for i in range(EVENTS)
     ]
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with api_client(base, stack.key) as client:
         for i in range(0, EVENTS, 250):
             response = client.post("/v1/streams/pageviews/events", json=events[i : i + 250])
             assert response.status_code == 202, response.text

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from riverbed.embedded import start_kafka
-from tests.conftest import Engines, start_components, wait_until
+from tests.conftest import Engines, admin_key, bearer, start_components, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -29,15 +29,26 @@ def test_ingest_answers_503_with_retry_after_when_the_broker_is_down(
     except AssertionError:
         kafka.stop()
         raise
+    headers = bearer(admin_key(tmp_path))
     try:
         event = {"user_id": "u1", "page": "/", "load_ms": 1.0, "ts": time.time_ns() // 1_000_000}
-        assert httpx.post(f"{base}/v1/streams/pageviews/events", json=event).status_code == 202
+        assert (
+            httpx.post(
+                f"{base}/v1/streams/pageviews/events", headers=headers, json=event
+            ).status_code
+            == 202
+        )
         kafka.stop()
         # librdkafka reports "all brokers down" as the connection drops; wait for the breaker.
         response = wait_until(
             lambda: (
                 (
-                    r := httpx.post(f"{base}/v1/streams/pageviews/events", json=event, timeout=10)
+                    r := httpx.post(
+                        f"{base}/v1/streams/pageviews/events",
+                        headers=headers,
+                        json=event,
+                        timeout=10,
+                    )
                 ).status_code
                 == 503
                 and r
@@ -51,7 +62,9 @@ def test_ingest_answers_503_with_retry_after_when_the_broker_is_down(
         assert response.json()["event_ids"]  # retry with these: duplicates are dropped
         # Every further request is refused at once too, not after the producer's timeout.
         for _ in range(3):
-            again = httpx.post(f"{base}/v1/streams/pageviews/events", json=event, timeout=10)
+            again = httpx.post(
+                f"{base}/v1/streams/pageviews/events", headers=headers, json=event, timeout=10
+            )
             assert again.status_code == 503
         assert httpx.get(f"{base}/readyz", timeout=30).status_code == 503
     finally:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from riverbed.embedded import start_redis
-from tests.conftest import Engines, start_components
+from tests.conftest import Engines, admin_key, bearer, start_components
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,9 @@ def test_live_endpoints_answer_503_when_redis_is_down(engines: Engines, tmp_path
         raise
     try:
         valkey.stop()
-        response = httpx.get(f"{base}/v1/live/metrics", timeout=10)
+        response = httpx.get(
+            f"{base}/v1/live/metrics", headers=bearer(admin_key(tmp_path)), timeout=10
+        )
         assert response.status_code == 503, response.text
         assert response.headers["content-type"] == "application/problem+json"
         assert response.headers["retry-after"]

@@ -10,9 +10,15 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from riverbed.core.settings import Settings
+from tests.conftest import bearer
+from tests.helpers.keys import key_store, new_key
 
+KEYS = key_store()
 CLIENT = TestClient(
-    create_app(Settings()), raise_server_exceptions=False, base_url="http://127.0.0.1:8080"
+    create_app(Settings(), keys=KEYS),
+    raise_server_exceptions=False,
+    base_url="http://127.0.0.1:8080",
+    headers=bearer(new_key(KEYS)),
 )
 
 
@@ -78,7 +84,7 @@ def test_on_loopback_loopback_names_are_answered(host: str) -> None:
 
 
 def test_listening_everywhere_the_configured_names_are_answered() -> None:
-    app = create_app(Settings(host="0.0.0.0", allowed_hosts="riverbed.example.com"))
+    app = create_app(Settings(host="0.0.0.0", allowed_hosts="riverbed.example.com"), keys=KEYS)
     client = TestClient(app, base_url="http://riverbed.example.com")
     assert client.get("/healthz").status_code == 200
     assert client.get("/healthz", headers={"host": "evil.example"}).status_code == 400

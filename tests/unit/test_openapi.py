@@ -19,10 +19,11 @@ from riverbed.core.settings import Settings
 from schemas.catalog import load_catalog
 from schemas.json_schema import avro_to_json_schema
 from schemas.validation import validate_event
+from tests.helpers.keys import key_store
 
 CATALOG = load_catalog()
 DOCUMENT = build_openapi(CATALOG, ROUTES)
-APP = create_app(Settings())
+APP = create_app(Settings(), keys=key_store())
 
 
 def served() -> set[tuple[str, str]]:

@@ -1,0 +1,46 @@
+"""What a caller may be granted: scopes (one per kind of action) and roles (named sets of them).
+
+Every route of the API declares one scope (``api.routes``); a key or a user carries a set. The
+names live here, in the contracts layer, because the store (keys, and users next) validates
+them and the CLI hands them out without importing the web layer.
+"""
+
+from __future__ import annotations
+
+PUBLIC = "public"
+#: Every scope a route may need, with what it grants (shown in /openapi.json).
+SCOPES: dict[str, str] = {
+    PUBLIC: "no credentials needed",
+    "streams:read": "list streams and read their declarations",
+    "streams:admin": "declare streams and evolve their schemas",
+    "events:write": "post events to a stream",
+    "events:read": "read stored events",
+    "dlq:read": "list dead letters",
+    "dlq:replay": "replay dead letters",
+    "reference:write": "change reference-table entries",
+    "metrics:read": "read metrics and follow them live",
+    "metrics:admin": "declare and remove metrics",
+    "query:sql": "run read-only SQL over ClickHouse",
+    "registry:read": "read the schema registry",
+    "registry:write": "register schemas, delete versions, set compatibility",
+}
+#: The scopes a credential can hold (``public`` is what needs none).
+GRANTABLE = frozenset(SCOPES) - {PUBLIC}
+
+#: Roles: the sets of scopes the four kinds of users need. A key may be given a role, scopes,
+#: or both (the union).
+ROLES: dict[str, frozenset[str]] = {
+    "admin": GRANTABLE,
+    "analyst": frozenset(
+        {
+            "streams:read",
+            "events:read",
+            "dlq:read",
+            "metrics:read",
+            "query:sql",
+            "registry:read",
+        }
+    ),
+    "producer": frozenset({"streams:read", "events:write", "dlq:read"}),
+    "viewer": frozenset({"streams:read", "metrics:read"}),
+}
