@@ -20,6 +20,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	sh tests/helpers/install-postgres
 	$(BIN)/python -m pytest -ra --durations=10
 
 crash-test: $(STAMP)

@@ -7,22 +7,33 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 0x52495645  # "RIVE": the advisory lock Riverbed's migrations hold
+
+
+#: What people paste as DATABASE_URL (libpq's, Heroku's, SQLAlchemy's default driver) means
+#: PostgreSQL through psycopg 3, the driver Riverbed ships.
+POSTGRES_SCHEMES = ("postgres://", "postgresql://", "postgresql+psycopg2://")
 
 
 def database_url(data_dir: Path, url: str | None) -> str:
     """``url`` (``DATABASE_URL``) or SQLite in the data dir: zero setup by default."""
     if url:
+        for scheme in POSTGRES_SCHEMES:
+            if url.startswith(scheme):
+                return "postgresql+psycopg://" + url[len(scheme) :]
         return url
     data_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(data_dir / 'control.db').resolve()}"
 
 
 def connect(url: str) -> Engine:
-    engine = create_engine(url, future=True)
+    # pool_pre_ping: a server restarted under a long-running API costs one reconnect, not an
+    # error per pooled connection.
+    engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         # SQLite leaves foreign keys off unless asked, per connection; WAL lets the API read
         # while the CLI writes.
@@ -41,6 +52,9 @@ def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # API replicas starting together: one migrates, the others wait and find it done.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

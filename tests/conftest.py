@@ -25,6 +25,7 @@ from control.keys import key_store
 from riverbed.core.settings import Settings
 from riverbed.embedded import Engine, free_port, start_kafka, start_redis
 from riverbed.supervisor import Supervisor
+from tests.helpers.postgres import Postgres, start_postgres
 
 WINDOW_SECONDS = 5
 LATENESS_SECONDS = 2
@@ -51,9 +52,11 @@ def wait_until(
     )
 
 
-def admin_key(data_dir: Path) -> str:
-    """The admin key of ``data_dir`` (its ``admin.key``), minted as ``riverbed up`` mints it."""
-    admin = ensure_admin_key(key_store(Settings(data_dir=data_dir)), data_dir, force=True)
+def admin_key(data_dir: Path, database_url: str | None = None) -> str:
+    """The admin key of ``data_dir`` (its ``admin.key``), minted as ``riverbed up`` mints it, in
+    the control-plane store of ``database_url`` (default: SQLite in ``data_dir``)."""
+    settings = Settings(data_dir=data_dir, database_url=database_url)
+    admin = ensure_admin_key(key_store(settings), data_dir, force=True)
     assert admin is not None
     return admin.key
 
@@ -90,6 +93,14 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
     yield Engines(kafka, redis, data_dir)
     redis.stop()
     kafka.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server of Debian's, for the control plane's production path."""
+    server = start_postgres()
+    yield server
+    server.stop()
 
 
 @dataclass
@@ -146,7 +157,7 @@ def start_components(
     Returns the supervisor and the API's base URL; stops everything if it never gets ready.
     ``admin_key(data_dir)`` is a key of the started API.
     """
-    admin_key(data_dir)
+    admin_key(data_dir, env.get("DATABASE_URL"))
     port = free_port()
     supervisor = Supervisor(
         data_dir / "logs",

@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from control.db import database_url, open_store
 from control.keys import ApiKeys, KeyNotFound
+from control.models import ApiKey
 from riverbed.cli import main
 from riverbed.core.errors import Invalid
+from tests.helpers.postgres import Postgres
 
 SCOPES = {"events:write", "events:read", "query:sql"}
 
 
-@pytest.fixture()
-def keys(tmp_path: Path) -> ApiKeys:
-    return ApiKeys(open_store(database_url(tmp_path, None)), SCOPES)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def keys(request: pytest.FixtureRequest, tmp_path: Path) -> ApiKeys:
+    """The store on each database Riverbed supports: SQLite in the data dir by default, and a
+    real PostgreSQL server (a database of its own per test) as with DATABASE_URL."""
+    if request.param == "sqlite":
+        url = database_url(tmp_path, None)
+    else:
+        server: Postgres = request.getfixturevalue("postgres")
+        url = server.create_database(f"keys_{uuid.uuid4().hex[:12]}")
+    return ApiKeys(open_store(url), SCOPES)
 
 
-def test_a_key_is_shown_once_and_only_its_digest_is_stored(keys: ApiKeys, tmp_path: Path) -> None:
+def test_a_key_is_shown_once_and_only_its_digest_is_stored(tmp_path: Path) -> None:
+    keys = ApiKeys(open_store(database_url(tmp_path, None)), SCOPES)
     key, info = keys.create("shop producer", ["events:write"], ["purchases"])
     assert key.startswith(f"rb_{info.prefix}_")
     secret = key.split("_", 2)[2]
@@ -94,3 +107,33 @@ def test_the_cli_creates_lists_and_revokes_keys(
     assert prefix in capsys.readouterr().out
     assert main(["keys", "revoke", prefix]) == 0
     assert main(["keys", "create", "--name", "x", "--scope", "nonsense"]) == 2
+
+
+def test_only_digests_reach_the_database(keys: ApiKeys) -> None:
+    key, info = keys.create("p", ["events:write"])
+    with keys.sessions.begin() as session:
+        row = session.scalar(select(ApiKey).where(ApiKey.prefix == info.prefix))
+        assert row is not None
+        assert row.digest != key.split("_", 2)[2] and len(row.digest) == 64
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://rb:pw@db:5432/riverbed",
+        "postgresql://rb:pw@db:5432/riverbed",
+        "postgresql+psycopg2://rb:pw@db:5432/riverbed",
+    ],
+)
+def test_libpq_style_urls_mean_the_shipped_driver(tmp_path: Path, url: str) -> None:
+    assert database_url(tmp_path, url) == "postgresql+psycopg://rb:pw@db:5432/riverbed"
+
+
+def test_concurrent_starts_migrate_once(postgres: Postgres) -> None:
+    """API replicas starting together on one PostgreSQL database: the advisory lock makes the
+    others wait for the first one's migration instead of failing on its tables."""
+    url = postgres.create_database(f"race_{uuid.uuid4().hex[:12]}")
+    with ThreadPoolExecutor(4) as pool:
+        stores = list(pool.map(lambda _: ApiKeys(open_store(url), SCOPES), range(4)))
+    key, _ = stores[0].create("p", ["events:read"])
+    assert all(store.verify(key) is not None for store in stores)
