@@ -71,7 +71,7 @@ def test_a_client_that_stops_sending_its_body_gets_408(pipeline: Pipeline) -> No
     with socket.create_connection((url.hostname, url.port), timeout=20) as sock:
         sock.sendall(
             f"POST {EVENTS} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            "Content-Length: 1000\r\n\r\n[{".encode()
+            f"Authorization: Bearer {pipeline.key}\r\nContent-Length: 1000\r\n\r\n[{{".encode()
         )
         answer = sock.recv(4096).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 408"), answer
