@@ -22,7 +22,7 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from api import metrics
-from api.auth import KeyBackend, KeyCache, refuse
+from api.auth import CredentialBackend, Identity, build_identity, refuse
 from api.endpoint import Endpoint
 from api.ingest.service import Ingestor
 from api.middleware import ResponseHeaders, allowed_hosts
@@ -33,7 +33,6 @@ from api.stores.dead_letters import DeadLetterStore
 from api.stores.events import EventStore
 from api.stores.live import LiveValues
 from api.stores.metric_results import MetricResultStore
-from control.keys import ApiKeys, key_store
 from riverbed.core.breaker import CircuitBreaker
 from riverbed.core.clickhouse import connect
 from riverbed.core.heartbeat import start_heartbeat
@@ -94,19 +93,19 @@ def create_app(
     run_clickhouse_sink: bool | None = None,
     middleware: Sequence[Middleware] = (),
     endpoints: tuple[Endpoint, ...] = ROUTES,
-    keys: ApiKeys | None = None,
+    identity: Identity | None = None,
 ) -> Starlette:
     """The app the Starlette way: a router built from the route table, a middleware stack
     (headers, Host check, authentication), the one set of exception handlers, and the services
     built once at start-up and handed to every handler through ``app.state``.
 
-    ``keys`` is the API-key store; by default the control-plane database of ``settings``,
-    opened (and migrated) at start-up."""
+    ``identity`` holds the stores of keys, users and sessions; by default those of the
+    control-plane database of ``settings``, opened (and migrated) at start-up."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if keys is None:
-            app.state.key_cache = KeyCache(await anyio.to_thread.run_sync(key_store, settings))
+        if identity is None:
+            app.state.identity = await anyio.to_thread.run_sync(build_identity, settings)
         services = await anyio.to_thread.run_sync(build_services, settings, run_clickhouse_sink)
         app.state.services = services
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, services.ingestor.close)
@@ -134,15 +133,15 @@ def create_app(
                 TrustedHostMiddleware,
                 allowed_hosts=allowed_hosts(settings.host, settings.allowed_hosts),
             ),
-            Middleware(AuthenticationMiddleware, backend=KeyBackend(), on_error=refuse),
+            Middleware(AuthenticationMiddleware, backend=CredentialBackend(), on_error=refuse),
             *middleware,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.endpoints = endpoints
-    if keys is not None:
-        app.state.key_cache = KeyCache(keys)
+    if identity is not None:
+        app.state.identity = identity
     return app
 
 

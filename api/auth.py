@@ -1,10 +1,11 @@
-"""Who is calling, and may they: an API key on every route but the public ones.
+"""Who is calling, and may they: a credential on every route but the public ones.
 
-Authentication is Starlette's ``AuthenticationMiddleware`` with a backend that reads the key
-from ``Authorization: Bearer rb_...`` or, for Confluent's schema-registry clients (which only
-speak HTTP Basic), as the password of ``Authorization: Basic``. A key that is presented and
-wrong is a 401 whatever the route; no key leaves the caller anonymous, which only public routes
-accept.
+Authentication is Starlette's ``AuthenticationMiddleware`` with a backend that reads
+``Authorization: Bearer``: an API key (``rb_...``, for producers and services) or the access
+token of a login (a JWT, for people; ``control.tokens``). Confluent's schema-registry clients
+only speak HTTP Basic, so a key is also taken as the Basic password. A credential that is
+presented and wrong is a 401 whatever the route; none leaves the caller anonymous, which only
+public routes accept. A user's scopes are those of their roles.
 
 Authorisation happens per route (``api.routes``), before anything else the route checks: the
 route's one scope must be among the key's, and a key limited to some streams may only use
@@ -12,10 +13,9 @@ routes bound to one of them (``{stream}`` in the path or ``?stream=``) or routes
 only its own (``Endpoint.filters_streams``). Refusals come before validation, so an outsider
 learns nothing about a route's parameters or which streams exist.
 
-Verified keys are cached for a few seconds (``KeyCache``): checking a key costs a database
-round trip and a write of its last-used time, which the ingest path cannot pay per request. A
-key revoked through the CLI stops working within that time; one revoked through the API, at
-once.
+Verified keys and looked-up users are cached for a few seconds (``KeyCache``, ``UserCache``):
+a database round trip per request is more than the ingest path can pay. A key revoked or a user
+disabled through the CLI is refused within that time; through the API, at once.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import time
 from collections import OrderedDict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio.to_thread
@@ -40,10 +41,16 @@ from starlette.responses import Response
 
 from api.endpoint import PUBLIC, Endpoint
 from api.problems import problem_response
-from control.keys import ApiKeys, KeyInfo
+from control.db import control_sessions
+from control.keys import KEY_PREFIX, ApiKeys, KeyInfo
+from control.scopes import AUTHENTICATED, GRANTABLE
+from control.tokens import AccessTokens, InvalidToken, RefreshTokens, signing_secret
+from control.users import UserInfo, Users
 from riverbed.core.errors import RiverbedError
+from riverbed.core.settings import Settings
 
-MAX_CREDENTIAL = 512  # characters of an Authorization header; a key is about 60
+log = logging.getLogger(__name__)
+MAX_CREDENTIAL = 1024  # characters of an Authorization header; a key is about 60
 REALM = 'Bearer realm="riverbed"'
 
 
@@ -121,13 +128,105 @@ class KeyCache:
                 del self._entries[digest]
 
 
+class UserPrincipal(BaseUser):
+    """The person behind a verified access token."""
+
+    def __init__(self, info: UserInfo) -> None:
+        self.info = info
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.info.username
+
+    @property
+    def identity(self) -> str:
+        return f"user:{self.info.id}"
+
+
+class UserCache:
+    """Users by id for ``ttl`` seconds: an access token is checked against the account's
+    current state (disabled, roles) without a database round trip per request."""
+
+    def __init__(self, users: Users, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+        self.users = users
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: OrderedDict[int, tuple[float, UserInfo | None]] = OrderedDict()
+
+    async def get(self, user_id: int) -> UserInfo | None:
+        entry = self._entries.get(user_id)
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        found: UserInfo | None = await anyio.to_thread.run_sync(self.users.get, user_id)
+        self._entries[user_id] = (time.monotonic() + self.ttl, found)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return found
+
+    def forget(self, user_id: int) -> None:
+        self._entries.pop(user_id, None)
+
+
+class Identity:
+    """Everything that says who a caller is, built once per app: the stores (keys, users,
+    refresh tokens), the access-token signer, the caches, and a bound on concurrent password
+    hashes (argon2id takes 64 MiB and a quarter second each: a login flood must queue, not
+    exhaust memory)."""
+
+    HASHES_AT_ONCE = 2
+
+    def __init__(
+        self, keys: ApiKeys, users: Users, access: AccessTokens, refresh: RefreshTokens
+    ) -> None:
+        self.keys = keys
+        self.users = users
+        self.access = access
+        self.refresh = refresh
+        self.key_cache = KeyCache(keys)
+        self.user_cache = UserCache(users)
+        self._hashing: anyio.CapacityLimiter | None = None
+
+    async def blocking(self, function: Any, *args: Any) -> Any:
+        """``function(*args)`` (a database call) in a thread."""
+        return await anyio.to_thread.run_sync(function, *args)
+
+    async def hashing(self, function: Any, *args: Any) -> Any:
+        """``function(*args)`` in a thread, at most ``HASHES_AT_ONCE`` at a time."""
+        if self._hashing is None:
+            self._hashing = anyio.CapacityLimiter(self.HASHES_AT_ONCE)
+        return await anyio.to_thread.run_sync(function, *args, limiter=self._hashing)
+
+
+def build_identity(settings: Settings) -> Identity:
+    """The identity of the control plane of ``settings`` (its schema migrated); raises
+    :class:`control.tokens.MissingSecret` when listening on a network without a secret."""
+    sessions = control_sessions(settings)
+    secret = signing_secret(settings)
+    if secret.generated is not None:
+        log.warning(
+            "development mode: logins are signed with a secret generated in %s; set "
+            "RIVERBED_JWT_SECRET_FILE before listening beyond loopback",
+            secret.generated,
+        )
+    return Identity(
+        ApiKeys(sessions, GRANTABLE),
+        Users(sessions),
+        AccessTokens(secret.value, ttl=timedelta(minutes=settings.access_token_minutes)),
+        RefreshTokens(sessions, ttl=timedelta(days=settings.refresh_token_days)),
+    )
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def presented_key(authorization: str) -> str:
-    """The key in an Authorization header; raises :class:`AuthenticationError` when the header
-    is there but holds no key."""
+def presented_credential(authorization: str) -> str:
+    """The key or token in an Authorization header; raises :class:`AuthenticationError` when
+    the header is there but holds neither."""
     if len(authorization) > MAX_CREDENTIAL:
         raise AuthenticationError("the Authorization header is too long to hold a key")
     scheme, _, value = authorization.strip().partition(" ")
@@ -143,23 +242,34 @@ def presented_key(authorization: str) -> str:
         if colon and password:
             return password
     raise AuthenticationError(
-        "send the API key as 'Authorization: Bearer rb_...' (or as the password of Basic auth)"
+        "send an API key or an access token as 'Authorization: Bearer ...' (a key may also be "
+        "the password of Basic auth)"
     )
 
 
-class KeyBackend(AuthenticationBackend):
-    """Starlette's authentication backend for API keys; the cache is on ``app.state``."""
+class CredentialBackend(AuthenticationBackend):
+    """Starlette's authentication backend: API keys and access tokens. The stores and caches
+    are the app's :class:`Identity` (``app.state.identity``)."""
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         authorization = conn.headers.get("authorization")
         if authorization is None:
             return None
-        key = presented_key(authorization)
-        cache: KeyCache = conn.app.state.key_cache
-        info = await cache.verify(key)
-        if info is None:
-            raise AuthenticationError("unknown, revoked or expired API key")
-        return AuthCredentials(info.scopes), KeyUser(info)
+        credential = presented_credential(authorization)
+        identity: Identity = conn.app.state.identity
+        if credential.startswith(KEY_PREFIX):
+            info = await identity.key_cache.verify(credential)
+            if info is None:
+                raise AuthenticationError("unknown, revoked or expired API key")
+            return AuthCredentials([*info.scopes, AUTHENTICATED]), KeyUser(info)
+        try:
+            claims = identity.access.verify(credential)
+        except InvalidToken as exc:
+            raise AuthenticationError(exc.detail) from None
+        user = await identity.user_cache.get(claims.user_id)
+        if user is None or user.disabled:
+            raise AuthenticationError("the account of this token is disabled or gone")
+        return AuthCredentials([*user.scopes, AUTHENTICATED]), UserPrincipal(user)
 
 
 def refuse(conn: HTTPConnection, exc: Exception) -> Response:
@@ -182,15 +292,20 @@ def authorize(endpoint: Endpoint, request: Request) -> None:
     if endpoint.scope == PUBLIC:
         return
     user = request.user
-    if not isinstance(user, KeyUser):
+    if not user.is_authenticated:
         raise Unauthenticated(
-            f"this route needs an API key with scope {endpoint.scope}: "
-            "send 'Authorization: Bearer rb_...'"
+            f"this route needs scope {endpoint.scope}: send an API key or an access token as "
+            "'Authorization: Bearer ...'"
         )
+    if endpoint.scope == AUTHENTICATED:
+        return
     if endpoint.scope not in request.auth.scopes:
+        whose = "this key does" if isinstance(user, KeyUser) else "your roles do"
         raise Forbidden(
-            f"this key does not grant {endpoint.scope}, which this route needs", endpoint.scope
+            f"{whose} not grant {endpoint.scope}, which this route needs", endpoint.scope
         )
+    if not isinstance(user, KeyUser):
+        return  # people are not limited to streams; their roles say what they may do
     allowed = user.info.streams
     if allowed is None or endpoint.filters_streams:
         return

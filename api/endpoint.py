@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from control.scopes import PUBLIC, SCOPES
+from control.scopes import AUTHENTICATED, PUBLIC, SCOPES
 
-__all__ = ["PUBLIC", "SCOPES", "Body", "Endpoint", "Param"]
+__all__ = ["AUTHENTICATED", "PUBLIC", "SCOPES", "Body", "Endpoint", "Param"]
 
 
 @dataclass(frozen=True)

@@ -111,3 +111,72 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = Field(
         default=None, description="every problem found: {path (a JSON Pointer), message}"
     )
+
+
+class Login(BaseModel):
+    """``POST /v1/auth/login``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RefreshRequest(BaseModel):
+    """``POST /v1/auth/refresh`` and ``/v1/auth/logout``: the refresh token of a login."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class TokenPair(BaseModel):
+    """A login: an access token to send as ``Authorization: Bearer``, and the refresh token
+    that gets the next one (each refresh token works once)."""
+
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int = Field(description="seconds the access token is valid")
+    refresh_token: str
+
+
+class PasswordChange(BaseModel):
+    """``PUT /v1/me/password``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=12, max_length=1024)
+
+
+class NewUser(BaseModel):
+    """``POST /v1/users``: an account an admin creates (registration is admin-only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=12, max_length=1024)
+    roles: list[str] = Field(max_length=10, description="admin, analyst, producer or viewer")
+
+
+class UserChange(BaseModel):
+    """``PATCH /v1/users/{username}``: new roles, or disable/enable the account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    roles: list[str] | None = Field(default=None, max_length=10)
+    disabled: bool | None = None
+
+
+class NewKey(BaseModel):
+    """``POST /v1/keys``: an API key for a producer or a service (shown once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    roles: list[str] = Field(default_factory=list, max_length=10)
+    scopes: list[str] = Field(default_factory=list, max_length=50)
+    streams: list[str] | None = Field(
+        default=None, max_length=1000, description="limit the key to these streams"
+    )
+    expires_days: int | None = Field(default=None, gt=0, le=3650)

@@ -28,6 +28,7 @@ TAGS = {
     "metrics": "Windowed metrics: built-in and declared, stored and live",
     "query": "Read-only SQL over ClickHouse",
     "registry": "Confluent-compatible schema registry",
+    "identity": "Logins, users and API keys",
     "operations": "Health and readiness",
 }
 
@@ -152,9 +153,10 @@ def build_openapi(
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "An API key (`riverbed keys create`) as the bearer token; "
+                    "description": "An API key (`riverbed keys create`, `POST /v1/keys`) or "
+                    "the access token of a login (`POST /v1/auth/login`) as the bearer token; "
                     "clients that only speak HTTP Basic (Confluent's schema-registry clients) "
-                    "may send it as the password. Scopes: "
+                    "may send a key as the password. A login's scopes are its roles'. Scopes: "
                     + "; ".join(f"{s}: {text}" for s, text in SCOPES.items() if s != PUBLIC),
                 }
             },

@@ -16,23 +16,43 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 
-from api import auth, dlq, docs, health, live, metrics, query, reads, registry, streams_admin
-from api.endpoint import PUBLIC, Endpoint, Param
+from api import (
+    admin,
+    auth,
+    dlq,
+    docs,
+    health,
+    live,
+    metrics,
+    query,
+    reads,
+    registry,
+    sessions,
+    streams_admin,
+)
+from api.endpoint import AUTHENTICATED, PUBLIC, Endpoint, Param
 from api.ingest import route as ingest_route
 from api.models import (
     Accepted,
     CompatibilityConfig,
+    Login,
+    NewKey,
     NewSchema,
     NewStream,
+    NewUser,
+    PasswordChange,
+    RefreshRequest,
     RegisterSchema,
     ReplayRequest,
     SqlQuery,
+    TokenPair,
+    UserChange,
 )
 from api.reference import put_entry
 from riverbed.core.errors import RiverbedError
 from streams.metrics.definition import MetricDefinition
 
-GET, POST, PUT, DELETE = "GET", "POST", "PUT", "DELETE"
+GET, POST, PUT, PATCH, DELETE = "GET", "POST", "PUT", "PATCH", "DELETE"
 SSE = "text/event-stream"
 TIME_PARAMS = (
     Param("from", "epoch ms or ISO-8601, inclusive"),
@@ -232,6 +252,72 @@ OPERATIONS_ROUTES = (
 )
 
 
+IDENTITY_ROUTES = (
+    Endpoint(
+        "/v1/auth/login", POST, sessions.login, "login", PUBLIC,
+        "Log in with a username and password: an access token and a refresh token",
+        {200: "Tokens", 401: "Wrong username or password",
+         422: "Body does not name a username and password",
+         429: "Too many failed logins; retry after Retry-After"},
+        body=Login, answer=TokenPair, tag="identity",
+    ),
+    Endpoint(
+        "/v1/auth/refresh", POST, sessions.refresh, "refresh", PUBLIC,
+        "Trade a refresh token for new tokens (each refresh token works once)",
+        {200: "Tokens", 401: "Unknown, used, revoked or expired refresh token"},
+        body=RefreshRequest, answer=TokenPair, tag="identity",
+    ),
+    Endpoint(
+        "/v1/auth/logout", POST, sessions.logout, "logout", PUBLIC,
+        "End the login a refresh token belongs to", {204: "Logged out"},
+        body=RefreshRequest, tag="identity",
+    ),
+    Endpoint(
+        "/v1/me", GET, sessions.me, "me", AUTHENTICATED,
+        "Who the credential is: the user or the key, with its scopes", {200: "The caller"},
+        tag="identity",
+    ),
+    Endpoint(
+        "/v1/me/password", PUT, sessions.change_password, "change_password", AUTHENTICATED,
+        "Change your password (ends your other logins)",
+        {204: "Changed", 403: "API keys have no password",
+         422: "Wrong current password, or a new one of fewer than 12 characters"},
+        body=PasswordChange, tag="identity",
+    ),
+    Endpoint(
+        "/v1/users", GET, admin.list_users, "list_users", "users:admin", "Users",
+        {200: "Every user"}, tag="identity",
+    ),
+    Endpoint(
+        "/v1/users", POST, admin.create_user, "create_user", "users:admin",
+        "Create a user with roles", {201: "The user", 409: "Username taken",
+                                     422: "Invalid name, password or roles"},
+        body=NewUser, tag="identity",
+    ),
+    Endpoint(
+        "/v1/users/{username}", PATCH, admin.change_user, "change_user", "users:admin",
+        "Change a user's roles, or disable (signs them out) or enable them",
+        {200: "The user", 404: "No such user", 422: "Unknown roles"},
+        body=UserChange, tag="identity",
+    ),
+    Endpoint(
+        "/v1/keys", GET, admin.list_keys, "list_keys", "keys:admin",
+        "API keys (never their secrets)", {200: "Every key"}, tag="identity",
+    ),
+    Endpoint(
+        "/v1/keys", POST, admin.create_key, "create_key", "keys:admin",
+        "Create an API key from roles and scopes, optionally limited to streams; the key is in "
+        "this answer only",
+        {201: "The key and what it grants", 422: "Unknown roles or scopes, or none"},
+        body=NewKey, tag="identity",
+    ),
+    Endpoint(
+        "/v1/keys/{prefix}", DELETE, admin.revoke_key, "revoke_key", "keys:admin",
+        "Revoke a key at once", {200: "The revoked key", 404: "No such key"}, tag="identity",
+    ),
+)
+
+
 def _registry(path: str, method: str, handler: Callable[..., Any], name: str, summary: str,
               responses: dict[int, str], **options: Any) -> Endpoint:
     scope = "registry:read" if method == GET else "registry:write"
@@ -302,7 +388,12 @@ REGISTRY_ROUTES = (
 # fmt: on
 
 ROUTES: tuple[Endpoint, ...] = (
-    STREAM_ROUTES + EVENT_ROUTES + METRIC_ROUTES + OPERATIONS_ROUTES + REGISTRY_ROUTES
+    STREAM_ROUTES
+    + EVENT_ROUTES
+    + METRIC_ROUTES
+    + IDENTITY_ROUTES
+    + OPERATIONS_ROUTES
+    + REGISTRY_ROUTES
 )
 
 

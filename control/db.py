@@ -10,6 +10,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from riverbed.core.settings import Settings
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK = 0x52495645  # "RIVE": the advisory lock Riverbed's migrations hold
 
@@ -64,3 +66,8 @@ def open_store(url: str) -> sessionmaker[Session]:
     engine = connect(url)
     migrate(engine)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def control_sessions(settings: Settings) -> sessionmaker[Session]:
+    """The control plane of ``settings``: ``DATABASE_URL``, or SQLite in the data dir."""
+    return open_store(database_url(settings.data_dir, settings.database_url))

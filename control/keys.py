@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from control.db import database_url, open_store
+from control.db import control_sessions
 from control.models import ApiKey
 from control.scopes import GRANTABLE
 from riverbed.core.errors import Invalid, NotFound
@@ -166,5 +166,4 @@ class ApiKeys:
 def key_store(settings: Settings) -> ApiKeys:
     """The API keys in the control-plane database of ``settings``, its schema brought up to
     date."""
-    url = database_url(settings.data_dir, settings.database_url)
-    return ApiKeys(open_store(url), GRANTABLE)
+    return ApiKeys(control_sessions(settings), GRANTABLE)

@@ -8,9 +8,12 @@ them and the CLI hands them out without importing the web layer.
 from __future__ import annotations
 
 PUBLIC = "public"
+#: Any valid credential: what a caller needs to see itself.
+AUTHENTICATED = "authenticated"
 #: Every scope a route may need, with what it grants (shown in /openapi.json).
 SCOPES: dict[str, str] = {
     PUBLIC: "no credentials needed",
+    AUTHENTICATED: "any valid key or login (yourself: profile, password)",
     "streams:read": "list streams and read their declarations",
     "streams:admin": "declare streams and evolve their schemas",
     "events:write": "post events to a stream",
@@ -23,9 +26,11 @@ SCOPES: dict[str, str] = {
     "query:sql": "run read-only SQL over ClickHouse",
     "registry:read": "read the schema registry",
     "registry:write": "register schemas, delete versions, set compatibility",
+    "users:admin": "create users, change their roles, disable them",
+    "keys:admin": "create, list and revoke API keys",
 }
-#: The scopes a credential can hold (``public`` is what needs none).
-GRANTABLE = frozenset(SCOPES) - {PUBLIC}
+#: The scopes a credential can be given (``public`` needs none, every one is ``authenticated``).
+GRANTABLE = frozenset(SCOPES) - {PUBLIC, AUTHENTICATED}
 
 #: Roles: the sets of scopes the four kinds of users need. A key may be given a role, scopes,
 #: or both (the union).

@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import IO
 
 from control.bootstrap import AdminKey, ensure_admin_key
+from control.db import control_sessions
 from control.keys import key_store
+from control.tokens import MissingSecret, signing_secret
+from control.users import Users
 from riverbed.components import instances
 from riverbed.core.errors import RiverbedError
 from riverbed.core.settings import Settings
@@ -40,6 +43,7 @@ class Stack:
     env: dict[str, str]
     engines: list[WatchedEngine] = field(default_factory=list)
     admin_key: AdminKey | None = None
+    has_admin_login: bool = False
 
     @property
     def base_url(self) -> str:
@@ -65,9 +69,17 @@ def up(settings: Settings, demo: bool = False, demo_rate: float = 50.0) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"Riverbed starting (data dir {data_dir})")
+    try:
+        secret = signing_secret(settings)
+    except MissingSecret as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 2
     _metrics_file(settings, demo)
     stack = Stack(settings, data_dir, _child_env(settings))
     stack.admin_key = ensure_admin_key(key_store(settings), data_dir, force=demo)
+    stack.has_admin_login = Users(control_sessions(settings)).has_admin()
+    if secret.generated is not None:
+        print(f"  logins   signed with a development secret ({secret.generated})")
     try:
         _start_engines(stack)
     except EngineStartError as exc:
@@ -205,6 +217,8 @@ def _announce(stack: Stack) -> None:
     print(f"  API docs     {base}/docs/")
     print(f"  health       {base}/readyz")
     print(f"  logs         {stack.data_dir / 'logs'}")
+    if not stack.has_admin_login:
+        print("  logins       none yet: riverbed users create-admin --username NAME")
     admin = stack.admin_key
     if admin is None:
         print("  API keys     riverbed keys create --name NAME --role producer  (see --help)")

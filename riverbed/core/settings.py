@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The names of this machine's loopback interface, as a bind address or a Host header.
@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("RIVERBED_DATABASE_URL", "DATABASE_URL"),
         description="The control plane's database (SQLAlchemy URL); default SQLite in data_dir.",
     )
+    # Logins (control.tokens): the secret that signs access tokens, and their lifetimes.
+    jwt_secret: SecretStr | None = Field(default=None, description="32+ random bytes.")
+    jwt_secret_file: Path | None = Field(default=None, description="A file holding it.")
+    access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(default=14, ge=1, le=365)
 
     host: str = "127.0.0.1"
     # Host headers the API answers (comma-separated); loopback names are added when it listens

@@ -17,17 +17,18 @@ import pytest
 from starlette.testclient import TestClient
 
 from api.app import create_app
-from api.endpoint import PUBLIC, Endpoint
+from api.endpoint import AUTHENTICATED, PUBLIC, Endpoint
 from api.openapi import build_openapi
 from api.routes import ROUTES
 from control.scopes import GRANTABLE, ROLES, SCOPES
 from riverbed.core.settings import Settings
 from schemas.catalog import load_catalog
 from tests.conftest import bearer
-from tests.helpers.keys import key_store, new_key
+from tests.helpers.keys import make_identity, new_key
 
-#: The only routes an anonymous caller may use: liveness, readiness, the API's description.
-PUBLIC_ROUTES = {"healthz", "readyz", "openapi", "docs"}
+#: The only routes an anonymous caller may use: liveness, readiness, the API's description,
+#: and the three that carry a credential of their own (a password, a refresh token).
+PUBLIC_ROUTES = {"healthz", "readyz", "openapi", "docs", "login", "refresh", "logout"}
 #: A value for each path parameter, so every route can be called.
 PATH_VALUES = {
     "stream": "pageviews",
@@ -37,12 +38,19 @@ PATH_VALUES = {
     "name": "page_latency",
     "table": "products",
     "key": "p1",
+    "username": "someone",
+    "prefix": "000000000000",
 }
 
-KEYS = key_store()
-APP = create_app(Settings(), keys=KEYS)
+IDENTITY = make_identity()
+KEYS = IDENTITY.keys
+APP = create_app(Settings(), identity=IDENTITY)
 CLIENT = TestClient(APP, raise_server_exceptions=False, base_url="http://127.0.0.1")
+VIEWER = IDENTITY.users.create("viewer", "a long enough password", ["viewer"])
+VIEWER_TOKEN, _ = IDENTITY.access.issue(VIEWER)
 PROTECTED = [e for e in ROUTES if e.scope != PUBLIC]
+#: Routes that need a scope beyond being someone (``authenticated``).
+SCOPED = [e for e in PROTECTED if e.scope != AUTHENTICATED]
 
 
 def url(endpoint: Endpoint) -> str:
@@ -87,7 +95,7 @@ def test_without_a_key_every_other_route_is_a_401_with_a_challenge(endpoint: End
     assert endpoint.scope in response.json()["detail"]
 
 
-@pytest.mark.parametrize("endpoint", PROTECTED, ids=lambda e: e.name)
+@pytest.mark.parametrize("endpoint", SCOPED, ids=lambda e: e.name)
 def test_a_key_without_the_routes_scope_is_a_403_naming_it(endpoint: Endpoint) -> None:
     key = new_key(KEYS, GRANTABLE - {endpoint.scope})
     response = CLIENT.request(endpoint.method, url(endpoint), headers=bearer(key))
@@ -97,15 +105,28 @@ def test_a_key_without_the_routes_scope_is_a_403_naming_it(endpoint: Endpoint) -
 
 @pytest.mark.parametrize("endpoint", PROTECTED, ids=lambda e: e.name)
 def test_a_key_with_the_routes_scope_gets_through(endpoint: Endpoint) -> None:
-    key = new_key(KEYS, {endpoint.scope})
-    assert call(endpoint, bearer(key), **stream_param(endpoint, "pageviews")) not in (401, 403)
+    """A key with just that scope; for the routes about oneself, a person's login."""
+    credential = (
+        VIEWER_TOKEN if endpoint.scope == AUTHENTICATED else new_key(KEYS, {endpoint.scope})
+    )
+    status = call(endpoint, bearer(credential), **stream_param(endpoint, "pageviews"))
+    assert status not in (401, 403)
+
+
+@pytest.mark.parametrize("endpoint", SCOPED, ids=lambda e: e.name)
+def test_a_login_gets_what_its_roles_grant_and_nothing_else(endpoint: Endpoint) -> None:
+    status = call(endpoint, bearer(VIEWER_TOKEN), **stream_param(endpoint, "pageviews"))
+    if endpoint.scope in ROLES["viewer"]:
+        assert status not in (401, 403)
+    else:
+        assert status == 403
 
 
 def stream_param(endpoint: Endpoint, stream: str) -> dict[str, str]:
     return {"stream": stream} if any(p.name == "stream" for p in endpoint.params) else {}
 
 
-@pytest.mark.parametrize("endpoint", PROTECTED, ids=lambda e: e.name)
+@pytest.mark.parametrize("endpoint", SCOPED, ids=lambda e: e.name)
 def test_a_key_limited_to_another_stream_is_refused(endpoint: Endpoint) -> None:
     """Another tenant's stream: refused on routes about one stream, and on routes that span
     every stream unless they show the caller only its own."""
@@ -154,7 +175,7 @@ def test_a_revoked_key_is_refused_once_the_cache_forgets_it() -> None:
     streams = next(e for e in ROUTES if e.name == "list_streams")
     assert call(streams, bearer(key)) not in (401, 403)
     KEYS.revoke(info.prefix)
-    APP.state.key_cache.forget(info.prefix)  # what revoking through the API does
+    APP.state.identity.key_cache.forget(info.prefix)  # what revoking through the API does
     assert call(streams, bearer(key)) == 401
 
 

@@ -11,14 +11,14 @@ from starlette.testclient import TestClient
 from api.app import create_app
 from riverbed.core.settings import Settings
 from tests.conftest import bearer
-from tests.helpers.keys import key_store, new_key
+from tests.helpers.keys import make_identity, new_key
 
-KEYS = key_store()
+IDENTITY = make_identity()
 CLIENT = TestClient(
-    create_app(Settings(), keys=KEYS),
+    create_app(Settings(), identity=IDENTITY),
     raise_server_exceptions=False,
     base_url="http://127.0.0.1:8080",
-    headers=bearer(new_key(KEYS)),
+    headers=bearer(new_key(IDENTITY.keys)),
 )
 
 
@@ -84,7 +84,9 @@ def test_on_loopback_loopback_names_are_answered(host: str) -> None:
 
 
 def test_listening_everywhere_the_configured_names_are_answered() -> None:
-    app = create_app(Settings(host="0.0.0.0", allowed_hosts="riverbed.example.com"), keys=KEYS)
+    app = create_app(
+        Settings(host="0.0.0.0", allowed_hosts="riverbed.example.com"), identity=IDENTITY
+    )
     client = TestClient(app, base_url="http://riverbed.example.com")
     assert client.get("/healthz").status_code == 200
     assert client.get("/healthz", headers={"host": "evil.example"}).status_code == 400

@@ -1,0 +1,94 @@
+"""Logging in and out, and what a caller may see and change of itself.
+
+``/v1/auth/login`` and ``/v1/auth/refresh`` are public routes that carry their own credential
+(a password, a refresh token); everything they answer with is a :class:`api.models.TokenPair`.
+Password checks run in a thread and few at a time (``Identity.hashing``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from api.auth import Forbidden, Identity, KeyUser, UserPrincipal
+from api.models import Login, PasswordChange, RefreshRequest, TokenPair, read_model
+from control.scopes import AUTHENTICATED
+from control.tokens import InvalidToken
+from control.users import UserInfo
+
+
+def _identity(request: Request) -> Identity:
+    identity: Identity = request.app.state.identity
+    return identity
+
+
+def _pair(identity: Identity, user: UserInfo, refresh_token: str) -> JSONResponse:
+    access, expires_in = identity.access.issue(user)
+    pair = TokenPair(access_token=access, expires_in=expires_in, refresh_token=refresh_token)
+    # Tokens must not be kept by a browser's or a proxy's cache.
+    return JSONResponse(pair.model_dump(), headers={"Cache-Control": "no-store"})
+
+
+async def login(request: Request) -> JSONResponse:
+    body = await read_model(request, Login)
+    identity = _identity(request)
+    user: UserInfo = await identity.hashing(
+        identity.users.authenticate, body.username, body.password
+    )
+    refresh_token = await identity.blocking(identity.refresh.issue, user.id)
+    return _pair(identity, user, refresh_token)
+
+
+async def refresh(request: Request) -> JSONResponse:
+    body = await read_model(request, RefreshRequest)
+    identity = _identity(request)
+    user_id, following = await identity.blocking(identity.refresh.rotate, body.refresh_token)
+    user = await identity.blocking(identity.users.get, user_id)
+    if user is None or user.disabled:
+        await identity.blocking(identity.refresh.revoke, following)
+        raise InvalidToken("the account of this refresh token is disabled or gone")
+    return _pair(identity, user, following)
+
+
+async def logout(request: Request) -> Response:
+    """Ends the login the refresh token belongs to (every token of its family); the access
+    token lapses within its lifetime. Always 204: it tells nothing about the token."""
+    body = await read_model(request, RefreshRequest)
+    identity = _identity(request)
+    await identity.blocking(identity.refresh.revoke, body.refresh_token)
+    return Response(status_code=204)
+
+
+def me(request: Request) -> JSONResponse:
+    user = request.user
+    scopes = sorted(set(request.auth.scopes) - {AUTHENTICATED})
+    answer: dict[str, Any]
+    if isinstance(user, UserPrincipal):
+        answer = {"kind": "user", **user.info.to_public(), "scopes": scopes}
+    else:
+        assert isinstance(user, KeyUser)
+        info = user.info
+        answer = {
+            "kind": "key",
+            "prefix": info.prefix,
+            "name": info.name,
+            "scopes": scopes,
+            "streams": info.streams,
+            "expires_at": info.expires_at.isoformat() if info.expires_at else None,
+        }
+    return JSONResponse(answer)
+
+
+async def change_password(request: Request) -> Response:
+    """Needs the current password; ends every other login of the user (their refresh tokens)."""
+    user = request.user
+    if not isinstance(user, UserPrincipal):
+        raise Forbidden("API keys have no password; log in as a user", AUTHENTICATED)
+    body = await read_model(request, PasswordChange)
+    identity = _identity(request)
+    await identity.hashing(
+        identity.users.change_password, user.info.id, body.current_password, body.new_password
+    )
+    return Response(status_code=204)
