@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from api.audit import note
 from api.auth import Identity
 from api.models import NewKey, NewUser, UserChange, read_model
 from control.keys import KeyInfo
@@ -33,6 +34,7 @@ async def list_users(request: Request) -> JSONResponse:
 
 async def create_user(request: Request) -> JSONResponse:
     body = await read_model(request, NewUser)
+    note(request, username=body.username, roles=body.roles)
     identity = _identity(request)
     user: UserInfo = await identity.hashing(
         identity.users.create, body.username, body.password, body.roles
@@ -42,6 +44,7 @@ async def create_user(request: Request) -> JSONResponse:
 
 async def change_user(request: Request) -> JSONResponse:
     body = await read_model(request, UserChange)
+    note(request, roles=body.roles, disabled=body.disabled)
     if body.roles is None and body.disabled is None:
         raise Invalid.at("", "send roles, disabled, or both")
     identity = _identity(request)
@@ -78,6 +81,7 @@ async def create_key(request: Request) -> JSONResponse:
     if unknown:
         raise Invalid.at("/roles", f"unknown roles {unknown}; roles are {sorted(ROLES)}")
     scopes = set(body.scopes).union(*(ROLES[role] for role in body.roles))
+    note(request, name=body.name, scopes=sorted(scopes), streams=body.streams)
     expires = timedelta(days=body.expires_days) if body.expires_days else None
     identity = _identity(request)
     key, info = await identity.blocking(

@@ -27,8 +27,10 @@ from api.endpoint import Endpoint
 from api.ingest.service import Ingestor
 from api.middleware import ResponseHeaders, allowed_hosts
 from api.problems import EXCEPTION_HANDLERS
+from api.ratelimit import RateLimiter
 from api.routes import ROUTES, starlette_routes
 from api.services import Services
+from api.stores.audit import AuditStore
 from api.stores.dead_letters import DeadLetterStore
 from api.stores.events import EventStore
 from api.stores.live import LiveValues
@@ -71,6 +73,7 @@ def build_services(settings: Settings, run_clickhouse_sink: bool | None = None) 
         dead_letters=DeadLetterStore(engine, database, sync_redis),
         metric_results=MetricResultStore(engine, database),
         live=LiveValues(async_redis),
+        audit=AuditStore(engine, database),
         redis=async_redis,
         sync_redis=sync_redis,
         clickhouse=engine,
@@ -108,6 +111,8 @@ def create_app(
             app.state.identity = await anyio.to_thread.run_sync(build_identity, settings)
         services = await anyio.to_thread.run_sync(build_services, settings, run_clickhouse_sink)
         app.state.services = services
+        if settings.rate_limits:
+            app.state.rate_limiter = RateLimiter(services.redis, settings)
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, services.ingestor.close)
         heartbeat = await anyio.to_thread.run_sync(start_heartbeat, settings.require_redis(), "api")
         follower = asyncio.create_task(metrics.follow_metrics_file(services))

@@ -53,3 +53,9 @@ class Endpoint:
     # Spans every stream but shows a caller limited to some streams only theirs; other routes
     # that span every stream refuse such a caller (``api.auth.authorize``).
     filters_streams: bool = False
+    # Recorded in the audit trail (api.audit); None: every method but GET.
+    audit: bool | None = None
+
+    @property
+    def audited(self) -> bool:
+        return self.audit if self.audit is not None else self.method != "GET"

@@ -13,6 +13,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from api.audit import note
 from api.models import SqlQuery, read_model
 from api.problems import Problem
 from api.services import Services
@@ -53,6 +54,7 @@ def _strip_strings(sql: str) -> str:
 async def post_query(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     sql = (await read_model(request, SqlQuery)).sql
+    note(request, sql=sql[:2000])  # the audit trail keeps who asked what
     try:
         statement = check_sql(sql)
     except UnsafeQuery as exc:

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 
 from api import (
     admin,
+    audit,
     auth,
     dlq,
     docs,
@@ -48,6 +50,7 @@ from api.models import (
     TokenPair,
     UserChange,
 )
+from api.ratelimit import RateLimiter
 from api.reference import put_entry
 from riverbed.core.errors import RiverbedError
 from streams.metrics.definition import MetricDefinition
@@ -124,7 +127,7 @@ EVENT_ROUTES = (
         ),
         body=_events_body,
         body_types=("application/json", "application/x-ndjson", "application/jsonlines"),
-        answer=Accepted, tag="events",
+        answer=Accepted, tag="events", audit=False,  # data, not administration
     ),
     Endpoint(
         "/v1/streams/{stream}/events", GET, reads.list_events, "list_events", "events:read",
@@ -301,6 +304,20 @@ IDENTITY_ROUTES = (
         body=UserChange, tag="identity",
     ),
     Endpoint(
+        "/v1/audit", GET, audit.list_audit, "list_audit", "audit:read",
+        "The audit trail, newest first: logins, key and user changes, stream, schema and "
+        "metric changes, replays, queries",
+        {200: "Audit events", 400: "Bad parameter"},
+        params=(
+            Param("actor", "key:<prefix>, user:<id> or anonymous"),
+            Param("action", "the operation, e.g. create_key, login, query"),
+            Param("outcome", "success, failure or denied"),
+            *TIME_PARAMS,
+            Param("limit", "1..1000, default 100", "integer"),
+        ),
+        tag="identity",
+    ),
+    Endpoint(
         "/v1/keys", GET, admin.list_keys, "list_keys", "keys:admin",
         "API keys (never their secrets)", {200: "Every key"}, tag="identity",
     ),
@@ -411,10 +428,11 @@ def starlette_routes(endpoints: tuple[Endpoint, ...] = ROUTES) -> list[BaseRoute
 
 def _guarded(endpoint: Endpoint) -> Callable[..., Any]:
     """The handler, behind checks of what the route declares: first its scope (401/403 before
-    anything else is said about the request), then its query parameters (a typo
-    like ``?limt=5`` is a 400, not silently a default) and, when it takes a body, the body's
-    media type. A browser sends text/plain or a form cross-origin without asking first;
-    refusing any type but the route's own keeps such a request (a CSRF) from being parsed.
+    anything else is said about the request), then the caller's rate limit (429), then its
+    query parameters (a typo like ``?limt=5`` is a 400, not silently a default) and, when it
+    takes a body, the body's media type. A browser sends text/plain or a form cross-origin
+    without asking first; refusing any type but the route's own keeps such a request (a CSRF)
+    from being parsed.
 
     An endpoint with ``open_params`` (the registry's) takes whatever parameters it is sent.
     """
@@ -423,8 +441,10 @@ def _guarded(endpoint: Endpoint) -> Callable[..., Any]:
     handler = endpoint.handler
     is_async = inspect.iscoroutinefunction(handler)
 
-    async def guarded(request: Request) -> Any:
+    async def checked(request: Request) -> Any:
         auth.authorize(endpoint, request)
+        limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+        decision = await limiter.check(endpoint, request) if limiter is not None else None
         if known is not None:
             unknown = sorted(set(request.query_params) - known)
             if unknown:
@@ -434,10 +454,35 @@ def _guarded(endpoint: Endpoint) -> Callable[..., Any]:
             if media not in accepted:
                 raise UnsupportedMediaType(media, accepted)
         if is_async:
-            return await handler(request)
-        return await run_in_threadpool(handler, request)
+            response = await handler(request)
+        else:
+            response = await run_in_threadpool(handler, request)
+        if decision is not None:
+            response.headers.update(decision.headers())
+        return response
 
-    return guarded
+    if not endpoint.audited:
+        return checked
+
+    async def audited(request: Request) -> Any:
+        """The same, with what happened written to the audit trail, refusals included."""
+        status, outcome = 500, None
+        try:
+            response = await checked(request)
+            status = response.status_code
+            return response
+        except RiverbedError as exc:
+            status = exc.status
+            if isinstance(exc, auth.Unauthenticated | auth.Forbidden):
+                outcome = audit.DENIED
+            raise
+        except HTTPException as exc:
+            status = exc.status_code
+            raise
+        finally:
+            await audit.record(request, endpoint, status, outcome)
+
+    return audited
 
 
 class UnknownParameter(RiverbedError):

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from redis import Redis as SyncRedis
 
 from api.ingest.service import Ingestor
+from api.stores.audit import AuditStore
 from api.stores.dead_letters import DeadLetterStore
 from api.stores.events import EventStore
 from api.stores.live import LiveValues
@@ -38,6 +39,7 @@ class Services:
     dead_letters: DeadLetterStore
     metric_results: MetricResultStore
     live: LiveValues
+    audit: AuditStore
     sinks: list[SinkRunner] = field(default_factory=list)
     sink_threads: list[threading.Thread] = field(default_factory=list)
     # Problems of the metrics file's last sync ({path, message}); empty when it applied.

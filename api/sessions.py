@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from api.audit import note
 from api.auth import Forbidden, Identity, KeyUser, UserPrincipal
 from api.models import Login, PasswordChange, RefreshRequest, TokenPair, read_model
 from control.scopes import AUTHENTICATED
@@ -33,6 +34,7 @@ def _pair(identity: Identity, user: UserInfo, refresh_token: str) -> JSONRespons
 
 async def login(request: Request) -> JSONResponse:
     body = await read_model(request, Login)
+    note(request, username=body.username)  # for the audit trail, failed attempts included
     identity = _identity(request)
     user: UserInfo = await identity.hashing(
         identity.users.authenticate, body.username, body.password
@@ -46,6 +48,7 @@ async def refresh(request: Request) -> JSONResponse:
     identity = _identity(request)
     user_id, following = await identity.blocking(identity.refresh.rotate, body.refresh_token)
     user = await identity.blocking(identity.users.get, user_id)
+    note(request, user_id=user_id)
     if user is None or user.disabled:
         await identity.blocking(identity.refresh.revoke, following)
         raise InvalidToken("the account of this refresh token is disabled or gone")

@@ -28,6 +28,7 @@ SCOPES: dict[str, str] = {
     "registry:write": "register schemas, delete versions, set compatibility",
     "users:admin": "create users, change their roles, disable them",
     "keys:admin": "create, list and revoke API keys",
+    "audit:read": "read the audit trail",
 }
 #: The scopes a credential can be given (``public`` needs none, every one is ``authenticated``).
 GRANTABLE = frozenset(SCOPES) - {PUBLIC, AUTHENTICATED}

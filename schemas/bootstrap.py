@@ -17,6 +17,7 @@ from riverbed.core.errors import Unavailable
 from riverbed.core.kafka import ensure_topics
 from riverbed.core.settings import Settings
 from riverbed.core.topology import (
+    AUDIT_TOPIC,
     METRIC_RESULTS_TOPIC,
     METRICS_TOPIC,
     STREAMS_VERSION_KEY,
@@ -77,7 +78,7 @@ def join_catalog(
 
 
 def pipeline_topics(catalog: dict[str, StreamSpec]) -> list[str]:
-    names = [METRICS_TOPIC, METRIC_RESULTS_TOPIC]
+    names = [METRICS_TOPIC, METRIC_RESULTS_TOPIC, AUDIT_TOPIC]
     for stream in catalog:
         names += [events_topic(stream), clean_topic(stream), dlq_topic(stream)]
     return names

@@ -23,6 +23,7 @@ import redis
 from riverbed.core.errors import Conflict
 from riverbed.core.redis import as_text
 from riverbed.core.topology import (
+    AUDIT_TOPIC,
     METRIC_RESULTS_TOPIC,
     METRICS_TOPIC,
     STREAM_IDS_KEY,
@@ -36,11 +37,18 @@ from riverbed.core.topology import (
 from schemas.catalog import StreamNotFound, StreamSpec, check_spec
 from schemas.codec import StreamSchemaIds, subject
 from schemas.registry import SchemaRegistry, fingerprint
-from schemas.system import DEAD_LETTER_SCHEMA, METRIC_RESULT_SCHEMA, METRIC_UPDATE_SCHEMA
+from schemas.system import (
+    AUDIT_SCHEMA,
+    DEAD_LETTER_SCHEMA,
+    METRIC_RESULT_SCHEMA,
+    METRIC_UPDATE_SCHEMA,
+)
 
 log = logging.getLogger(__name__)
 
-PIPELINE_SUBJECT = re.compile(r"^(events|clean|dlq)\..+-value$|^(metrics|metric_results)-value$")
+PIPELINE_SUBJECT = re.compile(
+    r"^(events|clean|dlq)\..+-value$|^(metrics|metric_results|audit)-value$"
+)
 SYSTEM_FIELD_NAMES = ("event_id", "ingested_at", "event_time", "processed_at")
 
 
@@ -104,6 +112,7 @@ class StreamCatalog:
         self._stop = threading.Event()
         self.metrics_id = registry.register(subject(METRICS_TOPIC), METRIC_UPDATE_SCHEMA)
         self.results_id = registry.register(subject(METRIC_RESULTS_TOPIC), METRIC_RESULT_SCHEMA)
+        self.audit_id = registry.register(subject(AUDIT_TOPIC), AUDIT_SCHEMA)
 
     # ---- reading ----------------------------------------------------------------------------
 

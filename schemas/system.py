@@ -1,4 +1,4 @@
-"""Avro schemas of the topics Riverbed itself defines: dead letters and metric updates."""
+"""Avro schemas of the topics Riverbed itself defines: dead letters, metric updates, audit."""
 
 from __future__ import annotations
 
@@ -69,6 +69,27 @@ METRIC_RESULT_SCHEMA: dict[str, Any] = {
         {"name": "final", "type": "boolean"},
         {"name": "deleted", "type": "boolean"},
         {"name": "version", "type": "long", "doc": "Emission time in ms; later replaces earlier."},
+    ],
+}
+
+
+AUDIT_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "AuditEvent",
+    "namespace": "riverbed.system",
+    "doc": "A security-relevant action: who did what, to what, when, from where, and how it went.",
+    "fields": [
+        {"name": "audit_id", "type": "string", "doc": "Unique; a retried write keeps it."},
+        {"name": "at", "type": TIMESTAMP_MILLIS},
+        {"name": "actor", "type": "string", "doc": "key:<prefix>, user:<id> or anonymous"},
+        {"name": "actor_name", "type": "string", "doc": "The key's or user's name."},
+        {"name": "action", "type": "string", "doc": "The route's operation, e.g. create_key."},
+        {"name": "target", "type": "string", "doc": "What it acted on (path parameters)."},
+        {"name": "outcome", "type": "string", "doc": "success | failure | denied"},
+        {"name": "status", "type": "int", "doc": "The HTTP status answered."},
+        {"name": "source_ip", "type": "string"},
+        {"name": "request_id", "type": "string"},
+        {"name": "details", "type": "string", "doc": "JSON: what else is worth keeping."},
     ],
 }
 

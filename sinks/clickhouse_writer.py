@@ -17,6 +17,8 @@ from confluent_kafka import Message
 
 from riverbed.core.clickhouse import ClickHouse, ClickHouseError, quote
 from riverbed.core.topology import (
+    AUDIT_TABLE,
+    AUDIT_TOPIC,
     DEAD_LETTERS_TABLE,
     METRIC_RESULTS_TABLE,
     METRIC_RESULTS_TOPIC,
@@ -32,6 +34,7 @@ from schemas.stream_catalog import StreamCatalog
 from schemas.system import DEAD_LETTER_SCHEMA
 from schemas.wire import WireFormatError
 from sinks.ddl import (
+    create_audit_table,
     create_dead_letters_table,
     create_metric_results_table,
     create_metrics_table,
@@ -79,6 +82,7 @@ class ClickHouseWriter:
         self.engine.command(create_metrics_table(self.database))
         self.engine.command(create_metric_results_table(self.database))
         self.engine.command(create_dead_letters_table(self.database))
+        self.engine.command(create_audit_table(self.database))
         for name in self.catalog.names():
             self._ensure_stream_table(name)
 
@@ -124,6 +128,9 @@ class ClickHouseWriter:
             schema_id, record = codec.decode(self.registry, raw)
             row = self._converter(schema_id)(record)
             return METRIC_RESULTS_TABLE, {**row, "deleted": int(record["deleted"])}
+        if topic == AUDIT_TOPIC:
+            schema_id, record = codec.decode(self.registry, raw)
+            return AUDIT_TABLE, self._converter(schema_id)(record)
         if topic.startswith("dlq."):
             _, record = codec.decode(self.registry, raw)
             return DEAD_LETTERS_TABLE, {**self._dead_letter_row(record), "dlq_id": dlq_id(message)}
@@ -144,7 +151,7 @@ class ClickHouseWriter:
             return
         except ClickHouseError as exc:
             self.engine.query("SELECT 1")  # raises if ClickHouse itself is down: retry later
-            if table in (METRICS_TABLE, METRIC_RESULTS_TABLE, DEAD_LETTERS_TABLE):
+            if table in (METRICS_TABLE, METRIC_RESULTS_TABLE, DEAD_LETTERS_TABLE, AUDIT_TABLE):
                 raise
             if len(pairs) == 1:
                 self._dead_letter(pairs[0][1], f"clickhouse: insert refused: {exc}")

@@ -18,6 +18,7 @@ from typing import Any
 from riverbed.core.clickhouse import quote, string_literal
 from riverbed.core.errors import Invalid
 from riverbed.core.topology import (
+    AUDIT_TABLE,
     DEAD_LETTERS_TABLE,
     METRIC_RESULTS_TABLE,
     METRICS_TABLE,
@@ -257,6 +258,26 @@ def create_metric_results_table(database: str) -> str:
 )
 ENGINE = ReplacingMergeTree(version, deleted)
 ORDER BY (metric, generation, group_key, window_start)"""
+
+
+def create_audit_table(database: str) -> str:
+    """Every audited action; one row per ``audit_id`` (a redelivered record collapses)."""
+    return f"""CREATE TABLE IF NOT EXISTS {quote(database)}.{quote(AUDIT_TABLE)} (
+  `audit_id` String,
+  `at` DateTime64(3, 'UTC'),
+  `actor` String,
+  `actor_name` String,
+  `action` LowCardinality(String),
+  `target` String,
+  `outcome` LowCardinality(String),
+  `status` UInt16,
+  `source_ip` String,
+  `request_id` String,
+  `details` String
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(at)
+ORDER BY (at, audit_id)"""
 
 
 def row_converter(schema: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:

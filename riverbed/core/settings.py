@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     jwt_secret_file: Path | None = Field(default=None, description="A file holding it.")
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=14, ge=1, le=365)
+    # Rate limits (api.ratelimit): requests/s and burst per key or user, per address when
+    # anonymous, logins per address per minute; per-role rates as JSON ({"producer": 500}).
+    rate_limits: bool = True
+    rate_limit_per_second: float = Field(default=200.0, gt=0)
+    rate_limit_burst: int = Field(default=400, ge=1)
+    anonymous_rate_limit_per_second: float = Field(default=10.0, gt=0)
+    anonymous_rate_limit_burst: int = Field(default=30, ge=1)
+    login_rate_limit_per_minute: float = Field(default=20.0, gt=0)
+    role_rate_limits: dict[str, float] = Field(default_factory=dict)
 
     host: str = "127.0.0.1"
     # Host headers the API answers (comma-separated); loopback names are added when it listens

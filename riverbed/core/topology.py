@@ -20,6 +20,7 @@ REFERENCE_PREFIX = "ref."  # compacted reference tables the agents enrich from
 METRICS_TOPIC = "metrics"  # built-in window aggregates from the flow
 METRIC_RESULTS_TOPIC = "metric_results"  # declared metrics' windows from the flow
 SCHEMAS_TOPIC = "_schemas"  # the schema registry's compacted log
+AUDIT_TOPIC = "audit"  # security-relevant actions, written by the API
 
 #: Regex subscriptions, so topics of streams created at run time are picked up on their own.
 CLEAN_PATTERN = r"^clean\..+"
@@ -27,7 +28,7 @@ DLQ_PATTERN = r"^dlq\..+"
 
 #: A routing rule may not send events into a topic Riverbed owns.
 RESERVED_TOPIC_PREFIXES = (EVENTS_PREFIX, CLEAN_PREFIX, DLQ_PREFIX, REFERENCE_PREFIX, "_", "__")
-RESERVED_TOPICS = frozenset({METRICS_TOPIC, METRIC_RESULTS_TOPIC})
+RESERVED_TOPICS = frozenset({METRICS_TOPIC, METRIC_RESULTS_TOPIC, AUDIT_TOPIC})
 
 
 def events_topic(stream: str) -> str:
@@ -64,7 +65,13 @@ REDIS_SINK_GROUP = "riverbed-sink-redis"
 REGISTRY_READER_GROUP = "riverbed-registry"  # assign() only: reads _schemas, never commits
 REFERENCE_READER_PREFIX = "riverbed-reference-"  # + a random suffix; assign() only
 
-CLICKHOUSE_SINK_TOPICS = (CLEAN_PATTERN, DLQ_PATTERN, METRICS_TOPIC, METRIC_RESULTS_TOPIC)
+CLICKHOUSE_SINK_TOPICS = (
+    CLEAN_PATTERN,
+    DLQ_PATTERN,
+    METRICS_TOPIC,
+    METRIC_RESULTS_TOPIC,
+    AUDIT_TOPIC,
+)
 REDIS_SINK_TOPICS = (METRICS_TOPIC, METRIC_RESULTS_TOPIC)
 
 
@@ -80,7 +87,7 @@ def group_topics(streams: Iterable[str]) -> dict[str, list[str]]:
         AGENTS_GROUP: [events_topic(s) for s in names],
         CLICKHOUSE_SINK_GROUP: [clean_topic(s) for s in names]
         + [dlq_topic(s) for s in names]
-        + [METRICS_TOPIC, METRIC_RESULTS_TOPIC],
+        + [METRICS_TOPIC, METRIC_RESULTS_TOPIC, AUDIT_TOPIC],
         REDIS_SINK_GROUP: list(REDIS_SINK_TOPICS),
     }
 
@@ -146,6 +153,7 @@ def replayed_key(stream: str) -> str:
 
 METRICS_TABLE = METRICS_TOPIC
 METRIC_RESULTS_TABLE = METRIC_RESULTS_TOPIC
+AUDIT_TABLE = AUDIT_TOPIC
 DEAD_LETTERS_TABLE = "dead_letters"
 
 
