@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from api import metrics
@@ -138,6 +139,7 @@ def create_app(
                 TrustedHostMiddleware,
                 allowed_hosts=allowed_hosts(settings.host, settings.allowed_hosts),
             ),
+            *cors(settings),
             Middleware(AuthenticationMiddleware, backend=CredentialBackend(), on_error=refuse),
             *middleware,
         ],
@@ -145,9 +147,37 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.endpoints = endpoints
+    app.state.settings = settings
+    app.state.cors_origins = frozenset(settings.cors_origin_list)
     if identity is not None:
         app.state.identity = identity
     return app
+
+
+def cors(settings: Settings) -> list[Middleware]:
+    """Cross-origin access for the configured origins only (none by default). Placed before
+    authentication: a browser's preflight carries no credentials."""
+    if not settings.cors_origin_list:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Content-Encoding", "X-Request-ID"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "RateLimit",
+                "RateLimit-Policy",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+            ],
+            allow_credentials=True,
+            max_age=600,
+        )
+    ]
 
 
 def run(settings: Settings) -> None:

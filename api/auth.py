@@ -3,9 +3,12 @@
 Authentication is Starlette's ``AuthenticationMiddleware`` with a backend that reads
 ``Authorization: Bearer``: an API key (``rb_...``, for producers and services) or the access
 token of a login (a JWT, for people; ``control.tokens``). Confluent's schema-registry clients
-only speak HTTP Basic, so a key is also taken as the Basic password. A credential that is
-presented and wrong is a 401 whatever the route; none leaves the caller anonymous, which only
-public routes accept. A user's scopes are those of their roles.
+only speak HTTP Basic, so a key is also taken as the Basic password. Browsers have two more
+ways: the session cookie of a browser login (``api.sessions``), which may change something
+only from this site's own pages (``check_origin``), and, for EventSource, a one-minute stream
+token in the query that opens event streams and nothing else. A credential that is presented
+and wrong is a 401 whatever the route; none leaves the caller anonymous, which only public
+routes accept. A user's scopes are those of their roles.
 
 Authorisation happens per route (``api.routes``), before anything else the route checks: the
 route's one scope must be among the key's, and a key limited to some streams may only use
@@ -28,6 +31,7 @@ import time
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio.to_thread
 from starlette.authentication import (
@@ -44,13 +48,24 @@ from api.problems import problem_response
 from control.db import control_sessions
 from control.keys import KEY_PREFIX, ApiKeys, KeyInfo
 from control.scopes import AUTHENTICATED, GRANTABLE
-from control.tokens import AccessTokens, InvalidToken, RefreshTokens, signing_secret
+from control.tokens import (
+    AccessTokens,
+    InvalidToken,
+    RefreshTokens,
+    StreamClaims,
+    signing_secret,
+)
 from control.users import UserInfo, Users
 from riverbed.core.errors import RiverbedError
 from riverbed.core.settings import Settings
 
 log = logging.getLogger(__name__)
-MAX_CREDENTIAL = 1024  # characters of an Authorization header; a key is about 60
+MAX_CREDENTIAL = 1024  # characters of an Authorization header (a key is about 60)
+SSE = "text/event-stream"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SESSION_COOKIE = "rb_session"  # the access token of a browser login (HttpOnly)
+REFRESH_COOKIE = "rb_refresh"  # its refresh token, sent only to /v1/auth/session
+STREAM_TOKEN = "stream_token"  # the query parameter EventSource can carry
 REALM = 'Bearer realm="riverbed"'
 
 
@@ -129,10 +144,11 @@ class KeyCache:
 
 
 class UserPrincipal(BaseUser):
-    """The person behind a verified access token."""
+    """The person behind a verified access token (a header, or the session cookie)."""
 
-    def __init__(self, info: UserInfo) -> None:
+    def __init__(self, info: UserInfo, via_cookie: bool = False) -> None:
         self.info = info
+        self.via_cookie = via_cookie
 
     @property
     def is_authenticated(self) -> bool:
@@ -145,6 +161,25 @@ class UserPrincipal(BaseUser):
     @property
     def identity(self) -> str:
         return f"user:{self.info.id}"
+
+
+class StreamUser(BaseUser):
+    """The bearer of a stream token: it may open event streams, and nothing else."""
+
+    def __init__(self, claims: StreamClaims) -> None:
+        self.claims = claims
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.claims.subject
+
+    @property
+    def identity(self) -> str:
+        return self.claims.subject
 
 
 class UserCache:
@@ -252,24 +287,47 @@ class CredentialBackend(AuthenticationBackend):
     are the app's :class:`Identity` (``app.state.identity``)."""
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
-        authorization = conn.headers.get("authorization")
-        if authorization is None:
-            return None
-        credential = presented_credential(authorization)
         identity: Identity = conn.app.state.identity
-        if credential.startswith(KEY_PREFIX):
-            info = await identity.key_cache.verify(credential)
-            if info is None:
-                raise AuthenticationError("unknown, revoked or expired API key")
-            return AuthCredentials([*info.scopes, AUTHENTICATED]), KeyUser(info)
+        authorization = conn.headers.get("authorization")
+        if authorization is not None:
+            credential = presented_credential(authorization)
+            if credential.startswith(KEY_PREFIX):
+                info = await identity.key_cache.verify(credential)
+                if info is None:
+                    raise AuthenticationError("unknown, revoked or expired API key")
+                return AuthCredentials([*info.scopes, AUTHENTICATED]), KeyUser(info)
+            return await self._user(identity, credential, via_cookie=False)
+        stream_token = conn.query_params.get(STREAM_TOKEN)
+        if stream_token is not None:
+            return await self._stream(identity, stream_token)
+        session = conn.cookies.get(SESSION_COOKIE)
+        if session is not None:
+            return await self._user(identity, session, via_cookie=True)
+        return None
+
+    async def _user(
+        self, identity: Identity, token: str, via_cookie: bool
+    ) -> tuple[AuthCredentials, BaseUser]:
         try:
-            claims = identity.access.verify(credential)
+            claims = identity.access.verify(token)
         except InvalidToken as exc:
             raise AuthenticationError(exc.detail) from None
         user = await identity.user_cache.get(claims.user_id)
         if user is None or user.disabled:
             raise AuthenticationError("the account of this token is disabled or gone")
-        return AuthCredentials([*user.scopes, AUTHENTICATED]), UserPrincipal(user)
+        return AuthCredentials([*user.scopes, AUTHENTICATED]), UserPrincipal(user, via_cookie)
+
+    async def _stream(self, identity: Identity, token: str) -> tuple[AuthCredentials, BaseUser]:
+        try:
+            claims = identity.access.verify_stream(token)
+        except InvalidToken as exc:
+            raise AuthenticationError(exc.detail) from None
+        kind, _, ident = claims.subject.partition(":")
+        if kind == "user":
+            user = await identity.user_cache.get(int(ident))
+            if user is None or user.disabled:
+                raise AuthenticationError("the account of this token is disabled or gone")
+        return AuthCredentials([*claims.scopes, AUTHENTICATED]), StreamUser(claims)
 
 
 def refuse(conn: HTTPConnection, exc: Exception) -> Response:
@@ -297,16 +355,18 @@ def authorize(endpoint: Endpoint, request: Request) -> None:
             f"this route needs scope {endpoint.scope}: send an API key or an access token as "
             "'Authorization: Bearer ...'"
         )
+    if isinstance(user, StreamUser) and endpoint.media != SSE:
+        raise Forbidden("a stream token only opens event streams", endpoint.scope)
+    if isinstance(user, UserPrincipal) and user.via_cookie and request.method not in SAFE_METHODS:
+        check_origin(request)
     if endpoint.scope == AUTHENTICATED:
         return
     if endpoint.scope not in request.auth.scopes:
-        whose = "this key does" if isinstance(user, KeyUser) else "your roles do"
+        whose = "your roles do" if isinstance(user, UserPrincipal) else "this credential does"
         raise Forbidden(
             f"{whose} not grant {endpoint.scope}, which this route needs", endpoint.scope
         )
-    if not isinstance(user, KeyUser):
-        return  # people are not limited to streams; their roles say what they may do
-    allowed = user.info.streams
+    allowed = streams_of(user)
     if allowed is None or endpoint.filters_streams:
         return
     is_bound, stream = bound_stream(endpoint, request)
@@ -323,9 +383,39 @@ def authorize(endpoint: Endpoint, request: Request) -> None:
         raise Forbidden(f"this key does not grant access to stream {stream!r}", endpoint.scope)
 
 
+def streams_of(user: BaseUser) -> list[str] | None:
+    """The streams a credential is limited to; None for every stream (people are never
+    limited: their roles say what they may do)."""
+    if isinstance(user, KeyUser):
+        return user.info.streams
+    if isinstance(user, StreamUser):
+        return user.claims.streams
+    return None
+
+
 def visible_streams(request: Request) -> frozenset[str] | None:
     """The streams a stream-limited caller may see; None for every stream."""
-    user = request.user
-    if isinstance(user, KeyUser) and user.info.streams is not None:
-        return frozenset(user.info.streams)
-    return None
+    allowed = streams_of(request.user)
+    return None if allowed is None else frozenset(allowed)
+
+
+class CrossSiteRequest(Forbidden):
+    title = "Cross-site request refused"
+
+
+def check_origin(request: Request) -> None:
+    """Refuse a browser request sent from another site (CSRF): its ``Origin`` must be this
+    API's own (the Host it was sent to) or one of the configured CORS origins. A state-changing
+    request that rides on the session cookie without an Origin is refused too: browsers send
+    one with every such request."""
+    origin = request.headers.get("origin")
+    trusted: frozenset[str] = getattr(request.app.state, "cors_origins", frozenset())
+    if origin is not None and (
+        urlsplit(origin).netloc == request.headers.get("host", "") or origin in trusted
+    ):
+        return
+    raise CrossSiteRequest(
+        f"a request from {origin or 'an unknown origin'} may not act with this site's session "
+        "cookie",
+        AUTHENTICATED,
+    )

@@ -18,6 +18,7 @@ import zstandard
 from starlette.requests import Request
 
 from api.problems import Problem
+from riverbed.core.settings import Settings
 
 
 def _too_large(limit: int, declared: str | None = None) -> Problem:
@@ -108,6 +109,6 @@ def parse_json(raw: bytes, hint: str = "the body is not JSON") -> Any:
 
 async def json_body(request: Request, hint: str = "the body is not JSON") -> Any:
     """The request's JSON body, within the settings' limits for non-ingest routes."""
-    settings = request.app.state.services.settings
+    settings: Settings = request.app.state.settings
     raw = await read_body(request, settings.max_json_body_bytes, settings.body_read_timeout_seconds)
     return parse_json(raw, hint)

@@ -66,6 +66,9 @@ PAGE_PARAMS = (
     Param("cursor", "next_cursor of the previous page"),
 )
 NOT_FOUND_STREAM = {404: "Unknown stream"}
+STREAM_TOKEN_PARAM = Param(
+    auth.STREAM_TOKEN, "a token from POST /v1/auth/stream-token, for EventSource (no headers)"
+)
 REGISTRY = "/registry"
 
 
@@ -220,14 +223,15 @@ METRIC_ROUTES = (
         "/v1/metrics/{name}/live", GET, metrics.live_metric, "follow_metric", "metrics:read",
         "Server-sent events: a snapshot per group, then each update",
         {200: "An event stream", 404: "Unknown metric"},
-        params=(Param("group", "only this group key"),), media=SSE, tag="metrics",
+        params=(Param("group", "only this group key"), STREAM_TOKEN_PARAM), media=SSE,
+        tag="metrics",
     ),
     Endpoint(
         "/v1/live/metrics", GET, live.live_metrics, "follow_stream_metrics", "metrics:read",
         "Server-sent events: `snapshot`, then `metric` per update of built-in metrics",
         {200: "An event stream"},
         params=(Param("stream", "only this stream"), Param("field", "only this field"),
-                Param("group", "only this group")),
+                Param("group", "only this group"), STREAM_TOKEN_PARAM),
         media=SSE, tag="metrics",
     ),
 )
@@ -274,6 +278,31 @@ IDENTITY_ROUTES = (
         "/v1/auth/logout", POST, sessions.logout, "logout", PUBLIC,
         "End the login a refresh token belongs to", {204: "Logged out"},
         body=RefreshRequest, tag="identity",
+    ),
+    Endpoint(
+        "/v1/auth/session", POST, sessions.open_session, "open_session", PUBLIC,
+        "Log in a browser: the tokens go into HttpOnly, SameSite=Strict cookies",
+        {200: "Logged in; the cookies are set", 401: "Wrong username or password",
+         403: "Sent from another site", 429: "Too many failed logins"},
+        body=Login, tag="identity",
+    ),
+    Endpoint(
+        "/v1/auth/session/refresh", POST, sessions.refresh_session, "refresh_session", PUBLIC,
+        "Renew a browser login from its refresh cookie",
+        {200: "Renewed; new cookies are set", 401: "No session, or it ended",
+         403: "Sent from another site"},
+        tag="identity",
+    ),
+    Endpoint(
+        "/v1/auth/session", DELETE, sessions.close_session, "close_session", PUBLIC,
+        "Log a browser out: its login ends and its cookies are cleared",
+        {204: "Logged out", 403: "Sent from another site"}, tag="identity",
+    ),
+    Endpoint(
+        "/v1/auth/stream-token", POST, sessions.stream_token, "stream_token", AUTHENTICATED,
+        "A one-minute token for EventSource, which cannot send headers: "
+        "open a live route with ?stream_token=",
+        {200: "The token", 403: "No metrics:read to give"}, tag="identity",
     ),
     Endpoint(
         "/v1/me", GET, sessions.me, "me", AUTHENTICATED,

@@ -13,11 +13,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api.audit import note
-from api.auth import Forbidden, Identity, KeyUser, UserPrincipal
+from api.auth import (
+    REFRESH_COOKIE,
+    SESSION_COOKIE,
+    Forbidden,
+    Identity,
+    KeyUser,
+    UserPrincipal,
+    check_origin,
+)
 from api.models import Login, PasswordChange, RefreshRequest, TokenPair, read_model
 from control.scopes import AUTHENTICATED
 from control.tokens import InvalidToken
 from control.users import UserInfo
+from riverbed.core.settings import Settings
+
+SESSION_PATH = "/v1/auth/session"
 
 
 def _identity(request: Request) -> Identity:
@@ -95,3 +106,104 @@ async def change_password(request: Request) -> Response:
         identity.users.change_password, user.info.id, body.current_password, body.new_password
     )
     return Response(status_code=204)
+
+
+# --- browser sessions: the same login, kept in HttpOnly cookies ------------------------------
+
+
+def _set_cookies(
+    request: Request, response: Response, identity: Identity, access: str, refresh_token: str
+) -> None:
+    settings: Settings = request.app.state.settings
+    # Secure everywhere but plain http on loopback (development), where browsers accept it too.
+    secure = request.url.scheme == "https" or not settings.on_loopback
+    response.set_cookie(
+        SESSION_COOKIE,
+        access,
+        max_age=int(identity.access.ttl.total_seconds()),
+        path="/",
+        secure=secure,
+        httponly=True,
+        samesite="strict",
+    )
+    response.set_cookie(
+        REFRESH_COOKIE,
+        refresh_token,
+        max_age=int(identity.refresh.ttl.total_seconds()),
+        path=SESSION_PATH,
+        secure=secure,
+        httponly=True,
+        samesite="strict",
+    )
+    response.headers["Cache-Control"] = "no-store"
+
+
+def _same_site(request: Request) -> None:
+    """Login CSRF: a page elsewhere must not log a browser into an account of its choosing."""
+    if request.headers.get("origin") is not None:
+        check_origin(request)
+
+
+async def open_session(request: Request) -> Response:
+    """Log in as ``/v1/auth/login`` does, but keep the tokens in HttpOnly cookies: a page's
+    scripts never see them, and ``SameSite=Strict`` plus the Origin check keep other sites
+    from using them."""
+    _same_site(request)
+    body = await read_model(request, Login)
+    note(request, username=body.username)
+    identity = _identity(request)
+    user: UserInfo = await identity.hashing(
+        identity.users.authenticate, body.username, body.password
+    )
+    refresh_token = await identity.blocking(identity.refresh.issue, user.id)
+    access, expires_in = identity.access.issue(user)
+    response = JSONResponse({"username": user.username, "expires_in": expires_in})
+    _set_cookies(request, response, identity, access, refresh_token)
+    return response
+
+
+async def refresh_session(request: Request) -> Response:
+    _same_site(request)
+    token = request.cookies.get(REFRESH_COOKIE)
+    if not token:
+        raise InvalidToken("no session to refresh; log in")
+    identity = _identity(request)
+    user_id, following = await identity.blocking(identity.refresh.rotate, token)
+    user = await identity.blocking(identity.users.get, user_id)
+    if user is None or user.disabled:
+        await identity.blocking(identity.refresh.revoke, following)
+        raise InvalidToken("the account of this session is disabled or gone")
+    access, expires_in = identity.access.issue(user)
+    response = JSONResponse({"username": user.username, "expires_in": expires_in})
+    _set_cookies(request, response, identity, access, following)
+    return response
+
+
+async def close_session(request: Request) -> Response:
+    _same_site(request)
+    identity = _identity(request)
+    token = request.cookies.get(REFRESH_COOKIE)
+    if token:
+        await identity.blocking(identity.refresh.revoke, token)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(REFRESH_COOKIE, path=SESSION_PATH)
+    return response
+
+
+async def stream_token(request: Request) -> JSONResponse:
+    """A minute-long token that opens event streams (``?stream_token=``), with the caller's
+    ``metrics:read`` and its stream limits and nothing else."""
+    user = request.user
+    if "metrics:read" not in request.auth.scopes:
+        raise Forbidden("stream tokens carry metrics:read, which you lack", "metrics:read")
+    if isinstance(user, UserPrincipal):
+        subject, streams = f"user:{user.info.id}", None
+    elif isinstance(user, KeyUser):
+        subject, streams = f"key:{user.info.prefix}", user.info.streams
+    else:
+        raise Forbidden("a stream token cannot make another", "metrics:read")
+    token, expires_in = _identity(request).access.issue_stream(subject, ["metrics:read"], streams)
+    return JSONResponse(
+        {"stream_token": token, "expires_in": expires_in}, headers={"Cache-Control": "no-store"}
+    )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,6 +69,17 @@ class MissingSecret(RiverbedError):
     """No usable signing secret where one is required."""
 
 
+STREAM_AUDIENCE = "riverbed-stream"
+STREAM_TTL = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class StreamClaims:
+    subject: str  # user:<id> or key:<prefix>
+    scopes: frozenset[str]
+    streams: list[str] | None
+
+
 @dataclass(frozen=True)
 class AccessClaims:
     user_id: int
@@ -92,23 +104,59 @@ class AccessTokens:
         # Names the secret without revealing it; a rotated secret gets a new id.
         self.key_id = hashlib.sha256(b"riverbed kid " + secret).hexdigest()[:16]
 
-    def issue(self, user: UserInfo) -> tuple[str, int]:
-        """A token for ``user`` and its lifetime in seconds."""
+    def _sign(self, audience: str, subject: str, ttl: timedelta, **extra: Any) -> str:
         now = _now()
         claims: dict[str, Any] = {
             "iss": self.issuer,
-            "aud": self.audience,
-            "sub": str(user.id),
-            "name": user.username,
+            "aud": audience,
+            "sub": subject,
             "iat": now,
             "nbf": now,
-            "exp": now + self.ttl,
+            "exp": now + ttl,
             "jti": secrets.token_hex(12),
+            **extra,
         }
-        token = jwt.encode(claims, self.secret, ALGORITHM, headers={"kid": self.key_id})
+        return jwt.encode(claims, self.secret, ALGORITHM, headers={"kid": self.key_id})
+
+    def issue(self, user: UserInfo) -> tuple[str, int]:
+        """A token for ``user`` and its lifetime in seconds."""
+        token = self._sign(self.audience, str(user.id), self.ttl, name=user.username)
         return token, int(self.ttl.total_seconds())
 
+    def issue_stream(
+        self, subject: str, scopes: Iterable[str], streams: Iterable[str] | None
+    ) -> tuple[str, int]:
+        """A stream token: for ``EventSource``, which cannot send headers and so puts it in the
+        URL (where logs may keep it). Hence a minute's life, an audience of its own (it is no
+        access token), and only the scopes it was asked for."""
+        token = self._sign(
+            STREAM_AUDIENCE,
+            subject,
+            STREAM_TTL,
+            scope=" ".join(sorted(scopes)),
+            streams=None if streams is None else sorted(streams),
+        )
+        return token, int(STREAM_TTL.total_seconds())
+
+    def verify_stream(self, token: str) -> StreamClaims:
+        claims = self._decode(token, STREAM_AUDIENCE)
+        streams = claims.get("streams")
+        return StreamClaims(
+            str(claims["sub"]),
+            frozenset(str(claims.get("scope", "")).split()),
+            None if streams is None else [str(s) for s in streams],
+        )
+
     def verify(self, token: str) -> AccessClaims:
+        claims = self._decode(token, self.audience)
+        try:
+            user_id = int(claims["sub"])
+        except (TypeError, ValueError):
+            raise InvalidToken("the token names no user") from None
+        expires = datetime.fromtimestamp(claims["exp"], UTC)
+        return AccessClaims(user_id, str(claims.get("name", "")), str(claims["jti"]), expires)
+
+    def _decode(self, token: str, audience: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -118,25 +166,20 @@ class AccessTokens:
         if header.get("kid") != self.key_id:
             raise InvalidToken("signed with an unknown key")
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 self.secret,
                 algorithms=[ALGORITHM],
-                audience=self.audience,
+                audience=audience,
                 issuer=self.issuer,
                 options={"require": REQUIRED_CLAIMS},
                 leeway=5,
             )
         except jwt.ExpiredSignatureError:
-            raise InvalidToken("the token has expired; refresh it") from None
+            raise InvalidToken("the token has expired; get a new one") from None
         except jwt.InvalidTokenError as exc:
             raise InvalidToken(f"the token does not verify: {exc}") from None
-        try:
-            user_id = int(claims["sub"])
-        except (TypeError, ValueError):
-            raise InvalidToken("the token names no user") from None
-        expires = datetime.fromtimestamp(claims["exp"], UTC)
-        return AccessClaims(user_id, str(claims.get("name", "")), str(claims["jti"]), expires)
+        return claims
 
 
 class RefreshTokens:

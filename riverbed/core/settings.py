@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # Host headers the API answers (comma-separated); loopback names are added when it listens
     # on loopback. Empty while listening on every interface: set it behind a public name.
     allowed_hosts: str = ""
+    # Web origins (scheme://host[:port], comma-separated) allowed to call the API from a
+    # browser (CORS) and to use its session cookie; none by default.
+    cors_origins: str = ""
     api_port: int = 8080
     kafka_port: int = 0  # 0: pick a free port when embedded
     redis_port: int = 0
@@ -116,6 +119,10 @@ class Settings(BaseSettings):
     query_max_memory_bytes: int = 2 * 1024**3
 
     sse_heartbeat_seconds: float = 15.0
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def on_loopback(self) -> bool:

@@ -112,3 +112,19 @@ def test_a_key_revoked_from_the_cli_stops_working_within_seconds(
 def test_anonymous_callers_get_401_and_health_stays_open(pipeline: Pipeline) -> None:
     assert httpx.get(f"{pipeline.base_url}/v1/streams").status_code == 401
     assert httpx.get(f"{pipeline.base_url}/healthz").status_code == 200
+
+
+def test_an_event_stream_opens_with_a_stream_token_and_no_headers(pipeline: Pipeline) -> None:
+    """What a browser's EventSource does: no Authorization header, the token in the URL."""
+    with pipeline.client() as admin:
+        made = admin.post("/v1/auth/stream-token")
+    assert made.status_code == 200
+    token = made.json()["stream_token"]
+    url = f"{pipeline.base_url}/v1/live/metrics"
+    with (
+        httpx.Client(timeout=30) as browser,
+        browser.stream("GET", url, params={"stream_token": token}) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith(SSE)
+    assert httpx.get(url, params={"stream_token": token + "x"}).status_code == 401

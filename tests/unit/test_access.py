@@ -28,7 +28,18 @@ from tests.helpers.keys import make_identity, new_key
 
 #: The only routes an anonymous caller may use: liveness, readiness, the API's description,
 #: and the three that carry a credential of their own (a password, a refresh token).
-PUBLIC_ROUTES = {"healthz", "readyz", "openapi", "docs", "login", "refresh", "logout"}
+PUBLIC_ROUTES = {
+    "healthz",
+    "readyz",
+    "openapi",
+    "docs",
+    "login",
+    "refresh",
+    "logout",
+    "open_session",
+    "refresh_session",
+    "close_session",
+}
 #: A value for each path parameter, so every route can be called.
 PATH_VALUES = {
     "stream": "pageviews",
@@ -84,7 +95,15 @@ def test_only_health_and_the_api_description_are_public() -> None:
 
 @pytest.mark.parametrize("endpoint", [e for e in ROUTES if e.scope == PUBLIC], ids=lambda e: e.name)
 def test_public_routes_answer_without_a_key(endpoint: Endpoint) -> None:
-    assert call(endpoint) not in (401, 403)
+    """The access check lets them through; what they answer is their own affair (a refresh
+    without a refresh token is the handler's 401 ``invalid-token``)."""
+    response = CLIENT.request(endpoint.method, url(endpoint))
+    if response.headers.get("content-type") == "application/problem+json":
+        kind = response.json()["type"]
+        assert kind not in (f"{URN}unauthenticated", f"{URN}forbidden"), kind
+
+
+URN = "urn:riverbed:problem:"
 
 
 @pytest.mark.parametrize("endpoint", PROTECTED, ids=lambda e: e.name)
@@ -113,10 +132,20 @@ def test_a_key_with_the_routes_scope_gets_through(endpoint: Endpoint) -> None:
     assert status not in (401, 403)
 
 
+#: One login per role: the walk below is every route times every role.
+ROLE_TOKENS = {
+    role: IDENTITY.access.issue(
+        IDENTITY.users.create(f"as-{role}", "a long enough password", [role])
+    )[0]
+    for role in ROLES
+}
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
 @pytest.mark.parametrize("endpoint", SCOPED, ids=lambda e: e.name)
-def test_a_login_gets_what_its_roles_grant_and_nothing_else(endpoint: Endpoint) -> None:
-    status = call(endpoint, bearer(VIEWER_TOKEN), **stream_param(endpoint, "pageviews"))
-    if endpoint.scope in ROLES["viewer"]:
+def test_a_login_gets_what_its_role_grants_and_nothing_else(endpoint: Endpoint, role: str) -> None:
+    status = call(endpoint, bearer(ROLE_TOKENS[role]), **stream_param(endpoint, "pageviews"))
+    if endpoint.scope in ROLES[role]:
         assert status not in (401, 403)
     else:
         assert status == 403
