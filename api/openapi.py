@@ -89,10 +89,35 @@ ACCESS_RESPONSES = {
 }
 
 
+#: What any route that takes a body may answer about it, before its own checks.
+BODY_RESPONSES = {
+    400: "Body is not JSON",
+    408: "Body not received in time",
+    413: "Body too large",
+    415: "Body in a media type this route does not take",
+    422: "Invalid body; errors[] names every problem",
+}
+UNLIMITED = frozenset({"healthz", "readyz"})  # probes: not rate-limited
+
+
+def common_responses(endpoint: Endpoint) -> dict[int, str]:
+    """The answers the gateway gives on every route it applies to (api.routes._guarded,
+    api.ratelimit, api.auth), documented once here rather than in each route's table row."""
+    common: dict[int, str] = {}
+    if not endpoint.open_params and not endpoint.mount:
+        common[400] = "Unknown or invalid query parameter"
+    if endpoint.body is not None:
+        common.update(BODY_RESPONSES)
+    if endpoint.scope != PUBLIC:
+        common.update(ACCESS_RESPONSES)
+    if endpoint.name not in UNLIMITED:
+        common[429] = "Over the caller's rate limit; retry after Retry-After"
+    return common
+
+
 def _responses(endpoint: Endpoint, parts: _Components) -> dict[str, Any]:
     answers: dict[str, Any] = {}
-    access = {} if endpoint.scope == PUBLIC else ACCESS_RESPONSES
-    for status, description in sorted({**access, **endpoint.responses}.items()):
+    for status, description in sorted({**common_responses(endpoint), **endpoint.responses}.items()):
         if status >= 400:
             content = {"application/problem+json": {"schema": PROBLEM_REF}}
         elif status == 204:

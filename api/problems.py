@@ -16,6 +16,7 @@ import redis
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from riverbed.core.errors import RiverbedError
 
@@ -82,8 +83,21 @@ async def handle_redis_error(request: Request, exc: Exception) -> Response:
 
 async def handle_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    problem = Problem(exc.status_code, "HTTP error", str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the first route that matched the path; RFC 9110 wants them all.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    problem = Problem(exc.status_code, "HTTP error", str(exc.detail), headers=headers)
     return problem_response(problem, request.url.path)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

@@ -229,7 +229,7 @@ METRIC_ROUTES = (
     Endpoint(
         "/v1/live/metrics", GET, live.live_metrics, "follow_stream_metrics", "metrics:read",
         "Server-sent events: `snapshot`, then `metric` per update of built-in metrics",
-        {200: "An event stream"},
+        {200: "An event stream", 404: "Unknown stream"},
         params=(Param("stream", "only this stream"), Param("field", "only this field"),
                 Param("group", "only this group"), STREAM_TOKEN_PARAM),
         media=SSE, tag="metrics",
@@ -410,7 +410,8 @@ REGISTRY_ROUTES = (
               {200: "The deleted versions", **SUBJECT_NOT_FOUND,
                422: "A pipeline subject cannot be deleted"}),
     _registry("/schemas/ids/{id}", GET, registry.get_schema, "registry_get_schema",
-              "A schema by its global id", {200: "The schema", 404: "Schema not found"}),
+              "A schema by its global id",
+              {200: "The schema", 404: "Schema not found", 422: "The id is not an integer"}),
     _registry("/compatibility/subjects/{subject}/versions/{version}", POST,
               registry.check_compatibility, "registry_check_compatibility",
               "Would this schema be compatible with a version?",
