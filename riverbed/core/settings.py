@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # Logins (control.tokens): the secret that signs access tokens, and their lifetimes.
     jwt_secret: SecretStr | None = Field(default=None, description="32+ random bytes.")
     jwt_secret_file: Path | None = Field(default=None, description="A file holding it.")
+    # Sealing stored secrets (control.sealed): AES-256-GCM key, and old keys that still open.
+    secrets_key: SecretStr | None = Field(default=None, description="32 bytes, hex or base64.")
+    secrets_key_file: Path | None = Field(default=None, description="A file holding it.")
+    secrets_old_keys: str = Field(default="", description="Comma-separated, for rotation.")
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=14, ge=1, le=365)
     # Rate limits (api.ratelimit): requests/s and burst per key or user, per address when
