@@ -53,7 +53,7 @@ from control.tokens import (
     InvalidToken,
     RefreshTokens,
     StreamClaims,
-    signing_secret,
+    signing_keys,
 )
 from control.users import UserInfo, Users
 from riverbed.core.errors import RiverbedError
@@ -240,17 +240,17 @@ def build_identity(settings: Settings) -> Identity:
     """The identity of the control plane of ``settings`` (its schema migrated); raises
     :class:`control.tokens.MissingSecret` when listening on a network without a secret."""
     sessions = control_sessions(settings)
-    secret = signing_secret(settings)
-    if secret.generated is not None:
+    keys, generated = signing_keys(settings)
+    if generated is not None:
         log.warning(
             "development mode: logins are signed with a secret generated in %s; set "
             "RIVERBED_JWT_SECRET_FILE before listening beyond loopback",
-            secret.generated,
+            generated,
         )
     return Identity(
         ApiKeys(sessions, GRANTABLE),
         Users(sessions),
-        AccessTokens(secret.value, ttl=timedelta(minutes=settings.access_token_minutes)),
+        AccessTokens(keys, ttl=timedelta(minutes=settings.access_token_minutes)),
         RefreshTokens(sessions, ttl=timedelta(days=settings.refresh_token_days)),
     )
 

@@ -305,6 +305,11 @@ IDENTITY_ROUTES = (
         {200: "The token", 403: "No metrics:read to give"}, tag="identity",
     ),
     Endpoint(
+        "/.well-known/jwks.json", GET, sessions.jwks, "jwks", PUBLIC,
+        "The public keys that verify access tokens (JWKS; empty with HS256)",
+        {200: "A JSON Web Key Set"}, tag="identity",
+    ),
+    Endpoint(
         "/v1/me", GET, sessions.me, "me", AUTHENTICATED,
         "Who the credential is: the user or the key, with its scopes", {200: "The caller"},
         tag="identity",

@@ -75,6 +75,12 @@ async def logout(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def jwks(request: Request) -> JSONResponse:
+    """The public keys that verify access tokens (none when they are signed with a secret)."""
+    keys = _identity(request).access.keys.jwks()
+    return JSONResponse({"keys": keys}, headers={"Cache-Control": "public, max-age=300"})
+
+
 def me(request: Request) -> JSONResponse:
     user = request.user
     scopes = sorted(set(request.auth.scopes) - {AUTHENTICATED})

@@ -32,11 +32,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.models import RefreshToken
+from control.signing import SigningKeys, load_asymmetric
 from control.users import UserInfo
 from riverbed.core.errors import RiverbedError
 from riverbed.core.settings import Settings
 
-ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]
 REFRESH_PREFIX = "rbr_"
 MIN_SECRET = 32  # bytes
@@ -91,18 +91,19 @@ class AccessClaims:
 class AccessTokens:
     def __init__(
         self,
-        secret: bytes,
+        keys: SigningKeys | bytes,
         issuer: str = "riverbed",
         audience: str = "riverbed-api",
         ttl: timedelta = timedelta(minutes=15),
     ) -> None:
-        check_secret(secret)
-        self.secret = secret
+        if isinstance(keys, bytes):
+            check_secret(keys)
+            keys = SigningKeys.hmac(keys)
+        self.keys = keys
         self.issuer = issuer
         self.audience = audience
         self.ttl = ttl
-        # Names the secret without revealing it; a rotated secret gets a new id.
-        self.key_id = hashlib.sha256(b"riverbed kid " + secret).hexdigest()[:16]
+        self.key_id = keys.key_id
 
     def _sign(self, audience: str, subject: str, ttl: timedelta, **extra: Any) -> str:
         now = _now()
@@ -116,7 +117,9 @@ class AccessTokens:
             "jti": secrets.token_hex(12),
             **extra,
         }
-        return jwt.encode(claims, self.secret, ALGORITHM, headers={"kid": self.key_id})
+        return jwt.encode(
+            claims, self.keys.signing_key, self.keys.algorithm, headers={"kid": self.key_id}
+        )
 
     def issue(self, user: UserInfo) -> tuple[str, int]:
         """A token for ``user`` and its lifetime in seconds."""
@@ -161,15 +164,17 @@ class AccessTokens:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise InvalidToken("not a token") from None
-        if header.get("alg") != ALGORITHM:
-            raise InvalidToken(f"tokens are signed with {ALGORITHM} only")
-        if header.get("kid") != self.key_id:
+        algorithm = self.keys.algorithm
+        if header.get("alg") != algorithm:
+            raise InvalidToken(f"tokens are signed with {algorithm} only")
+        key = self.keys.verifying.get(str(header.get("kid")))
+        if key is None:
             raise InvalidToken("signed with an unknown key")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self.secret,
-                algorithms=[ALGORITHM],
+                key,
+                algorithms=[algorithm],
                 audience=audience,
                 issuer=self.issuer,
                 options={"require": REQUIRED_CLAIMS},
@@ -262,6 +267,18 @@ def check_secret(secret: bytes) -> None:
 class Secret:
     value: bytes
     generated: Path | None  # the file a development secret was generated into
+
+
+def signing_keys(settings: Settings) -> tuple[SigningKeys, Path | None]:
+    """The keys of ``settings`` and, when a development secret was generated, its file.
+
+    ``RIVERBED_JWT_PRIVATE_KEY_FILE`` (PEM, Ed25519 or RSA) selects EdDSA or RS256, with
+    ``RIVERBED_JWT_PUBLIC_KEYS_FILE`` holding older public keys during a rotation; otherwise
+    HS256 with the secret of :func:`signing_secret`."""
+    if settings.jwt_private_key_file is not None:
+        return load_asymmetric(settings.jwt_private_key_file, settings.jwt_public_keys_file), None
+    secret = signing_secret(settings)
+    return SigningKeys.hmac(secret.value), secret.generated
 
 
 def signing_secret(settings: Settings) -> Secret:

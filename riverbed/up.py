@@ -22,7 +22,8 @@ from typing import IO
 from control.bootstrap import AdminKey, ensure_admin_key
 from control.db import control_sessions
 from control.keys import key_store
-from control.tokens import MissingSecret, signing_secret
+from control.signing import KeyProblem
+from control.tokens import MissingSecret, signing_keys
 from control.users import Users
 from riverbed.components import instances
 from riverbed.core.errors import RiverbedError
@@ -70,16 +71,16 @@ def up(settings: Settings, demo: bool = False, demo_rate: float = 50.0) -> int:
         return 2
     print(f"Riverbed starting (data dir {data_dir})")
     try:
-        secret = signing_secret(settings)
-    except MissingSecret as exc:
-        print(f"error: {exc.detail}", file=sys.stderr)
+        _, generated = signing_keys(settings)
+    except (MissingSecret, KeyProblem, OSError) as exc:
+        print(f"error: cannot sign logins: {getattr(exc, 'detail', exc)}", file=sys.stderr)
         return 2
     _metrics_file(settings, demo)
     stack = Stack(settings, data_dir, _child_env(settings))
     stack.admin_key = ensure_admin_key(key_store(settings), data_dir, force=demo)
     stack.has_admin_login = Users(control_sessions(settings)).has_admin()
-    if secret.generated is not None:
-        print(f"  logins   signed with a development secret ({secret.generated})")
+    if generated is not None:
+        print(f"  logins   signed with a development secret ({generated})")
     try:
         _start_engines(stack)
     except EngineStartError as exc:

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # Logins (control.tokens): the secret that signs access tokens, and their lifetimes.
     jwt_secret: SecretStr | None = Field(default=None, description="32+ random bytes.")
     jwt_secret_file: Path | None = Field(default=None, description="A file holding it.")
+    # Or sign with a private key (EdDSA or RS256; public keys at /.well-known/jwks.json).
+    jwt_private_key_file: Path | None = Field(default=None, description="PEM, Ed25519 or RSA.")
+    jwt_public_keys_file: Path | None = Field(default=None, description="Older keys (PEM).")
     # Sealing stored secrets (control.sealed): AES-256-GCM key, and old keys that still open.
     secrets_key: SecretStr | None = Field(default=None, description="32 bytes, hex or base64.")
     secrets_key_file: Path | None = Field(default=None, description="A file holding it.")

@@ -39,6 +39,7 @@ PUBLIC_ROUTES = {
     "open_session",
     "refresh_session",
     "close_session",
+    "jwks",
 }
 #: A value for each path parameter, so every route can be called.
 PATH_VALUES = {

@@ -22,16 +22,18 @@ import pytest
 from argon2 import PasswordHasher
 from argon2.profiles import CHEAPEST
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from sqlalchemy import select, update
 
 from control.db import database_url, open_store
 from control.models import User
+from control.signing import KeyProblem, SigningKeys
 from control.tokens import (
     AccessTokens,
     InvalidToken,
     MissingSecret,
     RefreshTokens,
+    signing_keys,
     signing_secret,
 )
 from control.users import AccountLocked, LoginFailed, UserInfo, Users
@@ -339,3 +341,98 @@ def test_the_cli_creates_the_first_admin_and_manages_users(
     assert main([*base, "set-roles", "root", "--role", "viewer"]) == 0
     assert main([*base, "list"]) == 0
     assert "root  disabled  roles=viewer" in capsys.readouterr().out
+
+
+# --- asymmetric signing: EdDSA and RS256, JWKS, rotation -----------------------------------
+
+
+def private_pem(key: Any) -> bytes:
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def public_pem(key: Any) -> bytes:
+    return bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+USER = UserInfo(7, "alice", ["analyst"], False, datetime.now(UTC), None)
+
+
+@pytest.mark.parametrize(
+    ("make", "algorithm", "kty"),
+    [
+        (ed25519.Ed25519PrivateKey.generate, "EdDSA", "OKP"),
+        (lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048), "RS256", "RSA"),
+    ],
+)
+def test_tokens_signed_with_a_private_key_verify_from_the_jwks_alone(
+    make: Any, algorithm: str, kty: str
+) -> None:
+    tokens = AccessTokens(SigningKeys.from_pem(private_pem(make())))
+    token, _ = tokens.issue(USER)
+    assert jwt.get_unverified_header(token)["alg"] == algorithm
+    assert tokens.verify(token).user_id == 7
+    [jwk] = tokens.keys.jwks()
+    assert jwk["kty"] == kty and jwk["kid"] == tokens.key_id and "d" not in jwk  # public only
+    # Another service, holding only the published key, verifies the token.
+    claims = jwt.decode(token, jwt.PyJWK(jwk).key, algorithms=[algorithm], audience="riverbed-api")
+    assert claims["sub"] == "7"
+
+
+def test_a_rotated_out_key_verifies_while_it_is_listed_and_not_after() -> None:
+    old, new = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+    token, _ = AccessTokens(SigningKeys.from_pem(private_pem(old))).issue(USER)
+    rotating = AccessTokens(SigningKeys.from_pem(private_pem(new), public_pem(old)))
+    assert rotating.verify(token).user_id == 7
+    assert len(rotating.keys.jwks()) == 2
+    done = AccessTokens(SigningKeys.from_pem(private_pem(new)))
+    with pytest.raises(InvalidToken, match="unknown key"):
+        done.verify(token)
+
+
+def test_with_eddsa_an_hs256_token_keyed_with_the_public_key_is_refused() -> None:
+    private = ed25519.Ed25519PrivateKey.generate()
+    tokens = AccessTokens(SigningKeys.from_pem(private_pem(private)))
+    raw_public = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    numeric = {k: int(v.timestamp()) if isinstance(v, datetime) else v for k, v in claims().items()}
+    head = segment({"alg": "HS256", "typ": "JWT", "kid": tokens.key_id}) + "." + segment(numeric)
+    for key in (raw_public, public_pem(private)):
+        mac = hmac.new(key, head.encode(), hashlib.sha256).digest()
+        forged_token = head + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+        with pytest.raises(InvalidToken, match="EdDSA only"):
+            tokens.verify(forged_token)
+
+
+def test_weak_or_foreign_signing_keys_are_refused() -> None:
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    with pytest.raises(KeyProblem, match="too small"):
+        SigningKeys.from_pem(private_pem(small))
+    with pytest.raises(KeyProblem):
+        SigningKeys.from_pem(private_pem(ec.generate_private_key(ec.SECP256R1())))
+    ed = ed25519.Ed25519PrivateKey.generate()
+    big = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(KeyProblem, match="kind"):
+        SigningKeys.from_pem(private_pem(ed), public_pem(big))
+
+
+def test_settings_choose_the_asymmetric_keys(tmp_path: Path) -> None:
+    key_file = tmp_path / "jwt.pem"
+    key_file.write_bytes(private_pem(ed25519.Ed25519PrivateKey.generate()))
+    keys, generated = signing_keys(
+        Settings(data_dir=tmp_path, host="0.0.0.0", jwt_private_key_file=key_file)
+    )
+    assert keys.algorithm == "EdDSA" and generated is None
+    hs, generated = signing_keys(Settings(data_dir=tmp_path))
+    assert hs.algorithm == "HS256" and generated == tmp_path / "jwt.secret"
+    assert hs.jwks() == []
