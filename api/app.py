@@ -29,6 +29,7 @@ from api.ingest.service import Ingestor
 from api.middleware import ResponseHeaders, allowed_hosts
 from api.problems import EXCEPTION_HANDLERS
 from api.ratelimit import RateLimiter
+from api.reference import declared_tables
 from api.routes import ROUTES, starlette_routes
 from api.services import Services
 from api.stores.audit import AuditStore
@@ -45,6 +46,7 @@ from schemas.bootstrap import bootstrap_catalog
 from sinks.runner import start_thread
 from sinks.service import clickhouse_runner
 from streams.metrics.store import MetricStore
+from streams.reference_store import ReferenceStore
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,12 @@ def build_services(settings: Settings, run_clickhouse_sink: bool | None = None) 
             catalog.specs,
             settings.allowed_lateness_seconds * 1000,
         ),
+        # Follows the ref.* topics for GET /v1/reference; loads in the background.
+        reference=ReferenceStore(
+            settings.require_kafka(), declared_tables(settings.schemas_dir).keys()
+        ),
     )
+    services.reference.start()
     metrics.sync_metrics_file(services)
     if run_clickhouse_sink if run_clickhouse_sink is not None else settings.embedded_clickhouse:
         runner = clickhouse_runner(settings, engine, registry, catalog)
@@ -126,6 +133,7 @@ def create_app(
                 runner.stop()
             for thread in services.sink_threads:
                 await anyio.to_thread.run_sync(thread.join, 30)
+            services.reference.close()
             services.producer.close()
             services.catalog.stop()
             await services.redis.aclose()

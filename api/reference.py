@@ -1,9 +1,12 @@
-"""Write reference-table entries: ``PUT /v1/reference/{table}/{key}``.
+"""Reference-table entries: ``PUT``, ``GET`` and ``DELETE /v1/reference/{table}/{key}``.
 
-The entry replaces the key's previous one (fields left out become null) and is in the compacted
-topic ``ref.{table}`` before the answer. The agents follow that topic: events they process once
-the entry has reached them (normally well under a second) carry its attributes; events already
-processed keep the ones they got.
+An entry replaces the key's previous one (fields left out become null) and is in the compacted
+topic ``ref.{table}`` before the answer; a delete writes the key's tombstone. The agents follow
+that topic: events they process once the change has reached them (normally well under a
+second) are enriched accordingly; events already processed keep what they got.
+
+Reads come from this process's copy of the topics (``streams.reference_store``), which holds
+its own writes at once and other processes' within a poll interval.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from api.bodies import json_body
 from api.problems import Problem
@@ -64,6 +67,38 @@ async def put_entry(request: Request) -> JSONResponse:
     errors = await services.producer.produce([OutgoingRecord(table.topic, key.encode(), value)])
     if errors[0]:
         raise KafkaUnavailable(f"{table.topic} did not acknowledge the entry: {errors[0]}")
+    services.reference.remember(table.name, key, attributes)
     return JSONResponse(
         {"table": table.name, "key": key, "topic": table.topic, "attributes": attributes}
     )
+
+
+async def get_entry(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    table = _table(services, request.path_params["table"])
+    key = request.path_params["key"]
+    _check_key(key)
+    if not services.reference.ready:
+        raise Problem(
+            503,
+            "Reference tables loading",
+            "this process is still reading the reference topics; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    entry = services.reference.lookup(table.name, key)
+    if entry is None:
+        raise Problem(404, "No such entry", f"{table.name} has no entry {key!r}")
+    return JSONResponse({"table": table.name, "key": key, "attributes": dict(entry)})
+
+
+async def delete_entry(request: Request) -> Response:
+    """Idempotent: deleting an absent key writes a tombstone all the same (204)."""
+    services: Services = request.app.state.services
+    table = _table(services, request.path_params["table"])
+    key = request.path_params["key"]
+    _check_key(key)
+    errors = await services.producer.produce([OutgoingRecord(table.topic, key.encode(), None)])
+    if errors[0]:
+        raise KafkaUnavailable(f"{table.topic} did not acknowledge the delete: {errors[0]}")
+    services.reference.remember(table.name, key, None)
+    return Response(status_code=204)

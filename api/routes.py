@@ -51,7 +51,7 @@ from api.models import (
     UserChange,
 )
 from api.ratelimit import RateLimiter
-from api.reference import put_entry
+from api.reference import delete_entry, get_entry, put_entry
 from riverbed.core.errors import RiverbedError
 from streams.metrics.definition import MetricDefinition
 
@@ -159,6 +159,22 @@ EVENT_ROUTES = (
         {200: "The stored entry", 400: "Body is not JSON", 404: "Unknown table",
          422: "Invalid key, or unknown or mistyped attributes", 503: "Kafka unavailable"},
         body={"type": "object", "additionalProperties": True}, tag="events",
+    ),
+    Endpoint(
+        "/v1/reference/{table}/{key}", GET, get_entry, "get_reference_entry", "reference:read",
+        "A reference-table entry, as enrichment will use it",
+        {200: "The entry", 404: "Unknown table or key",
+         422: "Invalid key", 503: "Reference tables still loading"},
+        tag="events",
+    ),
+    Endpoint(
+        "/v1/reference/{table}/{key}", DELETE, delete_entry, "delete_reference_entry",
+        "reference:write",
+        "Delete a reference-table entry (a tombstone in ref.{table}); later events are no "
+        "longer enriched from it",
+        {204: "Deleted (or was absent)", 404: "Unknown table", 422: "Invalid key",
+         503: "Kafka unavailable"},
+        tag="events",
     ),
     Endpoint(
         "/v1/query", POST, query.post_query, "query", "query:sql",

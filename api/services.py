@@ -22,6 +22,7 @@ from schemas.registry import SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
 from sinks.runner import SinkRunner
 from streams.metrics.store import MetricStore
+from streams.reference_store import ReferenceStore
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Services:
     metric_results: MetricResultStore
     live: LiveValues
     audit: AuditStore
+    reference: ReferenceStore
     sinks: list[SinkRunner] = field(default_factory=list)
     sink_threads: list[threading.Thread] = field(default_factory=list)
     # Problems of the metrics file's last sync ({path, message}); empty when it applied.

@@ -20,6 +20,7 @@ SCOPES: dict[str, str] = {
     "events:read": "read stored events",
     "dlq:read": "list dead letters",
     "dlq:replay": "replay dead letters",
+    "reference:read": "read reference-table entries",
     "reference:write": "change reference-table entries",
     "metrics:read": "read metrics and follow them live",
     "metrics:admin": "declare and remove metrics",
@@ -45,6 +46,7 @@ ROLES: dict[str, frozenset[str]] = {
             "metrics:read",
             "query:sql",
             "registry:read",
+            "reference:read",
         }
     ),
     "producer": frozenset({"streams:read", "events:write", "dlq:read"}),

@@ -78,6 +78,19 @@ class ReferenceStore:
         sizes = ", ".join(f"{t}={len(self._entries[t])}" for t in sorted(self.tables))
         log.info("reference tables loaded in %.2fs: %s", time.monotonic() - started, sizes)
 
+    @property
+    def ready(self) -> bool:
+        """Every entry written before :meth:`start` is loaded."""
+        return self._ready.is_set() and self._failure is None
+
+    def remember(self, table: str, key: str, entry: dict[str, Any] | None) -> None:
+        """What this process just wrote to ``ref.{table}`` (None: a tombstone), so that its
+        own next read sees it without waiting for the topic to bring it back."""
+        if entry is None:
+            self._entries[table].pop(key, None)
+        else:
+            self._entries[table][key] = entry
+
     def lookup(self, table: str, key: str) -> Mapping[str, Any] | None:
         """The entry of ``key`` in ``table``, or None; raises :class:`ReferenceStoreFailed`
         once the consumer thread has died (its copy would silently go stale)."""

@@ -102,7 +102,7 @@ def ensure_topics(
 class OutgoingRecord:
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (compacted topics)
 
 
 class _Batch:

@@ -66,8 +66,8 @@ class Settings(BaseSettings):
     # Rate limits (api.ratelimit): requests/s and burst per key or user, per address when
     # anonymous, logins per address per minute; per-role rates as JSON ({"producer": 500}).
     rate_limits: bool = True
-    rate_limit_per_second: float = Field(default=200.0, gt=0)
-    rate_limit_burst: int = Field(default=400, ge=1)
+    rate_limit_per_second: float = Field(default=1000.0, gt=0)
+    rate_limit_burst: int = Field(default=2000, ge=1)
     anonymous_rate_limit_per_second: float = Field(default=10.0, gt=0)
     anonymous_rate_limit_burst: int = Field(default=30, ge=1)
     login_rate_limit_per_minute: float = Field(default=20.0, gt=0)
