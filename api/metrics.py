@@ -67,6 +67,34 @@ async def create_metric(request: Request) -> JSONResponse:
     return JSONResponse(to_public(stored), status_code=201, headers={"Location": location})
 
 
+async def put_metric(request: Request) -> JSONResponse:
+    """Declare or replace the metric of this name (an API declaration; one from the metrics
+    file is changed in the file). A replaced metric starts afresh: its new definition is a new
+    generation, and the live values of the old one are cleared."""
+    services: Services = request.app.state.services
+    name = request.path_params["name"]
+    if name in services.catalog.names():
+        raise Problem(409, "Name taken", f"{name!r} is a stream; pick another metric name")
+    payload = await json_body(request)
+    try:
+        stored, created = await anyio.to_thread.run_sync(
+            services.metric_store.replace, name, payload
+        )
+    except DeclaredInFile:
+        raise Problem(
+            409,
+            "Declared in file",
+            f"{name!r} comes from {services.settings.metrics_path}; change it there",
+        ) from None
+    if not created:
+        await anyio.to_thread.run_sync(clear_results, services.sync_redis, name)
+    return JSONResponse(
+        to_public(stored),
+        status_code=201 if created else 200,
+        headers={"Location": f"/v1/metrics/{name}"},
+    )
+
+
 async def delete_metric(request: Request) -> Response:
     services: Services = request.app.state.services
     name = request.path_params["name"]

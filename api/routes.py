@@ -218,6 +218,14 @@ METRIC_ROUTES = (
         tag="metrics",
     ),
     Endpoint(
+        "/v1/metrics/{name}", PUT, metrics.put_metric, "put_metric", "metrics:admin",
+        "Declare or replace the metric of this name (the body's name, if given, must match)",
+        {200: "Replaced; it starts afresh", 201: "Declared",
+         409: "Declared in the metrics file, or the name of a stream",
+         422: "Declaration cannot run; errors[] names every problem"},
+        body=MetricDefinition, tag="metrics",
+    ),
+    Endpoint(
         "/v1/metrics/{name}", DELETE, metrics.delete_metric, "delete_metric", "metrics:admin",
         "Stop and remove a metric declared through the API",
         {204: "Removed", 404: "Unknown metric", 409: "Declared in the metrics file"},

@@ -158,6 +158,31 @@ class DeclarationStore(Generic[T]):
         self.client.incr(self.keys.version)
         return self.get(name)
 
+    def replace(self, name: str, raw: Any) -> tuple[Stored[T], bool]:
+        """Put an API declaration under ``name``, new or in place of the API's earlier one:
+        ``(what is stored, whether it was created)``. The body's name, when it gives one,
+        must be ``name``; one declared in the file is changed there, not here."""
+        if isinstance(raw, dict) and "name" not in raw:
+            raw = {**raw, "name": name}
+        value = self.kind.parse(raw, "")
+        if self.kind.name_of(value) != name:
+            raise self.kind.error(
+                [FieldProblem("/name", f"must be {name!r}, the name in the path")],
+                f"/name: must be {name!r}, the name in the path",
+            )
+        with self.client.pipeline(transaction=True) as pipe:
+            # WATCH: a file sync between the check and the write makes the write fail, not
+            # silently turn a file declaration into an API one.
+            pipe.watch(self.keys.defs)
+            blob = pipe.hget(self.keys.defs, name)
+            if blob is not None and json.loads(blob)["source"] == FILE:
+                raise DeclaredInFile(self.kind.name, name)
+            pipe.multi()
+            pipe.hset(self.keys.defs, name, self._entry(value, API))
+            pipe.incr(self.keys.version)
+            pipe.execute()
+        return self.get(name), blob is None
+
     def delete(self, name: str) -> None:
         blob = self.client.hget(self.keys.defs, name)
         if blob is None:

@@ -122,3 +122,19 @@ def test_a_follower_rebuilds_its_index_on_change_marks_it_applied_and_survives_r
     assert follower.refresh() == ["disk"] and store.applied()
     store.client = redis.Redis(port=1, socket_connect_timeout=0.2)  # Redis gone
     assert follower.refresh() == ["disk"]  # the last index, not a crash
+
+
+def test_a_declaration_is_put_in_place_by_name_and_never_over_the_files(
+    store: DeclarationStore[Alert],
+) -> None:
+    stored, created = store.replace("cpu", {"threshold": 90})  # the path gives the name
+    assert created and stored.value == Alert(name="cpu", threshold=90)
+    stored, created = store.replace("cpu", {"name": "cpu", "threshold": 70})
+    assert not created and stored.value.threshold == 70 and store.version() == 2
+    with pytest.raises(AlertError) as mismatch:
+        store.replace("cpu", {"name": "disk", "threshold": 1})
+    assert [p.path for p in mismatch.value.problems] == ["/name"]
+    store.sync([{"name": "f", "threshold": 1}], "file")
+    with pytest.raises(DeclaredInFile):
+        store.replace("f", {"threshold": 2})
+    assert store.get("f").value.threshold == 1 and store.get("cpu").value.threshold == 70
