@@ -95,6 +95,15 @@ class Accepted(BaseModel):
     accepted: int
     rejected: int
     event_ids: list[str]
+    results: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description=(
+            "One per posted event, in order: {index, status, event_id}; status is accepted, "
+            "duplicate (a later copy of an event_id in this request: first_index names the "
+            "first) or rejected (errors[] names every problem). An accepted event may still "
+            "be dead-lettered by a later stage: GET /v1/streams/{stream}/dlq finds it by id."
+        ),
+    )
     errors: list[dict[str, Any]] | None = Field(
         default=None, description="207 only: one {index, event_id, path, message} per problem"
     )

@@ -46,6 +46,7 @@ async def post_events(request: Request) -> JSONResponse:
         "accepted": len(result.batch.accepted),
         "rejected": len(result.batch.rejected),
         "event_ids": result.event_ids,
+        "results": result.per_event(),
     }
     if result.batch.duplicates:  # later copies of an event_id in this request: not produced
         answer["duplicates"] = [d.to_dict() for d in result.batch.duplicates]

@@ -214,6 +214,14 @@ def test_a_future_event_and_a_repeated_id_are_told_in_the_response(pipeline: Pip
     assert body["event_ids"] == [event_id]
     assert body["duplicates"] == [{"index": 1, "event_id": event_id, "first_index": 0}]
     assert [(e["index"], e["path"]) for e in body["errors"]] == [(2, "/ts")]
+    # The fate of every event, in the order posted:
+    assert [(r["index"], r["status"]) for r in body["results"]] == [
+        (0, "accepted"),
+        (1, "duplicate"),
+        (2, "rejected"),
+    ]
+    assert body["results"][1]["first_index"] == 0
+    assert body["results"][2]["event_id"] and body["results"][2]["errors"][0]["path"] == "/ts"
 
 
 def test_stored_events_read_back_with_iso_8601_utc_timestamps(pipeline: Pipeline) -> None:
