@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from starlette.requests import Request
 
 from api.bodies import json_body
@@ -30,11 +37,20 @@ async def read_model(request: Request, model: type[Model]) -> Model:
 
 
 class NewStream(BaseModel):
-    """``POST /v1/streams``: a stream declared at run time, as one entry of streams.toml."""
+    """``POST /v1/streams``: a stream declared at run time, as one entry of streams.toml.
+
+    Unknown members are refused (422 naming each), never dropped: ``routes`` and ``enrich``
+    are declared in streams.toml only, so far. ``key`` (the file's name) and ``key_field``
+    are the same setting."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str = Field(pattern=STREAM_NAME.pattern)
     schema_: dict[str, Any] = Field(alias="schema", description="Avro record schema")
-    key_field: str = Field(description="the field events are partitioned by")
+    key_field: str = Field(
+        validation_alias=AliasChoices("key_field", "key"),
+        description="the field events are partitioned by (streams.toml calls it key)",
+    )
     time_field: str | None = Field(default=None, description="a timestamp-millis field")
     group_by: str | None = None
     window_seconds: int | None = Field(default=None, gt=0, le=86_400)

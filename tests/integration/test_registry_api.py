@@ -150,3 +150,19 @@ def test_a_stream_with_a_field_clickhouse_cannot_name_is_refused_whole(pipeline:
     assert response.status_code == 422
     assert "a-b" in response.json()["detail"]
     assert api.get(f"/v1/streams/{name}").status_code == 404
+
+
+def test_unknown_stream_settings_are_refused_not_dropped(pipeline: Pipeline) -> None:
+    name = f"extra_{uuid.uuid4().hex[:6]}"
+    body = {
+        "name": name,
+        "key": "id",  # the streams.toml spelling of key_field
+        "schema": {"type": "record", "name": "E", "fields": [{"name": "id", "type": "string"}]},
+        "routes": [{"when": "true", "topic": "x"}],
+        "colour": "blue",
+    }
+    api = pipeline.client()
+    response = api.post("/v1/streams", json=body)
+    assert response.status_code == 422
+    assert sorted(e["path"] for e in response.json()["errors"]) == ["/colour", "/routes"]
+    assert api.get(f"/v1/streams/{name}").status_code == 404

@@ -159,3 +159,15 @@ def test_docs_are_served_from_the_package_without_a_cdn() -> None:
     assert "http://" not in page.text and "https://" not in page.text
     assert client.get("/docs/swagger-ui-bundle.js").status_code == 200
     assert "../openapi.json" in client.get("/docs/init.js").text
+
+
+def test_a_stream_declared_over_http_takes_the_files_key_spelling_and_nothing_unknown() -> None:
+    from pydantic import ValidationError
+
+    from api.models import NewStream
+
+    schema = {"type": "record", "name": "E", "fields": [{"name": "id", "type": "string"}]}
+    assert NewStream.model_validate({"name": "s", "key": "id", "schema": schema}).key_field == "id"
+    assert NewStream.model_validate({"name": "s", "key_field": "id", "schema": schema}).key_field
+    with pytest.raises(ValidationError):
+        NewStream.model_validate({"name": "s", "key": "id", "schema": schema, "routes": []})
