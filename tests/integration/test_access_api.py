@@ -28,6 +28,8 @@ PATH_VALUES = {
     "version": "1",
     "id": "1",
     "name": "pageviews",  # a stream's name gives its built-in metrics
+    "table": "products",
+    "key": "walk-entry",  # written by the walk's fixture
 }
 #: Query parameters a route needs to answer 200 about the things above.
 QUERIES = {"registry_get_subject_config": {"defaultToGlobal": "true"}}
@@ -37,6 +39,13 @@ NEEDS_A_DECLARED_METRIC = {"metric_results", "follow_metric"}
 
 @pytest.fixture(scope="module")
 def keys(pipeline: Pipeline) -> ApiKeys:
+    with pipeline.client() as admin:  # an entry for GET /v1/reference/{table}/{key}
+        admin.put("/v1/reference/products/walk-entry", json={"category": "c"}).raise_for_status()
+        wait_until(
+            lambda: admin.get("/v1/reference/products/walk-entry").status_code == 200,
+            60,
+            message="the API's copy of the reference topics to load",
+        )
     return key_store(Settings(data_dir=pipeline.data_dir))
 
 
