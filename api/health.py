@@ -44,7 +44,11 @@ async def _dead_letter_counts(services: Services) -> dict[str, dict[str, int]]:
 
 
 async def readyz(request: Request) -> JSONResponse:
+    """Public, for probes and balancers: ready or not, and which component is not. With any
+    valid credential, the rest: errors, processes, engine restarts, per-stream counters (an
+    anonymous caller learns nothing of the pipeline's internals or its addresses)."""
     services: Services = request.app.state.services
+    detailed = request.user.is_authenticated
 
     async def kafka() -> dict[str, Any]:
         return await anyio.to_thread.run_sync(_kafka_check, services.settings.require_kafka())
@@ -67,6 +71,16 @@ async def readyz(request: Request) -> JSONResponse:
             "written": runner.written,
             "error": runner.last_error,
         }
+    ready = all(r["ok"] for r in results.values()) and not services.draining
+    if not detailed:
+        return JSONResponse(
+            {
+                "ready": ready,
+                "draining": services.draining,
+                "components": {name: {"ok": r["ok"]} for name, r in results.items()},
+            },
+            status_code=200 if ready else 503,
+        )
     streams: dict[str, dict[str, Any]] = {}
     for name in services.catalog.names():
         raw = await services.redis.hgetall(stats_key(name))
@@ -85,7 +99,6 @@ async def readyz(request: Request) -> JSONResponse:
     engines = {
         as_text(k): json.loads(v) for k, v in (await services.redis.hgetall(ENGINES_KEY)).items()
     }
-    ready = all(r["ok"] for r in results.values()) and not services.draining
     return JSONResponse(
         {
             "ready": ready,

@@ -258,6 +258,6 @@ def test_dead_letters_are_listed_and_replayed_once_the_schema_is_fixed(
         message="the replayed events in ClickHouse",
     )
     assert [(r["id"], r["size"]) for r in stored] == [("r-0", 0), ("r-1", 0)]
-    ready = httpx.get(f"{pipeline.base_url}/readyz", timeout=30).json()
+    ready = httpx.get(f"{pipeline.base_url}/readyz", headers=pipeline.headers, timeout=30).json()
     assert ready["streams"][name]["dead_letters_by_stage"] == {"ingest": 2}
     assert ready["streams"][name]["dead_letters"] == 2  # every stage, not only the agents'

@@ -140,7 +140,7 @@ def test_riverbed_up_restarts_a_killed_valkey_and_a_killed_broker(tmp_path: Path
         wait_until(lambda: stored(api, later) == (100, 100), 120, message="later events")
         assert stored(api, page) == (100, 100)  # ClickHouse kept the earlier ones
         ready = wait_until(
-            lambda: (r := httpx.get(f"{up.base}/readyz", timeout=10)).status_code == 200 and r,
+            lambda: (r := api.get("/readyz", timeout=10)).status_code == 200 and r,
             60,
             message="readiness after the restarts",
         )

@@ -137,3 +137,12 @@ def test_an_event_stream_opens_with_a_stream_token_and_no_headers(pipeline: Pipe
         assert response.status_code == 200
         assert response.headers["content-type"].startswith(SSE)
     assert httpx.get(url, params={"stream_token": token + "x"}).status_code == 401
+
+
+def test_anonymous_readiness_says_ready_or_not_and_nothing_more(pipeline: Pipeline) -> None:
+    anonymous = httpx.get(f"{pipeline.base_url}/readyz", timeout=30).json()
+    assert set(anonymous) == {"ready", "draining", "components"}
+    assert all(set(c) == {"ok"} for c in anonymous["components"].values())
+    with pipeline.client() as client:
+        detailed = client.get("/readyz").json()
+    assert {"processes", "streams", "engine_restarts"} <= set(detailed)

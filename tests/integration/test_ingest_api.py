@@ -187,7 +187,9 @@ def test_streams_openapi_and_readiness_describe_the_system(pipeline: Pipeline) -
 
 def test_readiness_reports_every_pipeline_process_by_its_heartbeat(pipeline: Pipeline) -> None:
     def processes() -> dict:
-        return httpx.get(f"{pipeline.base_url}/readyz", timeout=10).json()["processes"]
+        return httpx.get(
+            f"{pipeline.base_url}/readyz", headers=pipeline.headers, timeout=10
+        ).json()["processes"]
 
     wanted = {"api", "agents", "flow", "sink-redis"}
     report = wait_until(
