@@ -13,7 +13,7 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from control.db import control_sessions
 from control.models import ApiKey
 from control.scopes import GRANTABLE
+from control.times import as_utc, utc_now
 from riverbed.core.errors import Invalid, NotFound
 from riverbed.core.settings import Settings
 
@@ -30,17 +31,6 @@ MAX_NAME = 200
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands timestamps back without their zone; they were stored in UTC."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 @dataclass(frozen=True)
@@ -63,10 +53,10 @@ class KeyInfo:
             row.name,
             list(row.scopes),
             None if row.streams is None else list(row.streams),
-            _aware(row.created_at) or _now(),
-            _aware(row.expires_at),
-            _aware(row.last_used_at),
-            _aware(row.revoked_at),
+            as_utc(row.created_at) or utc_now(),
+            as_utc(row.expires_at),
+            as_utc(row.last_used_at),
+            as_utc(row.revoked_at),
         )
 
     def allows(self, scope: str, stream: str | None = None) -> bool:
@@ -108,7 +98,7 @@ class ApiKeys:
         if not name.strip() or len(name) > MAX_NAME:
             raise Invalid.at("/name", f"a name of 1 to {MAX_NAME} characters")
         prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-        now = _now()
+        now = utc_now()
         row = ApiKey(
             prefix=prefix,
             digest=_digest(secret),
@@ -133,8 +123,8 @@ class ApiKeys:
             digest = _digest(secret)
             if row is None or not hmac.compare_digest(row.digest, digest):
                 return None
-            now = _now()
-            expires = _aware(row.expires_at)
+            now = utc_now()
+            expires = as_utc(row.expires_at)
             if row.revoked_at is not None or (expires is not None and expires <= now):
                 return None
             row.last_used_at = now
@@ -146,12 +136,12 @@ class ApiKeys:
             if row is None:
                 raise KeyNotFound(prefix)
             if row.revoked_at is None:
-                row.revoked_at = _now()
+                row.revoked_at = utc_now()
             return KeyInfo.of(row)
 
     def has_active(self) -> bool:
         """Whether any key is unrevoked and unexpired (else the first start mints one)."""
-        now = _now()
+        now = utc_now()
         return any(
             info.revoked_at is None and (info.expires_at is None or info.expires_at > now)
             for info in self.list()

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from control.models import RefreshToken
 from control.signing import SigningKeys, load_asymmetric
+from control.times import as_utc, utc_now
 from control.users import UserInfo
 from riverbed.core.errors import RiverbedError
 from riverbed.core.settings import Settings
@@ -42,14 +43,6 @@ REFRESH_PREFIX = "rbr_"
 MIN_SECRET = 32  # bytes
 WELL_KNOWN = {b"secret", b"changeme", b"change-me", b"riverbed", b"password", b"jwt-secret"}
 SECRET_FILE = "jwt.secret"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _digest(token: str) -> str:
@@ -106,7 +99,7 @@ class AccessTokens:
         self.key_id = keys.key_id
 
     def _sign(self, audience: str, subject: str, ttl: timedelta, **extra: Any) -> str:
-        now = _now()
+        now = utc_now()
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "aud": audience,
@@ -205,7 +198,7 @@ class RefreshTokens:
 
     def _issue(self, session: Session, user_id: int, family: str) -> str:
         token = REFRESH_PREFIX + secrets.token_urlsafe(32)
-        now = _now()
+        now = utc_now()
         session.add(
             RefreshToken(
                 digest=_digest(token),
@@ -222,10 +215,10 @@ class RefreshTokens:
         failure: InvalidToken | None = None
         with self.sessions.begin() as session:
             row = session.scalar(select(RefreshToken).where(RefreshToken.digest == _digest(token)))
-            now = _now()
-            if row is None or row.revoked_at is not None or _aware(row.expires_at) <= now:
+            now = utc_now()
+            if row is None or row.revoked_at is not None or as_utc(row.expires_at) <= now:
                 raise InvalidToken("unknown, revoked or expired refresh token; log in again")
-            if row.used_at is not None and now - _aware(row.used_at) > self.grace:
+            if row.used_at is not None and now - as_utc(row.used_at) > self.grace:
                 _revoke_family(session, row.family, now)
                 failure = InvalidToken(
                     "this refresh token was already used: every session it belongs to is "
@@ -244,7 +237,7 @@ class RefreshTokens:
         with self.sessions.begin() as session:
             row = session.scalar(select(RefreshToken).where(RefreshToken.digest == _digest(token)))
             if row is not None:
-                _revoke_family(session, row.family, _now())
+                _revoke_family(session, row.family, utc_now())
 
 
 def _revoke_family(session: Session, family: str, now: datetime) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from control.models import RefreshToken, User
 from control.scopes import ROLES
+from control.times import as_utc, utc_now
 from riverbed.core.errors import Conflict, Invalid, NotFound, RiverbedError
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
@@ -31,16 +32,6 @@ MIN_PASSWORD, MAX_PASSWORD = 12, 1024  # characters; the upper bound keeps hashi
 FREE_FAILURES = 5
 FIRST_LOCK = timedelta(seconds=30)
 LONGEST_LOCK = timedelta(minutes=15)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 @dataclass(frozen=True)
@@ -61,8 +52,8 @@ class UserInfo:
             row.username,
             list(row.roles),
             row.disabled,
-            _aware(row.created_at) or _now(),
-            _aware(row.last_login_at),
+            as_utc(row.created_at) or utc_now(),
+            as_utc(row.last_login_at),
         )
 
     @property
@@ -147,7 +138,7 @@ class Users:
                 "/username", "1 to 100 letters, digits or . _ @ -, starting with a letter or digit"
             )
         check_password(password)
-        now = _now()
+        now = utc_now()
         row = User(
             username=username,
             password_hash=self.hasher.hash(password),
@@ -176,8 +167,8 @@ class Users:
             if row is None:
                 self._verify(self._decoy, password)
                 raise LoginFailed()
-            now = _now()
-            locked_until = _aware(row.locked_until)
+            now = utc_now()
+            locked_until = as_utc(row.locked_until)
             if locked_until is not None and locked_until > now:
                 raise AccountLocked(max(1, int((locked_until - now).total_seconds() + 0.999)))
             if not self._verify(row.password_hash, password) or row.disabled:
@@ -210,7 +201,7 @@ class Users:
             if row is None or not self._verify(row.password_hash, current):
                 raise Invalid.at("/current_password", "not the current password")
             row.password_hash = self.hasher.hash(new)
-            row.password_changed_at = _now()
+            row.password_changed_at = utc_now()
             _revoke_tokens(session, user_id)
 
     def get(self, user_id: int) -> UserInfo | None:
@@ -255,5 +246,5 @@ def _revoke_tokens(session: Session, user_id: int) -> None:
     session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=_now())
+        .values(revoked_at=utc_now())
     )
