@@ -55,7 +55,9 @@ async def list_dead_letters(request: Request) -> JSONResponse:
         letter["replayed"] = letter["dlq_id"] in replayed
     next_cursor = None
     if len(letters) == limit:
-        next_cursor = encode_cursor(int(letters[-1]["failed_at"]), letters[-1]["dlq_id"])
+        next_cursor = encode_cursor(int(letters[-1]["_t"]), letters[-1]["dlq_id"])
+    for letter in letters:
+        letter.pop("_t", None)
     return JSONResponse(
         {"stream": spec.name, "counts": counts, "dead_letters": letters, "next_cursor": next_cursor}
     )

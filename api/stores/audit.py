@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.stores.events import PLAIN_INTEGERS
+from api.stores.events import EVENT_READS
 from riverbed.core.clickhouse import ClickHouse, quote
 from riverbed.core.topology import AUDIT_TABLE
 
 COLUMNS = (
-    "audit_id, toUnixTimestamp64Milli(at) AS at, actor, actor_name, action, target, outcome,"
+    "audit_id, at, actor, actor_name, action, target, outcome,"
     " status, source_ip, request_id, details"
 )
 FILTERS = ("actor", "action", "outcome")
@@ -47,4 +47,4 @@ class AuditStore:
             f"SELECT {COLUMNS} FROM {self.table} FINAL WHERE {' AND '.join(where)}"
             f" ORDER BY at DESC, audit_id DESC LIMIT {int(limit)}"
         )
-        return self.clickhouse.query(sql, PLAIN_INTEGERS, params).records()
+        return self.clickhouse.query(sql, EVENT_READS, params).records()

@@ -8,12 +8,15 @@ from typing import Any
 
 import redis
 
-from api.stores.events import PLAIN_INTEGERS
+from api.stores.events import EVENT_READS, PLAIN_INTEGERS
 from riverbed.core.clickhouse import ClickHouse, quote
 from riverbed.core.redis import as_text
 from riverbed.core.topology import DEAD_LETTERS_TABLE, replayed_key
 
-COLUMNS = "dlq_id, stage, error, event_id, toUnixTimestamp64Milli(failed_at) AS failed_at, original"
+# failed_at reads as ISO-8601 UTC, as every timestamp the API answers; _t is the cursor's.
+COLUMNS = (
+    "dlq_id, stage, error, event_id, failed_at, toUnixTimestamp64Milli(failed_at) AS _t, original"
+)
 
 
 class DeadLetterStore:
@@ -29,7 +32,7 @@ class DeadLetterStore:
             f"SELECT {COLUMNS} FROM {self.table} FINAL WHERE {' AND '.join(where)}"
             f" ORDER BY failed_at DESC, dlq_id DESC LIMIT {int(limit)}"
         )
-        return self.clickhouse.query(sql, PLAIN_INTEGERS, params).records()
+        return self.clickhouse.query(sql, EVENT_READS, params).records()
 
     def page(
         self,

@@ -64,6 +64,7 @@ def test_security_relevant_actions_are_recorded_with_who_what_and_how(
         assert created["actor"] == f"key:{own_prefix}" and created["outcome"] == "success"
         assert created["request_id"] == made.headers["x-request-id"]
         assert created["source_ip"] == "127.0.0.1"
+        assert created["at"].endswith("Z") and "T" in created["at"]  # ISO-8601 UTC
         login = events["login"]
         assert login["actor"] == "anonymous" and login["outcome"] == "failure"
         assert login["status"] == 401 and "x" * 12 not in login["details"]  # no passwords

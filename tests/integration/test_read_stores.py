@@ -6,6 +6,7 @@ Each request below would change the query's meaning if its value were spliced in
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -28,6 +29,10 @@ def test_a_hostile_stage_filter_matches_no_dead_letter(pipeline: Pipeline) -> No
             message="the dead letter to be stored",
         )
         assert listed["counts"].get("ingest", 0) >= 1
+        # Timestamps read back as ISO-8601 UTC, the form ingest takes; no cursor internals.
+        letter = listed["dead_letters"][0]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", letter["failed_at"])
+        assert "_t" not in letter
         hostile = client.get("/v1/streams/pageviews/dlq", params={"stage": INJECTION})
         assert hostile.status_code == 200
         assert hostile.json()["dead_letters"] == []
