@@ -14,6 +14,7 @@ from sqlalchemy import select
 from control.db import database_url, open_store
 from control.keys import ApiKeys, KeyNotFound
 from control.models import ApiKey
+from control.scopes import ROLES
 from riverbed.cli import main
 from riverbed.core.errors import Invalid
 from tests.helpers.postgres import Postgres
@@ -137,3 +138,18 @@ def test_concurrent_starts_migrate_once(postgres: Postgres) -> None:
         stores = list(pool.map(lambda _: ApiKeys(open_store(url), SCOPES), range(4)))
     key, _ = stores[0].create("p", ["events:read"])
     assert all(store.verify(key) is not None for store in stores)
+
+
+def test_the_cli_grants_a_roles_scopes_limited_to_streams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RIVERBED_DATA_DIR", str(tmp_path))
+    args = ["keys", "create", "--name", "shop", "--role", "producer", "--stream", "purchases"]
+    assert main(args) == 0
+    key = capsys.readouterr().out.strip()
+    granted = ApiKeys(open_store(database_url(tmp_path, None)), ROLES["admin"]).verify(key)
+    assert granted is not None and set(granted.scopes) == ROLES["producer"]
+    assert granted.allows("events:write", "purchases")
+    assert not granted.allows("events:write", "pageviews")
+    assert main(["keys", "create", "--name", "nothing"]) == 2  # neither a role nor a scope
+    assert "--role" in capsys.readouterr().err
