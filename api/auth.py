@@ -29,8 +29,9 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import anyio.to_thread
@@ -60,6 +61,8 @@ from riverbed.core.errors import RiverbedError
 from riverbed.core.settings import Settings
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
+V = TypeVar("V")
 MAX_CREDENTIAL = 1024  # characters of an Authorization header (a key is about 60)
 SSE = "text/event-stream"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -111,36 +114,61 @@ class KeyUser(BaseUser):
         return f"key:{self.info.prefix}"
 
 
+class Recent(Generic[K, V]):
+    """Values for ``ttl`` seconds, at most ``max_entries`` of them (the oldest go first)."""
+
+    def __init__(self, ttl: float, max_entries: int) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def lookup(self, key: K) -> tuple[V] | None:
+        """``(value,)`` while it is fresh (the value may be None); None otherwise."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            del self._entries[key]
+            return None
+        return (entry[1],)
+
+    def put(self, key: K, value: V) -> None:
+        self._entries[key] = (time.monotonic() + self.ttl, value)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def drop(self, key: K) -> None:
+        self._entries.pop(key, None)
+
+    def drop_where(self, stale: Callable[[V], bool]) -> None:
+        for key, (_, value) in list(self._entries.items()):
+            if stale(value):
+                del self._entries[key]
+
+
 class KeyCache:
     """Verified keys for ``ttl`` seconds, by the digest of the whole key (never the key)."""
 
     def __init__(self, keys: ApiKeys, ttl: float = 5.0, max_entries: int = 10_000) -> None:
         self.keys = keys
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[float, KeyInfo]] = OrderedDict()
+        self._recent: Recent[str, KeyInfo] = Recent(ttl, max_entries)
 
     async def verify(self, key: str) -> KeyInfo | None:
         digest = hashlib.sha256(key.encode()).hexdigest()
-        entry = self._entries.get(digest)
-        if entry is not None:
-            fresh_until, info = entry
-            expires = info.expires_at
-            if fresh_until > time.monotonic() and (expires is None or expires > _now()):
+        hit = self._recent.lookup(digest)
+        if hit is not None:
+            (info,) = hit
+            if info.expires_at is None or info.expires_at > _now():
                 return info
-            del self._entries[digest]
+            self._recent.drop(digest)
         found: KeyInfo | None = await anyio.to_thread.run_sync(self.keys.verify, key)
         if found is not None:
-            self._entries[digest] = (time.monotonic() + self.ttl, found)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._recent.put(digest, found)
         return found
 
     def forget(self, prefix: str) -> None:
         """Drop a revoked key at once."""
-        for digest, (_, info) in list(self._entries.items()):
-            if info.prefix == prefix:
-                del self._entries[digest]
+        self._recent.drop_where(lambda info: info.prefix == prefix)
 
 
 class UserPrincipal(BaseUser):
@@ -188,22 +216,18 @@ class UserCache:
 
     def __init__(self, users: Users, ttl: float = 5.0, max_entries: int = 10_000) -> None:
         self.users = users
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: OrderedDict[int, tuple[float, UserInfo | None]] = OrderedDict()
+        self._recent: Recent[int, UserInfo | None] = Recent(ttl, max_entries)
 
     async def get(self, user_id: int) -> UserInfo | None:
-        entry = self._entries.get(user_id)
-        if entry is not None and entry[0] > time.monotonic():
-            return entry[1]
+        hit = self._recent.lookup(user_id)
+        if hit is not None:
+            return hit[0]
         found: UserInfo | None = await anyio.to_thread.run_sync(self.users.get, user_id)
-        self._entries[user_id] = (time.monotonic() + self.ttl, found)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._recent.put(user_id, found)
         return found
 
     def forget(self, user_id: int) -> None:
-        self._entries.pop(user_id, None)
+        self._recent.drop(user_id)
 
 
 class Identity:
