@@ -43,7 +43,9 @@ def _pair(identity: Identity, user: UserInfo, refresh_token: str) -> JSONRespons
     return JSONResponse(pair.model_dump(), headers={"Cache-Control": "no-store"})
 
 
-async def login(request: Request) -> JSONResponse:
+async def _log_in(request: Request) -> tuple[Identity, UserInfo, str]:
+    """The body's username and password checked: the user and the first refresh token of a
+    new login. Both ways of logging in (tokens, cookies) go through here."""
     body = await read_model(request, Login)
     note(request, username=body.username)  # for the audit trail, failed attempts included
     identity = _identity(request)
@@ -51,19 +53,28 @@ async def login(request: Request) -> JSONResponse:
         identity.users.authenticate, body.username, body.password
     )
     refresh_token = await identity.blocking(identity.refresh.issue, user.id)
-    return _pair(identity, user, refresh_token)
+    return identity, user, refresh_token
+
+
+async def _rotate(request: Request, token: str) -> tuple[Identity, UserInfo, str]:
+    """The refresh token used up: its user, if still allowed in, and the next token."""
+    identity = _identity(request)
+    user_id, following = await identity.blocking(identity.refresh.rotate, token)
+    note(request, user_id=user_id)
+    user = await identity.blocking(identity.users.get, user_id)
+    if user is None or user.disabled:
+        await identity.blocking(identity.refresh.revoke, following)
+        raise InvalidToken("the account of this login is disabled or gone")
+    return identity, user, following
+
+
+async def login(request: Request) -> JSONResponse:
+    return _pair(*await _log_in(request))
 
 
 async def refresh(request: Request) -> JSONResponse:
     body = await read_model(request, RefreshRequest)
-    identity = _identity(request)
-    user_id, following = await identity.blocking(identity.refresh.rotate, body.refresh_token)
-    user = await identity.blocking(identity.users.get, user_id)
-    note(request, user_id=user_id)
-    if user is None or user.disabled:
-        await identity.blocking(identity.refresh.revoke, following)
-        raise InvalidToken("the account of this refresh token is disabled or gone")
-    return _pair(identity, user, following)
+    return _pair(*await _rotate(request, body.refresh_token))
 
 
 async def logout(request: Request) -> Response:
@@ -150,22 +161,19 @@ def _same_site(request: Request) -> None:
         check_origin(request)
 
 
+def _session(request: Request, identity: Identity, user: UserInfo, refresh_token: str) -> Response:
+    access, expires_in = identity.access.issue(user)
+    response = JSONResponse({"username": user.username, "expires_in": expires_in})
+    _set_cookies(request, response, identity, access, refresh_token)
+    return response
+
+
 async def open_session(request: Request) -> Response:
     """Log in as ``/v1/auth/login`` does, but keep the tokens in HttpOnly cookies: a page's
     scripts never see them, and ``SameSite=Strict`` plus the Origin check keep other sites
     from using them."""
     _same_site(request)
-    body = await read_model(request, Login)
-    note(request, username=body.username)
-    identity = _identity(request)
-    user: UserInfo = await identity.hashing(
-        identity.users.authenticate, body.username, body.password
-    )
-    refresh_token = await identity.blocking(identity.refresh.issue, user.id)
-    access, expires_in = identity.access.issue(user)
-    response = JSONResponse({"username": user.username, "expires_in": expires_in})
-    _set_cookies(request, response, identity, access, refresh_token)
-    return response
+    return _session(request, *await _log_in(request))
 
 
 async def refresh_session(request: Request) -> Response:
@@ -173,16 +181,7 @@ async def refresh_session(request: Request) -> Response:
     token = request.cookies.get(REFRESH_COOKIE)
     if not token:
         raise InvalidToken("no session to refresh; log in")
-    identity = _identity(request)
-    user_id, following = await identity.blocking(identity.refresh.rotate, token)
-    user = await identity.blocking(identity.users.get, user_id)
-    if user is None or user.disabled:
-        await identity.blocking(identity.refresh.revoke, following)
-        raise InvalidToken("the account of this session is disabled or gone")
-    access, expires_in = identity.access.issue(user)
-    response = JSONResponse({"username": user.username, "expires_in": expires_in})
-    _set_cookies(request, response, identity, access, following)
-    return response
+    return _session(request, *await _rotate(request, token))
 
 
 async def close_session(request: Request) -> Response:
