@@ -10,11 +10,11 @@ nothing new is minted, unless the demo asks for one to post its traffic with.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from control.keys import ApiKeys
+from control.private_files import write_private
 from control.scopes import ROLES
 
 ADMIN_KEY_FILE = "admin.key"
@@ -38,9 +38,5 @@ def ensure_admin_key(keys: ApiKeys, data_dir: Path, *, force: bool = False) -> A
     if not force and keys.has_active():
         return None
     key, _ = keys.create("admin (first start)", ROLES["admin"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(key + "\n")
-    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
+    write_private(path, key + "\n")
     return AdminKey(key, path, created=True)

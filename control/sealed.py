@@ -20,11 +20,11 @@ import binascii
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from control.private_files import private_once
 from riverbed.core.errors import RiverbedError
 from riverbed.core.settings import Settings
 
@@ -108,13 +108,5 @@ def secret_box(settings: Settings) -> SecretBox:
             "set RIVERBED_SECRETS_KEY_FILE (or RIVERBED_SECRETS_KEY) to 32 random bytes, e.g. "
             "openssl rand -hex 32"
         )
-    path: Path = settings.data_dir / KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(os.urandom(KEY_BYTES).hex() + "\n")
-    return SecretBox(parse_key(path.read_text()), old)
+    generated = private_once(settings.data_dir / KEY_FILE, os.urandom(KEY_BYTES).hex() + "\n")
+    return SecretBox(parse_key(generated), old)

@@ -19,7 +19,6 @@ network without one, or with a short or well-known one, it refuses to start.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from control.models import RefreshToken
+from control.private_files import private_once
 from control.signing import SigningKeys, load_asymmetric
 from control.times import as_utc, utc_now
 from control.users import UserInfo
@@ -283,15 +283,8 @@ def signing_secret(settings: Settings) -> Secret:
         value = settings.jwt_secret_file.read_bytes().strip()
     elif settings.on_loopback:
         path = settings.data_dir / SECRET_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # made by an earlier start (or by `riverbed up` a moment ago)
-        else:
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(secrets.token_hex(32) + "\n")
-        return Secret(path.read_bytes().strip(), generated=path)
+        generated = private_once(path, secrets.token_hex(32) + "\n")
+        return Secret(generated.strip().encode(), generated=path)
     else:
         raise MissingSecret(
             f"listening on {settings.host}, Riverbed needs a secret to sign logins with: set "
