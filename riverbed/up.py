@@ -21,7 +21,8 @@ from typing import IO
 
 from control.bootstrap import AdminKey, ensure_admin_key
 from control.db import control_sessions
-from control.keys import key_store
+from control.keys import ApiKeys
+from control.scopes import GRANTABLE
 from control.signing import KeyProblem
 from control.tokens import MissingSecret, signing_keys
 from control.users import Users
@@ -77,8 +78,9 @@ def up(settings: Settings, demo: bool = False, demo_rate: float = 50.0) -> int:
         return 2
     _metrics_file(settings, demo)
     stack = Stack(settings, data_dir, _child_env(settings))
-    stack.admin_key = ensure_admin_key(key_store(settings), data_dir, force=demo)
-    stack.has_admin_login = Users(control_sessions(settings)).has_admin()
+    sessions = control_sessions(settings)  # one connection pool, migrated once
+    stack.admin_key = ensure_admin_key(ApiKeys(sessions, GRANTABLE), data_dir, force=demo)
+    stack.has_admin_login = Users(sessions).has_admin()
     if generated is not None:
         print(f"  logins   signed with a development secret ({generated})")
     try:
