@@ -10,8 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,30 +25,11 @@ from riverbed.core.settings import Settings
 from riverbed.embedded import Engine, free_port, start_kafka, start_redis
 from riverbed.supervisor import Supervisor
 from tests.helpers.postgres import Postgres, start_postgres
+from tests.helpers.wait import wait_until
 
 WINDOW_SECONDS = 5
 LATENESS_SECONDS = 2
 PIPELINE_COMPONENTS = ("api", "agents", "flow", "sink-redis")
-
-
-def wait_until(
-    condition: Callable[[], Any], timeout: float, interval: float = 0.2, message: str = "condition"
-) -> Any:
-    """Poll ``condition`` until it returns a truthy value; fail with ``message`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as exc:  # the system is still converging; remember why, try again
-            last_error = exc
-        time.sleep(interval)
-    raise AssertionError(
-        f"timed out after {timeout}s waiting for {message}"
-        + (f" (last error: {last_error!r})" if last_error else "")
-    )
 
 
 def admin_key(data_dir: Path, database_url: str | None = None) -> str:

@@ -13,11 +13,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from riverbed.embedded import free_port
+from tests.helpers.wait import wait_until
 
 
 def binaries() -> Path:
@@ -127,16 +127,16 @@ def start_postgres(timeout: float = 60) -> Postgres:
         start_new_session=True,
     )
     server = Postgres(process, root, port)
-    ready = bin_dir / "pg_isready"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        probe = subprocess.run(
-            [str(ready), "-h", "127.0.0.1", "-p", str(port)], capture_output=True, check=False
-        )
-        if probe.returncode == 0:
-            return server
+    ready = [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)]
+
+    def accepting() -> bool:
         if process.poll() is not None:
-            break
-        time.sleep(0.2)  # polling the server's readiness, with a deadline
-    server.stop()
-    raise RuntimeError(f"PostgreSQL did not start on port {port}")
+            raise RuntimeError(f"PostgreSQL exited with code {process.returncode}")
+        return subprocess.run(ready, capture_output=True, check=False).returncode == 0
+
+    try:
+        wait_until(accepting, timeout, message=f"PostgreSQL to accept connections on {port}")
+    except AssertionError:
+        server.stop()
+        raise
+    return server
