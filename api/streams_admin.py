@@ -17,21 +17,33 @@ from starlette.responses import JSONResponse
 
 from api.models import NewSchema, NewStream, read_model
 from api.services import Services
+from riverbed.core.clickhouse import ClickHouse
 from riverbed.core.kafka import ensure_topics
 from riverbed.core.topology import events_topic
 from schemas.bootstrap import stream_topic_configs
 from schemas.catalog import StreamSpec, check_spec
 from schemas.codec import subject
-from sinks.ddl import stream_table_statements
+from schemas.stream_catalog import StreamCatalog
+from sinks.ddl import columns_for
+from sinks.tables import sync_stream_table
 
 
-def _sync_table(services: Services, name: str) -> None:
-    clean_id = services.catalog.ids(name).clean
-    clean_schema = services.registry.schema(clean_id)
-    for statement in stream_table_statements(
-        services.settings.clickhouse_database, name, clean_schema
-    ):
-        services.clickhouse.command(statement)
+def evolve_stream(
+    catalog: StreamCatalog, clickhouse: ClickHouse, database: str, name: str, schema: dict
+) -> StreamSpec:
+    """Give a stream a new producer-facing schema and its table the columns to match.
+
+    Everything that can refuse runs before anything changes: the declaration's checks, the
+    ClickHouse type mapping, then the registry's compatibility check inside
+    :meth:`StreamCatalog.evolve`. The table follows the clean schema the catalog now writes
+    with, which is the registry's latest version, even when ``schema`` is an earlier shape.
+    """
+    candidate = dataclasses.replace(catalog.get(name), schema=schema)
+    check_spec(candidate, f"stream {name!r}")
+    columns_for(candidate.clean_schema)  # raises UnsupportedType, naming the field
+    evolved = catalog.evolve(name, schema)
+    sync_stream_table(clickhouse, database, name, catalog.registry.schema(catalog.ids(name).clean))
+    return evolved
 
 
 def _describe(services: Services, name: str) -> dict[str, Any]:
@@ -56,10 +68,12 @@ async def create_stream(request: Request) -> JSONResponse:
     def create() -> dict[str, Any]:
         check_spec(spec, f"stream {spec.name!r}")
         # Refuse what ClickHouse cannot store before anything is registered or created.
-        stream_table_statements(services.settings.clickhouse_database, spec.name, spec.clean_schema)
+        columns_for(spec.clean_schema)
         services.catalog.create(spec)
         ensure_topics(services.settings, **stream_topic_configs({spec.name: spec}))
-        _sync_table(services, spec.name)
+        clean_schema = services.registry.schema(services.catalog.ids(spec.name).clean)
+        database = services.settings.clickhouse_database
+        sync_stream_table(services.clickhouse, database, spec.name, clean_schema)
         return _describe(services, spec.name)
 
     return JSONResponse(
@@ -76,11 +90,8 @@ async def evolve_schema(request: Request) -> JSONResponse:
     body: NewSchema = await read_model(request, NewSchema)
 
     def evolve() -> dict[str, Any]:
-        candidate = dataclasses.replace(services.stream(name), schema=body.schema_)
-        check_spec(candidate, f"stream {name!r}")
-        stream_table_statements(services.settings.clickhouse_database, name, candidate.clean_schema)
-        services.catalog.evolve(name, body.schema_)
-        _sync_table(services, name)
+        database = services.settings.clickhouse_database
+        evolve_stream(services.catalog, services.clickhouse, database, name, body.schema_)
         return _describe(services, name)
 
     return JSONResponse(await anyio.to_thread.run_sync(evolve))

@@ -239,21 +239,35 @@ class SchemaRegistry:
             raise SubjectNotFound(f"subject {subject!r} not found")
         raise SchemaNotFound(f"schema not registered under subject {subject!r}")
 
-    def register(self, subject: str, schema: Any, also: str | None = None) -> int:
-        """Id of ``schema`` as the newest version of ``subject``; idempotent.
+    def register(
+        self, subject: str, schema: Any, also: str | None = None, *, as_latest: bool = False
+    ) -> int:
+        """Id of ``schema`` as a version of ``subject`` (the newest one with ``as_latest``);
+        idempotent.
 
         Raises :class:`SchemaIncompatible` if it breaks the subject's compatibility level, or
         the level ``also`` that the caller requires on top of it.
         """
-        return self.register_version(subject, schema, also).id
+        return self.register_version(subject, schema, also, as_latest=as_latest).id
 
     def register_version(
-        self, subject: str, schema: Any, also: str | None = None
+        self, subject: str, schema: Any, also: str | None = None, *, as_latest: bool = False
     ) -> SubjectVersion:
+        """Confluent's ``POST /subjects/{s}/versions``: a schema the subject already holds
+        answers with that version, whichever it is.
+
+        ``as_latest`` is for a stream going back to an earlier shape: the schema must then be
+        the subject's *latest* version, as the stream writes and reads with it, so an earlier
+        match is appended again as a new version under the same id (what Confluent does for a
+        schema registered again after its version was deleted). Without it the registry's
+        latest would keep a field the stream no longer has.
+        """
         parse_avro(schema)
         with self.lock(subject):
             try:
-                return self.lookup(subject, schema)
+                found = self.lookup(subject, schema)
+                if not as_latest or found.version == self.versions(subject)[-1]:
+                    return found
             except (SubjectNotFound, SchemaNotFound):
                 pass
             previous = [self.version(subject, v).schema for v in self.versions(subject)]

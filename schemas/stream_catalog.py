@@ -263,10 +263,16 @@ class StreamCatalog:
                 raise StreamNotFound(spec.name)
             ids = StreamSchemaIds(
                 ingest=self.registry.register(
-                    subject(events_topic(spec.name)), spec.ingest_schema, also="BACKWARD_TRANSITIVE"
+                    subject(events_topic(spec.name)),
+                    spec.ingest_schema,
+                    also="BACKWARD_TRANSITIVE",
+                    as_latest=True,
                 ),
                 clean=self.registry.register(
-                    subject(clean_topic(spec.name)), spec.clean_schema, also="BACKWARD_TRANSITIVE"
+                    subject(clean_topic(spec.name)),
+                    spec.clean_schema,
+                    also="BACKWARD_TRANSITIVE",
+                    as_latest=True,
                 ),
                 dead_letter=self.registry.register(
                     subject(dlq_topic(spec.name)), DEAD_LETTER_SCHEMA

@@ -39,9 +39,9 @@ from sinks.ddl import (
     create_metric_results_table,
     create_metrics_table,
     row_converter,
-    stream_table_statements,
 )
 from sinks.dead_letters import DeadLetters
+from sinks.tables import sync_stream_table
 
 log = logging.getLogger(__name__)
 Converter = Callable[[dict[str, Any]], dict[str, Any]]
@@ -91,10 +91,7 @@ class ClickHouseWriter:
         clean_id = self.catalog.ids(stream).clean
         if self._table_schema.get(stream) == clean_id:
             return clean_id
-        for statement in stream_table_statements(
-            self.database, stream, self.registry.schema(clean_id)
-        ):
-            self.engine.command(statement)
+        sync_stream_table(self.engine, self.database, stream, self.registry.schema(clean_id))
         self._table_schema[stream] = clean_id
         return clean_id
 

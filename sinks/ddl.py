@@ -175,18 +175,33 @@ def columns_for(schema: dict[str, Any]) -> list[Column]:
     return columns
 
 
+def column_definition(column: Column) -> str:
+    """``name Type [DEFAULT literal]``, as ADD and MODIFY COLUMN take it."""
+    literal = default_literal(column)
+    default = f" DEFAULT {literal}" if literal is not None else ""
+    return f"{quote(column.name)} {column.type}{default}"
+
+
 def add_columns(database: str, table: str, schema: dict[str, Any]) -> list[str]:
     """``ADD COLUMN IF NOT EXISTS`` for every field: a no-op for existing ones, the evolution
     step for new ones. Removed fields keep their column (old rows still hold data)."""
-    statements = []
-    for column in columns_for(schema):
-        literal = default_literal(column)
-        default = f" DEFAULT {literal}" if literal is not None else ""
-        statements.append(
-            f"ALTER TABLE {quote(database)}.{quote(table)} ADD COLUMN IF NOT EXISTS "
-            f"{quote(column.name)} {column.type}{default}"
-        )
-    return statements
+    return [
+        f"ALTER TABLE {quote(database)}.{quote(table)} ADD COLUMN IF NOT EXISTS "
+        f"{column_definition(column)}"
+        for column in columns_for(schema)
+    ]
+
+
+def modify_column(database: str, table: str, column: Column) -> str:
+    """Change a column to the type a newer schema gives its field.
+
+    Only widenings reach this: a stream's schema must read every earlier version of itself
+    (BACKWARD_TRANSITIVE), so a field dropped and added back with another type can only come
+    back as a type Avro promotes the old one to (int to long, float or double; long to float
+    or double; float to double; a branch of a union). Without it the column would keep the
+    old type and refuse, or wrap, values of the new one.
+    """
+    return f"ALTER TABLE {quote(database)}.{quote(table)} MODIFY COLUMN {column_definition(column)}"
 
 
 def create_events_table(database: str, stream: str, schema: dict[str, Any]) -> str:
@@ -290,11 +305,3 @@ def row_converter(schema: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str
         }
 
     return convert
-
-
-def stream_table_statements(database: str, stream: str, clean_schema: dict[str, Any]) -> list[str]:
-    """Create the stream's table if missing and add any column a newer schema brought."""
-    return [
-        create_events_table(database, stream, clean_schema),
-        *add_columns(database, events_table(stream), clean_schema),
-    ]

@@ -7,6 +7,7 @@ agents, instead of once per test.
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -213,6 +214,29 @@ def test_evolved_schema_adds_a_column_and_old_producers_keep_working(
     assert all(by_id[f"v1-{i}"] == ("EUR", None) for i in range(3))  # old rows read the default
     assert all(by_id[f"v2-{i}"] == ("USD", "n") for i in range(3))
     assert all(by_id[f"old-{i}"] == ("EUR", None) for i in range(3))
+
+
+def test_going_back_to_an_earlier_schema_makes_it_the_registrys_latest(
+    pipeline: Pipeline,
+) -> None:
+    name = f"back_{uuid.uuid4().hex[:6]}"
+    first = [{"name": "id", "type": "string"}]
+    added = [*first, {"name": "extra", "type": "int", "default": 0}]
+    with pipeline.client() as client:
+        assert client.post("/v1/streams", json=stream_body(name, first, "id")).status_code == 201
+        for fields, version in ((added, 2), (first, 3)):
+            schema = {"type": "record", "name": record_name(name), "fields": fields}
+            evolved = client.put(f"/v1/streams/{name}/schema", json={"schema": schema})
+            assert evolved.status_code == 200, evolved.text
+            assert evolved.json()["schema_version"] == version
+        latest = client.get(f"/registry/subjects/events.{name}-value/versions/latest").json()
+        assert latest["version"] == 3
+        registered = json.loads(latest["schema"])
+        assert [f["name"] for f in registered["fields"]] == ["id", "event_id", "ingested_at"]
+        refused = client.post(f"/v1/streams/{name}/events", json={"id": "a", "extra": 1})
+        assert refused.status_code == 400
+        assert refused.json()["errors"][0]["path"] == "/extra"
+        assert client.post(f"/v1/streams/{name}/events", json={"id": "a"}).status_code == 202
 
 
 def test_dead_letters_are_listed_and_replayed_once_the_schema_is_fixed(
