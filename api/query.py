@@ -17,6 +17,7 @@ from api.audit import note
 from api.models import SqlQuery, read_model
 from api.problems import Problem
 from api.services import Services
+from api.stores.events import EVENT_READS
 from riverbed.core.errors import Invalid
 
 READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
@@ -66,7 +67,7 @@ async def post_query(request: Request) -> JSONResponse:
         "max_result_rows": limit,
         "max_memory_usage": services.settings.query_max_memory_bytes,
         "result_overflow_mode": "break",
-        "output_format_json_quote_64bit_integers": 0,
+        **EVENT_READS,
     }
     started = time.perf_counter()
     result = await anyio.to_thread.run_sync(lambda: services.clickhouse.query(statement, settings))

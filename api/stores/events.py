@@ -7,10 +7,12 @@ from typing import Any
 from riverbed.core.clickhouse import ClickHouse, quote
 from riverbed.core.topology import events_table
 
-#: Integers as JSON numbers, not strings: what the API answers with.
+#: Integers as JSON numbers, for values the API reads itself (counts, epoch milliseconds).
 PLAIN_INTEGERS = {"output_format_json_quote_64bit_integers": 0}
-#: Events' timestamps as ISO-8601 in UTC (``2026-12-04T03:53:12.824Z``), the form ingest takes.
-EVENT_READS = {**PLAIN_INTEGERS, "date_time_output_format": "iso"}
+#: What every read of stored data answers with: timestamps as ISO-8601 in UTC
+#: (``2026-12-04T03:53:12.824Z``, the form ingest takes) and 64-bit integers as JSON strings
+#: (``"9007199254740993"``), which JavaScript's numbers would round past 2**53.
+EVENT_READS = {"output_format_json_quote_64bit_integers": 1, "date_time_output_format": "iso"}
 
 
 class EventStore:

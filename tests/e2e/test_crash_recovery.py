@@ -147,7 +147,7 @@ def test_killed_processes_restart_and_every_count_stays_exact(stack: Stack, seed
         ((count, distinct),) = query(
             stack.api, "SELECT count(), uniqExact(event_id) FROM riverbed.events_pageviews FINAL"
         )
-        return count == distinct == EVENTS
+        return int(count) == int(distinct) == EVENTS  # UInt64s: JSON strings
 
     wait_until(stored, 180, interval=0.5, message="every event exactly once in ClickHouse")
     got = [

@@ -78,7 +78,7 @@ def test_riverbed_up_serves_demo_data_drains_on_ctrl_c_and_keeps_it_across_resta
         assert admin_key_printed(again.output) == key  # kept in the data dir, not minted again
         sql = f"SELECT count() FROM riverbed.events_pageviews FINAL WHERE page = '{page}'"
         rows = api.post("/v1/query", json={"sql": sql}, timeout=30).json()["rows"]
-        assert rows[0][0] == len(burst)
+        assert int(rows[0][0]) == len(burst)
         latest = api.get("/v1/streams/purchases/metrics", timeout=10).json()["latest"]
         assert latest["*|*"]["count"] > 0  # live values came back from valkey's AOF
         assert api.get(latest_url, timeout=10).json()["id"] == schema_id  # ids are stable

@@ -70,7 +70,7 @@ def check_exact_results(stack: OwnStack) -> None:
                     " FROM riverbed.events_pageviews FINAL"
                 },
             )
-            return bool(response.json()["rows"] == [[EVENTS, EVENTS]])
+            return bool(response.json()["rows"] == [[str(EVENTS), str(EVENTS)]])  # UInt64s
 
         wait_until(stored, 120, interval=0.5, message="every event once in ClickHouse")
 

@@ -30,7 +30,7 @@ def stored(pipeline: Pipeline, event_id: str) -> bool:
     rows = pipeline.query(
         f"SELECT count() FROM riverbed.events_pageviews WHERE event_id = '{event_id}'"
     )
-    return rows[0][0] == 1
+    return rows[0][0] == "1"  # a UInt64: a JSON string
 
 
 def test_malformed_json_is_a_problem_with_line_and_column(pipeline: Pipeline) -> None:
