@@ -25,6 +25,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from api import metrics
 from api.auth import CredentialBackend, Identity, build_identity, refuse
 from api.endpoint import Endpoint
+from api.ingest.batch import LateCheck
 from api.ingest.service import Ingestor
 from api.middleware import ResponseHeaders, allowed_hosts
 from api.problems import EXCEPTION_HANDLERS
@@ -39,6 +40,7 @@ from api.stores.live import LiveValues
 from api.stores.metric_results import MetricResultStore
 from riverbed.core.breaker import CircuitBreaker
 from riverbed.core.clickhouse import connect
+from riverbed.core.first_copies import FirstCopies
 from riverbed.core.heartbeat import start_heartbeat
 from riverbed.core.kafka import AsyncProducer, producer_config
 from riverbed.core.settings import Settings
@@ -71,6 +73,10 @@ def build_services(settings: Settings, run_clickhouse_sink: bool | None = None) 
             producer,
             max_event_bytes=settings.max_event_bytes,
             max_future_ms=settings.max_future_skew_seconds * 1000,
+            first_copies=FirstCopies(async_redis, settings.dedup_horizon_seconds),
+            late=LateCheck(
+                settings.window_seconds * 1000, settings.allowed_lateness_seconds * 1000
+            ),
         ),
         events=EventStore(engine, database),
         dead_letters=DeadLetterStore(engine, database, sync_redis),

@@ -31,45 +31,27 @@ import mode
 import redis.asyncio as aioredis
 
 from riverbed.core.errors import RiverbedError
+from riverbed.core.first_copies import FirstCopies, source_position
 from riverbed.core.kafka import AsyncProducer, OutgoingRecord
 from riverbed.core.lifecycle import EXIT_RESTART
-from riverbed.core.topology import clean_topic, dedup_key, dlq_topic, events_topic, stats_key
-from schemas import codec, wire
+from riverbed.core.topology import clean_topic, dlq_topic, events_topic, stats_key
+from schemas import codec
 from schemas.catalog import StreamSpec
 from schemas.registry import SchemaRegistry
-from schemas.registry_errors import SchemaNotFound
 from schemas.routes import compile_routes, matching_topics
 from schemas.stream_catalog import StreamCatalog
 from schemas.system import dead_letter
-from schemas.wire import WireFormatError
 from streams.processing import (
-    EventRejected,
+    NOT_PROCESSABLE,
     ProcessingRules,
     add_reference_attributes,
-    enrich,
+    decode_and_enrich,
+    event_id_of,
     no_references,
-    source_position,
 )
 from streams.reference_store import ReferenceStore
 
 log = logging.getLogger(__name__)
-
-# One call per batch: KEYS are dedup keys, ARGV[1] the TTL, ARGV[i+1] the position of KEYS[i].
-# Per key, 1: process (first copy, or a redelivery of that same record); 0: duplicate.
-_DEDUP = """
-local verdicts = {}
-for i, key in ipairs(KEYS) do
-  local position = ARGV[i + 1]
-  if redis.call('SET', key, position, 'NX', 'EX', ARGV[1]) then
-    verdicts[i] = 1
-  elseif redis.call('GET', key) == position then
-    verdicts[i] = 1
-  else
-    verdicts[i] = 0
-  end
-end
-return verdicts
-"""
 
 
 def now_ms() -> int:
@@ -103,7 +85,7 @@ class AgentContext:
     instance: int = 0  # which replica of the agents this worker is (RIVERBED_INSTANCE)
 
     def __post_init__(self) -> None:
-        self._dedup = self.redis.register_script(_DEDUP)
+        self._copies = FirstCopies(self.redis, self.dedup_horizon_seconds)
         self._lookup = self.references.lookup if self.references else no_references
 
     @property
@@ -127,18 +109,18 @@ class AgentContext:
         for event in events:
             raw = event.message.value or b""
             try:
-                # Resolve whatever version wrote it to the latest shape of the stream.
-                writer_id = wire.split(raw)[0]
-                ids = self.catalog.reader_ids(spec.name, writer_id)
-                spec = self.catalog.get(spec.name)
-                _, record = codec.decode(self.registry, raw, reader_id=ids.ingest)
-                record = enrich(spec, record, stamp, self.rules)
-                candidates.append((event, add_reference_attributes(spec, record, self._lookup)))
-                clean_ids.append(ids.clean)
-            except (WireFormatError, SchemaNotFound, EventRejected, KeyError) as exc:
+                decoded = decode_and_enrich(
+                    self.registry, self.catalog, spec.name, raw, stamp, self.rules
+                )
+                spec = decoded.spec
+                record = add_reference_attributes(spec, decoded.record, self._lookup)
+                candidates.append((event, record))
+                clean_ids.append(decoded.clean_id)
+            except NOT_PROCESSABLE as exc:
                 log.warning("dead letter on %s: %s", spec.name, exc)
+                event_id = event_id_of(self.registry, raw)
                 routed.outgoing.append(
-                    self.dead_letter(spec, raw, event.message.key, str(exc), None)
+                    self.dead_letter(spec, raw, event.message.key, str(exc), event_id)
                 )
                 routed.dead_letters += 1
         verdicts = await self._first_copies(spec, candidates)
@@ -178,12 +160,16 @@ class AgentContext:
     ) -> list[int]:
         if not candidates:
             return []
-        keys = [dedup_key(spec.name, record["event_id"]) for _, record in candidates]
-        positions = [
-            source_position(e.message.topic, e.message.partition, e.message.offset)
-            for e, _ in candidates
-        ]
-        verdicts = await self._dedup(keys=keys, args=[self.dedup_horizon_seconds, *positions])
+        verdicts = await self._copies.claim(
+            spec.name,
+            [
+                (
+                    record["event_id"],
+                    source_position(e.message.topic, e.message.partition, e.message.offset),
+                )
+                for e, record in candidates
+            ],
+        )
         return [int(v) for v in verdicts]
 
     async def _count(

@@ -7,8 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from riverbed.core.errors import Invalid
+from schemas import codec, wire
 from schemas.catalog import StreamSpec
 from schemas.reference import lookup_key
+from schemas.registry import SchemaRegistry
+from schemas.registry_errors import SchemaNotFound
+from schemas.stream_catalog import StreamCatalog
+from schemas.wire import WireFormatError
 
 # (table, key) -> the reference entry, or None when the table has none for that key.
 ReferenceLookup = Callable[[str, str], Mapping[str, Any] | None]
@@ -43,6 +48,53 @@ def enrich(spec: StreamSpec, record: dict[str, Any], now_ms: int, rules: Process
     return enriched
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """A record of ``events.*`` as the agents read it: in the stream's latest shape, enriched."""
+
+    spec: StreamSpec
+    clean_id: int  # the clean schema it is written to clean.* with
+    record: dict[str, Any]
+
+
+def decode_and_enrich(
+    registry: SchemaRegistry,
+    catalog: StreamCatalog,
+    stream: str,
+    raw: bytes,
+    now_ms: int,
+    rules: ProcessingRules,
+) -> Decoded:
+    """Resolve whatever schema version wrote ``raw`` to the stream's latest, then :func:`enrich`.
+
+    The one place that decides whether a record can be processed: the agents call it for every
+    record, and dead-letter replay calls it before putting a record back, so that replay does
+    not report as replayed what would come straight back to the dead letters. Raises
+    :data:`NOT_PROCESSABLE` errors.
+    """
+    writer_id = wire.split(raw)[0]
+    ids = catalog.reader_ids(stream, writer_id)
+    spec = catalog.get(stream)
+    _, record = codec.decode(registry, raw, reader_id=ids.ingest)
+    return Decoded(spec, ids.clean, enrich(spec, record, now_ms, rules))
+
+
+# What decode_and_enrich raises for a record that cannot be processed (a dead letter's reason).
+NOT_PROCESSABLE = (WireFormatError, SchemaNotFound, EventRejected, KeyError)
+
+
+def event_id_of(registry: SchemaRegistry, raw: bytes) -> str | None:
+    """The ``event_id`` of a record that could not be processed, read with its own writer
+    schema, so that its dead letter can be found by the id the producer was given; None when
+    the record cannot be read at all."""
+    try:
+        _, record = codec.decode(registry, raw)
+    except (WireFormatError, SchemaNotFound, ValueError, KeyError, TypeError, EOFError):
+        return None
+    event_id = record.get("event_id")
+    return event_id if isinstance(event_id, str) else None
+
+
 def add_reference_attributes(
     spec: StreamSpec, record: dict[str, Any], lookup: ReferenceLookup
 ) -> dict[str, Any]:
@@ -61,8 +113,3 @@ def add_reference_attributes(
 def no_references(table: str, key: str) -> None:
     """The lookup of a worker that follows no reference tables."""
     return None
-
-
-def source_position(topic: str, partition: int, offset: int) -> str:
-    """Identifies one Kafka record; a redelivery of it is not a duplicate, a re-post is."""
-    return f"{topic}/{partition}/{offset}"

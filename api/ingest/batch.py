@@ -8,6 +8,7 @@ nothing is produced.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -98,6 +99,37 @@ class AcceptedEvent:
     event_id: str
     key: bytes | None  # None for a null key field: Kafka spreads those over partitions
     datum: dict[str, Any]
+    # Why a later stage is expected to set it aside (stored, but quarantined), if it is.
+    quarantine: str | None = None
+
+
+@dataclass(frozen=True)
+class LateCheck:
+    """Tells, at the edge, an event whose metrics window has already closed.
+
+    Such an event is stored like any other, but the windowed metrics will not count it: they
+    dead-letter it as late (stage ``aggregate``). The flow's watermark is its own, so this is
+    the wall clock's reading (the window's end plus the allowed lateness is past): the answer
+    calls the event ``quarantined`` and says why, rather than ``accepted`` with no warning.
+    """
+
+    window_ms: int  # the default tumbling window; a stream may declare its own
+    lateness_ms: int
+
+    def reason(self, spec: StreamSpec, datum: dict[str, Any], now_ms: int) -> str | None:
+        event_time = datum.get(spec.time_field) if spec.time_field else None
+        if not isinstance(event_time, int):
+            return None
+        window_ms = spec.window_seconds * 1000 if spec.window_seconds else self.window_ms
+        closes = (event_time // window_ms + 1) * window_ms + self.lateness_ms
+        if closes > now_ms:
+            return None
+        return (
+            f"late: {spec.time_field} is {(now_ms - event_time) / 1000:.0f} s old and its "
+            f"{window_ms / 1000:.0f} s metrics window closed "
+            f"{(now_ms - closes) / 1000:.0f} s ago; the event is stored but not counted in "
+            "the metrics, and a dead letter (stage aggregate) under its event_id says so"
+        )
 
 
 @dataclass(frozen=True)
@@ -121,14 +153,20 @@ class RejectedEvent:
 
 @dataclass(frozen=True)
 class DuplicateEvent:
-    """A second copy of an ``event_id`` in one request: not produced again."""
+    """A later copy of an ``event_id``: of an event earlier in the same request
+    (``first_index``), or of one an earlier request brought (``first_index`` None)."""
 
     index: int
     event_id: str
-    first_index: int
+    first_index: int | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "event_id": self.event_id, "first_index": self.first_index}
+        first: dict[str, Any] = (
+            {"first_index": self.first_index}
+            if self.first_index is not None
+            else {"earlier_request": True}
+        )
+        return {"index": self.index, "event_id": self.event_id, **first}
 
 
 @dataclass
@@ -159,12 +197,14 @@ def prepare_batch(
     schema: dict[str, Any] | None = None,
     max_event_bytes: int | None = None,
     max_future_ms: int | None = None,
+    late: LateCheck | None = None,
 ) -> PreparedBatch:
     """Validate every event (against ``schema``, default the stream's latest); accepted ones
     get their id, ingest time and partition key.
 
     A second copy of an ``event_id`` in the same request is reported as a duplicate of the
-    first and not produced. An event stamped more than ``max_future_ms`` ahead of now is
+    first and not produced. With ``late``, an event whose metrics window has closed carries
+    the reason it will be quarantined. An event stamped more than ``max_future_ms`` ahead of now is
     rejected here, before the 202, rather than dead-lettered later by the agents. Raises
     :class:`EventTooLarge` for an event over ``max_event_bytes`` as JSON: neither it nor its
     dead letter would fit a Kafka message.
@@ -179,6 +219,8 @@ def prepare_batch(
         if isinstance(outcome, RejectedEvent):
             batch.rejected.append(outcome)
             continue
+        if late is not None and (reason := late.reason(spec, outcome.datum, ingested_at)):
+            outcome = dataclasses.replace(outcome, quarantine=reason)
         first = first_index.setdefault(outcome.event_id, index)
         if first != index:
             batch.duplicates.append(DuplicateEvent(index, outcome.event_id, first))

@@ -48,7 +48,10 @@ async def post_events(request: Request) -> JSONResponse:
         "event_ids": result.event_ids,
         "results": result.per_event(),
     }
-    if result.batch.duplicates:  # later copies of an event_id in this request: not produced
+    quarantined = sum(1 for event in result.batch.accepted if event.quarantine)
+    if quarantined:  # stored, but the metrics will set them aside as late
+        answer["quarantined"] = quarantined
+    if result.batch.duplicates:  # later copies of an event_id: not produced
         answer["duplicates"] = [d.to_dict() for d in result.batch.duplicates]
     if result.batch.rejected:
         return JSONResponse({**answer, "errors": result.errors()}, status_code=207)

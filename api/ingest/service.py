@@ -12,16 +12,19 @@ later one Kafka record can carry a batch of events without touching validation o
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
+from redis.exceptions import RedisError
 
-from api.ingest.batch import PreparedBatch, prepare_batch
+from api.ingest.batch import DuplicateEvent, LateCheck, PreparedBatch, prepare_batch
 from riverbed.core.errors import Invalid, Unavailable
-from riverbed.core.kafka import AsyncProducer, KafkaUnavailable, OutgoingRecord
+from riverbed.core.first_copies import FirstCopies, source_position
+from riverbed.core.kafka import AsyncProducer, Delivery, KafkaUnavailable, OutgoingRecord
 from riverbed.core.topology import dlq_topic, events_topic
 from schemas import codec
 from schemas.catalog import StreamSpec
@@ -29,6 +32,8 @@ from schemas.registry import SchemaRegistry
 from schemas.registry_errors import RegistryError
 from schemas.stream_catalog import StreamCatalog
 from schemas.system import dead_letter
+
+log = logging.getLogger(__name__)
 
 
 def now_ms() -> int:
@@ -105,15 +110,18 @@ class IngestResult:
         return [entry for reject in self.batch.rejected for entry in reject.to_dicts()]
 
     def per_event(self) -> list[dict[str, Any]]:
-        """``{index, status: accepted|duplicate|rejected, event_id, errors?, first_index?}``
-        for every event."""
+        """``{index, status, event_id, ...}`` for every event, in order: ``accepted``;
+        ``quarantined`` (stored, but a later stage will set it aside: ``reason``);
+        ``duplicate`` (``first_index`` or ``earlier_request``); ``rejected`` (``errors``)."""
         out: list[dict[str, Any]] = [{} for _ in range(self.total)]
         for event in self.batch.accepted:
             out[event.index] = {
                 "index": event.index,
-                "status": "accepted",
+                "status": "quarantined" if event.quarantine else "accepted",
                 "event_id": event.event_id,
             }
+            if event.quarantine:
+                out[event.index]["reason"] = event.quarantine
         for duplicate in self.batch.duplicates:
             out[duplicate.index] = {"status": "duplicate", **duplicate.to_dict()}
         for reject in self.batch.rejected:
@@ -137,8 +145,12 @@ class Ingestor:
         clock: Callable[[], int] = now_ms,
         max_event_bytes: int = 900_000,
         max_future_ms: int | None = 300_000,
+        first_copies: FirstCopies | None = None,
+        late: LateCheck | None = None,
     ) -> None:
+        self.late = late
         self.catalog = catalog
+        self.first_copies = first_copies
         self.registry = registry
         self.producer = producer
         self.clock = clock
@@ -174,13 +186,57 @@ class Ingestor:
                     self.records(spec, PreparedBatch([], batch.rejected), writer_id)
                 )
             raise EventsRejected(batch, len(events))
+        return IngestResult(await self.send(spec, batch, writer_id), len(events))
+
+    async def send(self, spec: StreamSpec, batch: PreparedBatch, writer_id: int) -> PreparedBatch:
+        """Produce a prepared batch (its rejects as dead letters) and wait for Kafka's acks;
+        the answer is ``batch`` with the copies of earlier requests' events moved to its
+        duplicates. Raises :class:`NotAcknowledged`."""
+        batch = await self._set_aside_earlier_copies(spec, batch)
         records = await anyio.to_thread.run_sync(self.records, spec, batch, writer_id)
         try:
-            await self._produce(records)
+            deliveries = await self._deliver(records)
         except KafkaUnavailable as exc:
             event_ids = [e.event_id for e in batch.accepted]
             raise NotAcknowledged(exc.detail, event_ids, exc.retry_after) from None
-        return IngestResult(batch, len(events))
+        return await self._claim_first_copies(spec, batch, deliveries[: len(batch.accepted)])
+
+    async def _set_aside_earlier_copies(
+        self, spec: StreamSpec, batch: PreparedBatch
+    ) -> PreparedBatch:
+        """Events whose id an earlier request already brought are duplicates: not sent again.
+
+        Redis unreachable: every event is sent, and the agents drop the copies instead.
+        """
+        if self.first_copies is None or not batch.accepted:
+            return batch
+        try:
+            earlier = await self.first_copies.claimed(
+                spec.name, [e.event_id for e in batch.accepted]
+            )
+        except RedisError as exc:
+            log.warning("first copies not looked up (the agents will drop duplicates): %s", exc)
+            return batch
+        return _as_duplicates(batch, {e.index for e in batch.accepted if e.event_id in earlier})
+
+    async def _claim_first_copies(
+        self, spec: StreamSpec, batch: PreparedBatch, deliveries: Sequence[Delivery]
+    ) -> PreparedBatch:
+        """Claim each sent event's id for its record; one that another request claimed first
+        (the two raced past the lookup) is a duplicate, which the agents will drop."""
+        if self.first_copies is None or not batch.accepted:
+            return batch
+        pairs = [
+            (event.event_id, source_position(d.topic, d.partition, d.offset))
+            for event, d in zip(batch.accepted, deliveries, strict=True)
+        ]
+        try:
+            firsts = await self.first_copies.claim(spec.name, pairs)
+        except RedisError as exc:
+            log.warning("first copies not claimed (the agents will claim them): %s", exc)
+            return batch
+        lost = {e.index for e, first in zip(batch.accepted, firsts, strict=True) if not first}
+        return _as_duplicates(batch, lost)
 
     def prepare(
         self, spec: StreamSpec, events: list[Any], schema_version: str | None = None
@@ -195,6 +251,7 @@ class Ingestor:
             schema,
             max_event_bytes=self.max_event_bytes,
             max_future_ms=self.max_future_ms,
+            late=self.late,
         )
 
     def _writer_schema(self, spec: StreamSpec, version: str | None) -> tuple[int, dict]:
@@ -243,10 +300,30 @@ class Ingestor:
         return records
 
     async def _produce(self, records: list[OutgoingRecord]) -> None:
-        errors = await self.producer.produce(records)
-        failed = [e for e in errors if e]
+        await self._deliver(records)
+
+    async def _deliver(self, records: list[OutgoingRecord]) -> list[Delivery]:
+        deliveries = await self.producer.deliver(records)
+        failed = [d.error for d in deliveries if d.error]
         if failed:
             raise KafkaUnavailable(
                 f"{len(failed)} of {len(records)} records failed (first: {failed[0]}); retry "
                 "with the same event_ids, duplicates are dropped"
             )
+        return deliveries
+
+
+def _as_duplicates(batch: PreparedBatch, indexes: set[int]) -> PreparedBatch:
+    """``batch`` with the accepted events at ``indexes`` moved to its duplicates, as copies of
+    an event an earlier request brought."""
+    if not indexes:
+        return batch
+    duplicates = [
+        *batch.duplicates,
+        *(DuplicateEvent(e.index, e.event_id, None) for e in batch.accepted if e.index in indexes),
+    ]
+    return PreparedBatch(
+        accepted=[e for e in batch.accepted if e.index not in indexes],
+        rejected=batch.rejected,
+        duplicates=sorted(duplicates, key=lambda d: d.index),
+    )

@@ -105,20 +105,33 @@ class OutgoingRecord:
     value: bytes | None  # None: a tombstone (compacted topics)
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """The broker's answer for one record: an error, or where it was written."""
+
+    error: str | None
+    topic: str
+    partition: int = -1
+    offset: int = -1
+
+
 class _Batch:
     """Counts down deliveries from librdkafka's thread, resolves once on the event loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
         self.loop = loop
-        self.future: asyncio.Future[list[str | None]] = loop.create_future()
-        self.errors: list[str | None] = [None] * size
+        self.future: asyncio.Future[list[Delivery]] = loop.create_future()
+        self.deliveries: list[Delivery | None] = [None] * size
         self.remaining = size
         self.lock = threading.Lock()
 
-    def delivered(self, index: int, error: KafkaError | None) -> None:
+    def delivered(self, index: int, error: KafkaError | None, message: Any) -> None:
+        if error is not None:
+            delivery = Delivery(error.str(), message.topic() or "")
+        else:
+            delivery = Delivery(None, message.topic() or "", message.partition(), message.offset())
         with self.lock:
-            if error is not None:
-                self.errors[index] = error.str()
+            self.deliveries[index] = delivery
             self.remaining -= 1
             done = self.remaining == 0
         if done:
@@ -126,7 +139,7 @@ class _Batch:
 
     def _resolve(self) -> None:
         if not self.future.done():
-            self.future.set_result(self.errors)
+            self.future.set_result([d for d in self.deliveries if d is not None])
 
 
 class CircuitOpen(KafkaUnavailable):
@@ -162,20 +175,24 @@ class AsyncProducer:
         """Produce all records; return one error string (or None) per record once each is acked.
 
         Raises :class:`CircuitOpen` when the breaker says the broker is down."""
+        return [delivery.error for delivery in await self.deliver(records)]
+
+    async def deliver(self, records: Sequence[OutgoingRecord]) -> list[Delivery]:
+        """:meth:`produce`, answering where each record was written (partition and offset)."""
         if not records:
             return []
         await self._admit()
         batch = _Batch(asyncio.get_running_loop(), len(records))
         for index, record in enumerate(records):
-            self._produce_one(record, lambda err, _msg, i=index: batch.delivered(i, err))
-        errors = await batch.future
+            self._produce_one(record, lambda err, msg, i=index: batch.delivered(i, err, msg))
+        deliveries = await batch.future
         if self.breaker is not None:
-            failed = next((e for e in errors if e), None)
+            failed = next((d.error for d in deliveries if d.error), None)
             if failed is None:
                 self.breaker.close()
             else:
                 self.breaker.open(failed)
-        return errors
+        return deliveries
 
     def _on_error(self, error: KafkaError) -> None:
         """librdkafka's error callback (its poll thread): all brokers down opens the breaker."""

@@ -142,6 +142,8 @@ def test_events_flow_exactly_once_to_clickhouse_redis_dlq_and_sse(pipeline: Pipe
         # Duplicates: a client retry of the first batch and a repeat inside one batch.
         retry = client.post("/v1/streams/pageviews/events", json=valid[:20])
         assert retry.status_code == 202, retry.text
+        assert retry.json()["accepted"] == 0  # told at the edge, not sent again
+        assert {r["status"] for r in retry.json()["results"]} == {"duplicate"}
         rest = client.post(
             "/v1/streams/pageviews/events",
             content="\n".join(json.dumps(e) for e in valid[20:] + valid[20:25]),
@@ -167,7 +169,7 @@ def test_events_flow_exactly_once_to_clickhouse_redis_dlq_and_sse(pipeline: Pipe
     raw_rows = pipeline.query(
         f"SELECT count() FROM riverbed.events_pageviews WHERE event_id IN ({id_list})"
     )
-    assert raw_rows[0][0] == len(valid), (
+    assert int(raw_rows[0][0]) == len(valid), (
         "duplicates reached ClickHouse (the agent should drop them)"
     )
 

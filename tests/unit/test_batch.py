@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from api.ingest.batch import MAX_EVENT_ID_LENGTH, BodyError, parse_events, prepare_batch
+from api.ingest.batch import (
+    MAX_EVENT_ID_LENGTH,
+    BodyError,
+    LateCheck,
+    parse_events,
+    prepare_batch,
+)
 from schemas.catalog import StreamSpec
 
 JSON = "application/json"
@@ -222,6 +228,20 @@ def test_an_event_too_far_in_the_future_is_rejected_before_the_202() -> None:
     [rejected] = batch.rejected
     assert (rejected.index, rejected.problems[0].path) == (1, "/ts")
     assert "600 s in the future" in rejected.problems[0].message
+
+
+def test_an_event_whose_metrics_window_closed_is_stored_but_quarantined() -> None:
+    now = 1_800_000_000_000  # a minute boundary: windows [now - 60 s, now) closed at now + 10 s
+    late = LateCheck(window_ms=60_000, lateness_ms=10_000)
+    events = [
+        {"user": "u", "ts": now - 1_000},  # its window closes in 10 s: counted
+        {"user": "u", "ts": now - 61_000},  # its window closed 50 s ago
+    ]
+    batch = prepare_batch(TIMED, events, now, late=late)
+    assert [(a.index, a.quarantine is None) for a in batch.accepted] == [(0, True), (1, False)]
+    assert "closed 50 s ago" in (batch.accepted[1].quarantine or "")
+    untimed = prepare_batch(SPEC, [order()], now, late=late)
+    assert untimed.accepted[0].quarantine is None  # event time is the ingest time: never late
 
 
 def test_a_second_copy_of_an_event_id_in_one_request_is_a_duplicate_not_produced() -> None:

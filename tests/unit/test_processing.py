@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
+from riverbed.core.first_copies import source_position
 from riverbed.core.topology import dedup_key
 from schemas.catalog import StreamSpec
-from streams.processing import EventRejected, ProcessingRules, enrich, source_position
+from streams.processing import EventRejected, ProcessingRules, enrich
 
 TS_MILLIS = {"type": "long", "logicalType": "timestamp-millis"}
 RULES = ProcessingRules(max_future_skew_ms=60_000)
