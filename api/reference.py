@@ -64,10 +64,10 @@ async def put_entry(request: Request) -> JSONResponse:
     body = await json_body(request)
     attributes = table.attributes(body)  # InvalidAttributes: 422 naming every member
     value = json.dumps(attributes, sort_keys=True, separators=(",", ":")).encode()
-    errors = await services.producer.produce([OutgoingRecord(table.topic, key.encode(), value)])
-    if errors[0]:
-        raise KafkaUnavailable(f"{table.topic} did not acknowledge the entry: {errors[0]}")
-    services.reference.remember(table.name, key, attributes)
+    (written,) = await services.producer.deliver([OutgoingRecord(table.topic, key.encode(), value)])
+    if written.error:
+        raise KafkaUnavailable(f"{table.topic} did not acknowledge the entry: {written.error}")
+    services.reference.remember(table.name, key, attributes, written.partition, written.offset)
     return JSONResponse(
         {"table": table.name, "key": key, "topic": table.topic, "attributes": attributes}
     )
@@ -97,8 +97,8 @@ async def delete_entry(request: Request) -> Response:
     table = _table(services, request.path_params["table"])
     key = request.path_params["key"]
     _check_key(key)
-    errors = await services.producer.produce([OutgoingRecord(table.topic, key.encode(), None)])
-    if errors[0]:
-        raise KafkaUnavailable(f"{table.topic} did not acknowledge the delete: {errors[0]}")
-    services.reference.remember(table.name, key, None)
+    (written,) = await services.producer.deliver([OutgoingRecord(table.topic, key.encode(), None)])
+    if written.error:
+        raise KafkaUnavailable(f"{table.topic} did not acknowledge the delete: {written.error}")
+    services.reference.remember(table.name, key, None, written.partition, written.offset)
     return Response(status_code=204)

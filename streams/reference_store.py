@@ -51,6 +51,10 @@ class ReferenceStore:
         self.tables = frozenset(tables)
         self.poll_seconds = poll_seconds
         self._entries: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in self.tables}
+        # This process's own writes the topic has not brought back yet:
+        # (table, key) -> (partition, offset, entry or None for a tombstone).
+        self._own: dict[tuple[str, str], tuple[int, int, dict[str, Any] | None]] = {}
+        self._own_lock = threading.Lock()
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._failure: BaseException | None = None
@@ -83,19 +87,25 @@ class ReferenceStore:
         """Every entry written before :meth:`start` is loaded."""
         return self._ready.is_set() and self._failure is None
 
-    def remember(self, table: str, key: str, entry: dict[str, Any] | None) -> None:
-        """What this process just wrote to ``ref.{table}`` (None: a tombstone), so that its
-        own next read sees it without waiting for the topic to bring it back."""
-        if entry is None:
-            self._entries[table].pop(key, None)
-        else:
-            self._entries[table][key] = entry
+    def remember(
+        self, table: str, key: str, entry: dict[str, Any] | None, partition: int, offset: int
+    ) -> None:
+        """What this process just wrote to ``ref.{table}`` (None: a tombstone) and where it
+        landed, so that its own next read sees it without waiting for the topic to bring it
+        back, and an older record the topic brings meanwhile (the write before it) does not
+        hide it."""
+        with self._own_lock:
+            self._own[(table, key)] = (partition, offset, entry)
 
     def lookup(self, table: str, key: str) -> Mapping[str, Any] | None:
         """The entry of ``key`` in ``table``, or None; raises :class:`ReferenceStoreFailed`
         once the consumer thread has died (its copy would silently go stale)."""
         if self._failure is not None:
             raise ReferenceStoreFailed(f"reference store stopped: {self._failure!r}")
+        with self._own_lock:
+            own = self._own.get((table, key))
+        if own is not None:
+            return own[2]
         return self._entries.get(table, {}).get(key)
 
     def close(self) -> None:
@@ -184,6 +194,7 @@ class ReferenceStore:
     def _apply(self, table: str, key: bytes, message: Message) -> None:
         try:
             text = key.decode()
+            self._caught_up(table, text, message.partition() or 0, message.offset() or 0)
             value = message.value()
             if value is None:
                 self._entries[table].pop(text, None)
@@ -196,3 +207,10 @@ class ReferenceStore:
             log.warning("ref.%s: skipping entry %r: not a JSON object", table, text[:64])
             return
         self._entries[table][text] = entry
+
+    def _caught_up(self, table: str, key: str, partition: int, offset: int) -> None:
+        """Forget an own write once the topic has brought it (or a later record) back."""
+        with self._own_lock:
+            own = self._own.get((table, key))
+            if own is not None and (partition, offset) >= own[:2]:
+                del self._own[(table, key)]
