@@ -99,6 +99,22 @@ STREAM_ROUTES = (
         "One stream", {200: "The stream", **NOT_FOUND_STREAM}, tag="streams",
     ),
     Endpoint(
+        "/v1/streams/{stream}", DELETE, streams_admin.delete_stream, "delete_stream",
+        "streams:admin", "Delete a stream: stop intake, process what it accepted, tear it down",
+        {200: "What was deleted, and where the stored events are kept", **NOT_FOUND_STREAM,
+         409: "Declared in streams.toml, or used by declared metrics",
+         503: "Still processing what the stream accepted; repeat the DELETE"},
+        description="The stream takes no more events at once (409 to producers). Once the "
+        "agents and the ClickHouse sink have committed everything it accepted, it is removed "
+        "from the catalog, its schema subjects are soft-deleted and its live values cleared. "
+        "Its ClickHouse table is kept under a dated name "
+        "(`events_{stream}__deleted_YYYYMMDDhhmmss`) unless `purge=true`, which drops it and "
+        "the stream's dead letters too. Its Kafka topics are kept (every record in them is "
+        "processed); delete them with Kafka's tools if the name will not be used again.",
+        params=(Param("purge", "true: drop the stored events and dead letters as well"),),
+        tag="streams",
+    ),
+    Endpoint(
         "/v1/streams/{stream}/schema", PUT, streams_admin.evolve_schema, "evolve_schema",
         "streams:admin", "Evolve a stream's schema (checked against its compatibility level)",
         {200: "The stream", **NOT_FOUND_STREAM, 409: "Incompatible schema",

@@ -300,9 +300,9 @@ def _drain_embedded(supervisor: Supervisor, bootstrap: str, redis_url: str) -> N
     import redis
     from confluent_kafka import KafkaException
 
+    from riverbed.core.drain import drain
     from riverbed.core.redis import as_text
     from riverbed.core.topology import STREAMS_KEY, group_topics
-    from riverbed.drain import drain
 
     supervisor.signal("api", signal.SIGUSR1)
     force = threading.Event()

@@ -7,6 +7,7 @@ from typing import Any
 
 from schemas import wire
 from schemas.registry import SchemaRegistry
+from schemas.registry_errors import SchemaNotFound
 
 
 def subject(topic: str) -> str:
@@ -40,3 +41,15 @@ def decode(
         return schema_id, wire.decode_body(body, registry.raw_parsed(schema_id))
     writer, reader = registry.resolving(schema_id, reader_id)
     return schema_id, wire.decode_body(body, writer, reader)
+
+
+def event_id_of(registry: SchemaRegistry, raw: bytes) -> str | None:
+    """The ``event_id`` of a record that could not be processed, read with its own writer
+    schema, so that its dead letter can be found by the id the producer was given; None when
+    the record cannot be read at all."""
+    try:
+        _, record = decode(registry, raw)
+    except (wire.WireFormatError, SchemaNotFound, ValueError, KeyError, TypeError, EOFError):
+        return None
+    event_id = record.get("event_id")
+    return event_id if isinstance(event_id, str) else None

@@ -28,6 +28,7 @@ from riverbed.core.topology import (
     METRICS_TOPIC,
     STREAM_IDS_KEY,
     STREAM_SEEDED_KEY,
+    STREAMS_CLOSING_KEY,
     STREAMS_KEY,
     STREAMS_VERSION_KEY,
     clean_topic,
@@ -82,6 +83,29 @@ def user_schema(topic_schema: dict[str, Any], name: str) -> dict[str, Any]:
     return schema
 
 
+class StreamClosing(Conflict):
+    """The stream is being deleted: it takes no more events."""
+
+    title = "Stream being deleted"
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(f"stream {stream} is being deleted and takes no more events")
+        self.stream = stream
+
+
+class StreamDeclaredInFile(Conflict):
+    """A stream of ``streams.toml`` is deleted there, not over HTTP (a restart would bring it
+    back)."""
+
+    title = "Declared in streams.toml"
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(
+            f"stream {stream} is declared in streams.toml; remove it there (with its .avsc)"
+        )
+        self.stream = stream
+
+
 @dataclass(frozen=True)
 class CatalogSnapshot:
     """One consistent reading of the catalog; replaced whole, never changed."""
@@ -90,6 +114,7 @@ class CatalogSnapshot:
     specs: Mapping[str, StreamSpec] = field(default_factory=dict)
     ids: Mapping[str, StreamSchemaIds] = field(default_factory=dict)
     known_ids: Mapping[str, frozenset[int]] = field(default_factory=dict)
+    closing: frozenset[str] = frozenset()
 
 
 class StreamCatalog:
@@ -162,7 +187,8 @@ class StreamCatalog:
             )
             for name in specs
         }
-        self._snapshot = CatalogSnapshot(version, specs, ids, known)
+        closing = frozenset(as_text(n) for n in self.redis.smembers(STREAMS_CLOSING_KEY))
+        self._snapshot = CatalogSnapshot(version, specs, ids, known, closing & set(specs))
         return True
 
     def snapshot(self) -> CatalogSnapshot:
@@ -192,6 +218,11 @@ class StreamCatalog:
         if writer_id not in self._snapshot.known_ids.get(name, frozenset()):
             self.refresh(force=True)  # I/O even when following: sinks call this from a thread
         return self._snapshot.ids[name]
+
+    def check_open(self, name: str) -> None:
+        """Raise :class:`StreamClosing` for a stream being deleted (ingest calls this)."""
+        if name in self.snapshot().closing:
+            raise StreamClosing(name)
 
     def specs(self) -> dict[str, StreamSpec]:
         return dict(self.snapshot().specs)
@@ -246,6 +277,37 @@ class StreamCatalog:
         self._store(spec, create=False)
         self.refresh(force=True)
         return self.get(name)
+
+    def close(self, name: str) -> StreamSpec:
+        """First step of deleting a stream: it takes no more events, and the agents and sinks
+        go on with what it holds. Refuses a stream declared in ``streams.toml``."""
+        spec = self.get(name)
+        if self.redis.hexists(STREAM_SEEDED_KEY, name):
+            raise StreamDeclaredInFile(name)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.sadd(STREAMS_CLOSING_KEY, name)
+        pipe.incr(STREAMS_VERSION_KEY)
+        pipe.execute()
+        self.refresh(force=True)
+        return spec
+
+    def remove(self, name: str) -> list[str]:
+        """Last step of deleting a stream: forget it, and delete (softly: ids keep resolving)
+        every version of its subjects, so a new stream of that name starts a new history.
+        Returns the subjects."""
+        subjects = [subject(t(name)) for t in (events_topic, clean_topic, dlq_topic)]
+        with self.registry.lock(f"stream:{name}"):
+            for name_of_subject in subjects:
+                for version in self.registry.versions(name_of_subject):
+                    self.registry.delete_version(name_of_subject, version)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hdel(STREAMS_KEY, name)
+            pipe.hdel(STREAM_IDS_KEY, name)
+            pipe.srem(STREAMS_CLOSING_KEY, name)
+            pipe.incr(STREAMS_VERSION_KEY)
+            pipe.execute()
+        self.refresh(force=True)
+        return subjects
 
     def _store(self, spec: StreamSpec, create: bool) -> None:
         """Register the stream's schemas and store it with the ids it writes with, under a

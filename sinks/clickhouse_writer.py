@@ -74,7 +74,8 @@ class ClickHouseWriter:
         self.catalog = catalog
         self.dead_letters = dead_letters
         self._converters: dict[int, Converter] = {}
-        self._table_schema: dict[str, int] = {}  # stream -> clean schema id the table matches
+        # stream -> (clean schema id, catalog version) the table was last synced to
+        self._table_schema: dict[str, tuple[int, int]] = {}
         self._dead_letter_row = row_converter(DEAD_LETTER_SCHEMA)
 
     def ensure_tables(self) -> None:
@@ -89,10 +90,13 @@ class ClickHouseWriter:
     def _ensure_stream_table(self, stream: str) -> int:
         """Create or evolve the stream's table to its latest clean schema; returns that id."""
         clean_id = self.catalog.ids(stream).clean
-        if self._table_schema.get(stream) == clean_id:
+        # The catalog's version too: a stream deleted and created again may write with the
+        # same clean schema id into a table that is not there any more.
+        synced = (clean_id, self.catalog.snapshot().version)
+        if self._table_schema.get(stream) == synced:
             return clean_id
         sync_stream_table(self.engine, self.database, stream, self.registry.schema(clean_id))
-        self._table_schema[stream] = clean_id
+        self._table_schema[stream] = synced
         return clean_id
 
     def _converter(self, schema_id: int) -> Converter:
@@ -165,4 +169,5 @@ class ClickHouseWriter:
             error,
             message.value() or b"",
             message.key(),
+            codec.event_id_of(self.registry, message.value() or b""),
         )

@@ -46,7 +46,6 @@ from streams.processing import (
     ProcessingRules,
     add_reference_attributes,
     decode_and_enrich,
-    event_id_of,
     no_references,
 )
 from streams.reference_store import ReferenceStore
@@ -118,7 +117,7 @@ class AgentContext:
                 clean_ids.append(decoded.clean_id)
             except NOT_PROCESSABLE as exc:
                 log.warning("dead letter on %s: %s", spec.name, exc)
-                event_id = event_id_of(self.registry, raw)
+                event_id = codec.event_id_of(self.registry, raw)
                 routed.outgoing.append(
                     self.dead_letter(spec, raw, event.message.key, str(exc), event_id)
                 )
@@ -205,10 +204,10 @@ def install_agents(
     (``CrashingSupervisor``), so the supervisor restarts it from the committed offsets.
 
     Faust cannot add agents to a running worker (and its pattern subscriptions are unreliable),
-    so a timer watches the catalog and exits with ``EXIT_RESTART`` when streams were added (or
-    a stream enriches from a reference table the worker does not follow); the supervisor starts
-    the worker again at once with an agent for each. Schema changes of existing streams need no
-    restart: every batch resolves to the latest schema.
+    so a timer watches the catalog and exits with ``EXIT_RESTART`` when streams were added or
+    removed (or a stream enriches from a reference table the worker does not follow); the
+    supervisor starts the worker again at once with an agent for each. Schema changes of
+    existing streams need no restart: every batch resolves to the latest schema.
     """
     names = context.catalog.names()
     for name in names:
@@ -226,9 +225,13 @@ def install_agents(
 
     @app.timer(2.0)
     async def watch_catalog() -> None:
-        added = set(context.catalog.names()) - set(names)
-        if added:
-            log.warning("new streams %s: restarting the worker to add their agents", sorted(added))
+        current = set(context.catalog.names())
+        if current != set(names):
+            log.warning(
+                "streams added %s, removed %s: restarting the worker to match",
+                sorted(current - set(names)),
+                sorted(set(names) - current),
+            )
             os._exit(EXIT_RESTART)
         tables = reference_tables(context.catalog.specs()) - context.reference_tables
         if tables:

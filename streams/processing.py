@@ -83,18 +83,6 @@ def decode_and_enrich(
 NOT_PROCESSABLE = (WireFormatError, SchemaNotFound, EventRejected, KeyError)
 
 
-def event_id_of(registry: SchemaRegistry, raw: bytes) -> str | None:
-    """The ``event_id`` of a record that could not be processed, read with its own writer
-    schema, so that its dead letter can be found by the id the producer was given; None when
-    the record cannot be read at all."""
-    try:
-        _, record = codec.decode(registry, raw)
-    except (WireFormatError, SchemaNotFound, ValueError, KeyError, TypeError, EOFError):
-        return None
-    event_id = record.get("event_id")
-    return event_id if isinstance(event_id, str) else None
-
-
 def add_reference_attributes(
     spec: StreamSpec, record: dict[str, Any], lookup: ReferenceLookup
 ) -> dict[str, Any]:

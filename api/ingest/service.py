@@ -173,10 +173,12 @@ class Ingestor:
         """Accept the valid events once Kafka acknowledged them; record the invalid ones in
         ``dlq.{stream}`` (unless ``atomic``: then one invalid event rejects all and nothing is
         produced). Raises :class:`EventsRejected` when no event was accepted, ``StreamNotFound``,
-        :class:`UnknownSchemaVersion`, :class:`Draining` or :class:`NotAcknowledged`."""
+        :class:`UnknownSchemaVersion`, :class:`Draining`, ``StreamClosing`` or
+        :class:`NotAcknowledged`."""
         if self.draining:
             raise Draining()
         spec = self.catalog.get(stream)
+        self.catalog.check_open(stream)
         writer_id, batch = await anyio.to_thread.run_sync(
             self.prepare, spec, list(events), schema_version
         )
@@ -192,6 +194,7 @@ class Ingestor:
         """Produce a prepared batch (its rejects as dead letters) and wait for Kafka's acks;
         the answer is ``batch`` with the copies of earlier requests' events moved to its
         duplicates. Raises :class:`NotAcknowledged`."""
+        self.catalog.check_open(spec.name)  # a stream being deleted takes nothing more
         batch = await self._set_aside_earlier_copies(spec, batch)
         records = await anyio.to_thread.run_sync(self.records, spec, batch, writer_id)
         try:

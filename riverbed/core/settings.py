@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     # How long a closed window remembers which events it counted, so that a copy redelivered by
     # a restarted agent after the window closed is ignored rather than dead-lettered as late.
     late_dedup_seconds: float = 120.0
+    stream_delete_drain_seconds: float = Field(
+        default=30.0,
+        description="How long DELETE /v1/streams/{s} waits for the agents and sinks to process "
+        "what the stream accepted before answering 503 (repeat the DELETE to finish).",
+    )
     dedup_horizon_seconds: int = 24 * 3600
     max_future_skew_seconds: int = 300
 

@@ -99,6 +99,7 @@ STREAMS_KEY = "riverbed:streams"  # hash: stream -> spec JSON
 STREAM_IDS_KEY = "riverbed:streams:ids"  # hash: stream -> the schema ids it writes with
 STREAM_SEEDED_KEY = "riverbed:streams:seeded"  # hash: stream -> fingerprint of its file entry
 STREAMS_VERSION_KEY = "riverbed:streams:version"  # counter, bumped on every change
+STREAMS_CLOSING_KEY = "riverbed:streams:closing"  # set: streams being deleted (no intake)
 
 # Declared metrics (streams.metrics.store).
 METRIC_DEFS_KEY = "riverbed:metrics:defs"

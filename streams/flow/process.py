@@ -32,16 +32,20 @@ def recovery_config(settings: Settings) -> RecoveryConfig:
 
 
 def watch_for_new_streams(catalog: StreamCatalog, interval: float = 2.0) -> None:
-    """The Kafka source's partitions are fixed at start, so a new stream needs a restart:
-    exit with ``EXIT_RESTART`` (the recovery store carries the state across)."""
+    """The Kafka source's partitions are fixed at start, so a new (or deleted) stream needs a
+    restart: exit with ``EXIT_RESTART`` (the recovery store carries the state across)."""
     known = set(catalog.names())
 
     def watch() -> None:
         while True:
             time.sleep(interval)
-            added = set(catalog.names()) - known
-            if added:
-                log.warning("new streams %s: restarting the flow to read them", sorted(added))
+            current = set(catalog.names())
+            if current != known:
+                log.warning(
+                    "streams added %s, removed %s: restarting the flow to match",
+                    sorted(current - known),
+                    sorted(known - current),
+                )
                 os._exit(EXIT_RESTART)
 
     threading.Thread(target=watch, name="catalog-watch", daemon=True).start()

@@ -248,6 +248,7 @@ def test_clickhouse_sink_sends_undecodable_records_to_the_dlq(
     finally:
         consumer.close()
     assert letters[0]["stage"] == "sink"
+    assert letters[0]["event_id"] is None  # unreadable: no id to tell
     assert "magic byte" in letters[0]["error"]
 
 
@@ -308,6 +309,7 @@ def test_clickhouse_sink_dead_letters_only_the_rows_clickhouse_refuses(
     assert sorted(r[0] for r in stored.rows) == sorted(ids[:4] + ids[5:])
     letters = read_sink_dead_letters(sink_setup["kafka"], sink_setup["registry"], {ids[4]})
     assert letters[ids[4]]["stage"] == "sink"
+    assert letters[ids[4]]["event_id"] == ids[4]  # found by the id its producer was given
     assert "load_is_positive" in letters[ids[4]]["error"]
 
 

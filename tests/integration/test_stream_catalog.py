@@ -11,7 +11,12 @@ import redis
 from schemas.catalog import StreamNotFound, StreamSpec
 from schemas.registry import SchemaRegistry
 from schemas.registry_errors import SchemaIncompatible
-from schemas.stream_catalog import StreamCatalog, StreamExists
+from schemas.stream_catalog import (
+    StreamCatalog,
+    StreamClosing,
+    StreamDeclaredInFile,
+    StreamExists,
+)
 from tests.conftest import Engines, wait_until
 
 pytestmark = pytest.mark.integration
@@ -89,3 +94,29 @@ def test_a_following_catalog_sees_other_writers_and_reads_without_redis(
             reader.get(f"missing{uuid.uuid4().hex[:6]}")
     finally:
         reader.stop()
+
+
+def test_a_closing_stream_refuses_intake_and_a_removed_one_starts_a_new_history(
+    catalog: StreamCatalog,
+) -> None:
+    name = f"s{uuid.uuid4().hex[:6]}"
+    catalog.create(spec(name, {"name": "n", "type": "int", "default": 0}))
+    catalog.check_open(name)
+    catalog.close(name)
+    with pytest.raises(StreamClosing):
+        catalog.check_open(name)
+    assert catalog.get(name).name == name  # the agents still read what it holds
+    subjects = catalog.remove(name)
+    with pytest.raises(StreamNotFound):
+        catalog.get(name)
+    assert all(catalog.registry.versions(s) == [] for s in subjects)
+    # A new stream of that name owes nothing to the old one: n comes back as a string.
+    catalog.create(spec(name, {"name": "n", "type": "string", "default": ""}))
+    catalog.check_open(name)
+
+
+def test_a_stream_of_streams_toml_is_not_deleted_over_http(catalog: StreamCatalog) -> None:
+    name = f"s{uuid.uuid4().hex[:6]}"
+    catalog.bootstrap({name: spec(name)})
+    with pytest.raises(StreamDeclaredInFile):
+        catalog.close(name)
