@@ -30,6 +30,7 @@ from riverbed.core.topology import (
     STREAM_SEEDED_KEY,
     STREAMS_CLOSING_KEY,
     STREAMS_KEY,
+    STREAMS_RETIRED_KEY,
     STREAMS_VERSION_KEY,
     clean_topic,
     dlq_topic,
@@ -115,6 +116,7 @@ class CatalogSnapshot:
     ids: Mapping[str, StreamSchemaIds] = field(default_factory=dict)
     known_ids: Mapping[str, frozenset[int]] = field(default_factory=dict)
     closing: frozenset[str] = frozenset()
+    retired: frozenset[str] = frozenset()  # deleted streams whose topics are kept
 
 
 class StreamCatalog:
@@ -188,7 +190,8 @@ class StreamCatalog:
             for name in specs
         }
         closing = frozenset(as_text(n) for n in self.redis.smembers(STREAMS_CLOSING_KEY))
-        self._snapshot = CatalogSnapshot(version, specs, ids, known, closing & set(specs))
+        retired = frozenset(as_text(n) for n in self.redis.smembers(STREAMS_RETIRED_KEY))
+        self._snapshot = CatalogSnapshot(version, specs, ids, known, closing & set(specs), retired)
         return True
 
     def snapshot(self) -> CatalogSnapshot:
@@ -229,6 +232,13 @@ class StreamCatalog:
 
     def names(self) -> list[str]:
         return sorted(self.specs())
+
+    def topic_streams(self) -> list[str]:
+        """Streams whose topics exist: the live ones and the deleted ones (their topics are
+        kept). The flow reads the clean topic of each, so its input, and with it the
+        partitions its recovery snapshots are keyed by, never shrinks."""
+        snapshot = self.snapshot()
+        return sorted(set(snapshot.specs) | snapshot.retired)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.specs()
@@ -304,6 +314,7 @@ class StreamCatalog:
             pipe.hdel(STREAMS_KEY, name)
             pipe.hdel(STREAM_IDS_KEY, name)
             pipe.srem(STREAMS_CLOSING_KEY, name)
+            pipe.sadd(STREAMS_RETIRED_KEY, name)
             pipe.incr(STREAMS_VERSION_KEY)
             pipe.execute()
         self.refresh(force=True)

@@ -100,6 +100,7 @@ STREAM_IDS_KEY = "riverbed:streams:ids"  # hash: stream -> the schema ids it wri
 STREAM_SEEDED_KEY = "riverbed:streams:seeded"  # hash: stream -> fingerprint of its file entry
 STREAMS_VERSION_KEY = "riverbed:streams:version"  # counter, bumped on every change
 STREAMS_CLOSING_KEY = "riverbed:streams:closing"  # set: streams being deleted (no intake)
+STREAMS_RETIRED_KEY = "riverbed:streams:retired"  # set: deleted streams (their topics stay)
 
 # Declared metrics (streams.metrics.store).
 METRIC_DEFS_KEY = "riverbed:metrics:defs"

@@ -128,7 +128,7 @@ def kafka_flow(
 ) -> Dataflow:
     """The production flow: every ``clean.*`` topic in, the broker's topics out."""
     brokers = [settings.require_kafka()]
-    topics = [clean_topic(name) for name in catalog.names()]
+    topics = [clean_topic(name) for name in catalog.topic_streams()]
     source = KafkaSource(brokers, topics, add_config={"fetch.wait.max.ms": "50"}, batch_size=5000)
     sink = KafkaSink(brokers, None, add_config={"linger.ms": "5", "enable.idempotence": "true"})
     return build_flow(

@@ -32,20 +32,18 @@ def recovery_config(settings: Settings) -> RecoveryConfig:
 
 
 def watch_for_new_streams(catalog: StreamCatalog, interval: float = 2.0) -> None:
-    """The Kafka source's partitions are fixed at start, so a new (or deleted) stream needs a
-    restart: exit with ``EXIT_RESTART`` (the recovery store carries the state across)."""
-    known = set(catalog.names())
+    """The Kafka source's partitions are fixed at start, so a new stream needs a restart: exit
+    with ``EXIT_RESTART`` (the recovery store carries the state across). A deleted stream needs
+    none: its topics stay, and so does it among the flow's inputs (``topic_streams``), since
+    Bytewax refuses to resume from snapshots of partitions it no longer reads."""
+    known = set(catalog.topic_streams())
 
     def watch() -> None:
         while True:
             time.sleep(interval)
-            current = set(catalog.names())
-            if current != known:
-                log.warning(
-                    "streams added %s, removed %s: restarting the flow to match",
-                    sorted(current - known),
-                    sorted(known - current),
-                )
+            added = set(catalog.topic_streams()) - known
+            if added:
+                log.warning("new streams %s: restarting the flow to read them", sorted(added))
                 os._exit(EXIT_RESTART)
 
     threading.Thread(target=watch, name="catalog-watch", daemon=True).start()
