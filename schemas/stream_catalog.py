@@ -233,6 +233,11 @@ class StreamCatalog:
     def names(self) -> list[str]:
         return sorted(self.specs())
 
+    def is_retired(self, name: str) -> bool:
+        """Was ``name`` deleted (and not created again since)?"""
+        snapshot = self.snapshot()
+        return name in snapshot.retired and name not in snapshot.specs
+
     def topic_streams(self) -> list[str]:
         """Streams whose topics exist: the live ones and the deleted ones (their topics are
         kept). The flow reads the clean topic of each, so its input, and with it the

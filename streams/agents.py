@@ -36,7 +36,7 @@ from riverbed.core.kafka import AsyncProducer, OutgoingRecord
 from riverbed.core.lifecycle import EXIT_RESTART
 from riverbed.core.topology import clean_topic, dlq_topic, events_topic, stats_key
 from schemas import codec
-from schemas.catalog import StreamSpec
+from schemas.catalog import StreamNotFound, StreamSpec
 from schemas.registry import SchemaRegistry
 from schemas.routes import compile_routes, matching_topics
 from schemas.stream_catalog import StreamCatalog
@@ -253,7 +253,17 @@ async def process_batches(
     async for events in batches:
         for event in events:
             event.message.incref()
-        spec = context.catalog.get(name)
+        try:
+            spec = context.catalog.get(name)
+        except StreamNotFound:
+            if not context.catalog.is_retired(name):
+                raise  # a lookup that failed: crash, the batch stays held
+            # Deleted: DELETE /v1/streams drained the stream before removing it, so these are
+            # records already processed, read again; the worker restarts without the agent.
+            log.warning("%s was deleted: releasing %d records read again", name, len(events))
+            for event in events:
+                event.ack()
+            continue
         routed = await context.route_batch(spec, events)
         in_flight.append(asyncio.ensure_future(context.deliver(spec, routed)))
         while in_flight and (len(in_flight) >= max_in_flight or in_flight[0].done()):

@@ -111,9 +111,11 @@ def test_a_closing_stream_refuses_intake_and_a_removed_one_starts_a_new_history(
         catalog.get(name)
     assert all(catalog.registry.versions(s) == [] for s in subjects)
     assert name in catalog.topic_streams()  # its topics stay, and the flow keeps reading them
+    assert catalog.is_retired(name)
     # A new stream of that name owes nothing to the old one: n comes back as a string.
     catalog.create(spec(name, {"name": "n", "type": "string", "default": ""}))
     catalog.check_open(name)
+    assert not catalog.is_retired(name)
 
 
 def test_a_stream_of_streams_toml_is_not_deleted_over_http(catalog: StreamCatalog) -> None:

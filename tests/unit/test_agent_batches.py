@@ -47,6 +47,23 @@ class DeadCatalog:
     def get(self, name: str) -> Any:
         raise StreamNotFound(name)  # as a catalog lookup fails when Redis is gone
 
+    def is_retired(self, name: str) -> bool:
+        return False
+
+
+class DeletedCatalog(DeadCatalog):
+    """The stream was deleted (drained first): what its agent still reads was processed."""
+
+    def is_retired(self, name: str) -> bool:
+        return True
+
+
+def test_a_deleted_streams_records_read_again_are_released_not_crashed_on() -> None:
+    batch = [Event() for _ in range(3)]
+    context: Any = type("Context", (), {"catalog": DeletedCatalog()})()
+    asyncio.run(process_batches(take_events(batch), "orders", context, max_in_flight=2))
+    assert [event.message.refcount for event in batch] == [0, 0, 0]
+
 
 def test_a_batch_whose_lookup_raised_stays_held_so_faust_cannot_commit_it() -> None:
     batch = [Event() for _ in range(3)]
