@@ -43,6 +43,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from riverbed.core.errors import RiverbedError
+
 DEFAULT_FORMAT = "TabSeparated"
 # Parameters of the HTTP interface itself, not settings of the query.
 TRANSPORT = frozenset(
@@ -73,7 +75,7 @@ _CODE = re.compile(r"Code: (\d+)\.")
 MAX_BODY_BYTES = 1 << 30  # a gigabyte of decompressed insert data per request
 
 
-class QueryFailed(Exception):
+class QueryFailed(RiverbedError):
     """ClickHouse refused or failed the query; ``code`` is ClickHouse's error code."""
 
     def __init__(self, message: str) -> None:
