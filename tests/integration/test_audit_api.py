@@ -44,6 +44,12 @@ def test_security_relevant_actions_are_recorded_with_who_what_and_how(
         assert asked.status_code == 200
         refused = as_analyst.put("/registry/config", json={"compatibility": "NONE"})
         assert refused.status_code == 403
+        # The trail itself is not SQL-readable without audit:read (analysts lack it).
+        peek = as_analyst.post("/v1/query", json={"sql": "SELECT count() FROM riverbed.audit"})
+        assert peek.status_code == 400 and "audit:read" in peek.json()["detail"]
+        assert admin.post(
+            "/v1/query", json={"sql": "SELECT count() FROM riverbed.audit"}
+        ).is_success
 
         def recorded() -> dict[str, dict[str, Any]] | None:
             found = {

@@ -1,0 +1,157 @@
+"""The read-only fence of ``POST /v1/query``, decided by ClickHouse's own parser.
+
+A hand-written lexer always knows fewer quoting and comment forms than ClickHouse does (heredocs,
+nested comments, backslash escapes), and a statement it misreads is a statement that runs. So
+the analyst's text is never parsed here:
+
+1. ``formatQuerySingleLine`` parses it, the text passed as a bound parameter (data, never SQL).
+   It accepts exactly one statement ("Multi-statements are not allowed" otherwise) and answers
+   that statement re-printed in canonical form; only that form is ever run.
+2. ``EXPLAIN AST`` of the canonical form gives the syntax tree, which is checked node by node:
+   a read statement at the root (a ``SELECT``/``UNION``, ``SHOW``, ``DESCRIBE`` or ``EXISTS``
+   of a table, or ``EXPLAIN`` of one of those); no ``SETTINGS``, ``FORMAT`` or
+   ``INTO OUTFILE`` (the API fixes the settings and the format); no table function but a few
+   that only generate rows; no ``file()``; no system table but those that describe schemas; the
+   audit trail only for holders of ``audit:read``.
+
+``readonly=1`` and the row, time and memory limits are still applied to the query itself, as
+settings the analyst cannot reach (step 2 refuses any ``SETTINGS``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from riverbed.core.clickhouse import ClickHouse, ClickHouseError
+from riverbed.core.errors import Invalid
+from riverbed.core.topology import AUDIT_TABLE
+
+READ_ROOTS = frozenset({"SelectWithUnionQuery", "ShowTables", "DescribeQuery", "ExistsTableQuery"})
+ROW_GENERATORS = frozenset(
+    {"numbers", "numbers_mt", "zeros", "zeros_mt", "values", "generate_series", "one"}
+)
+SCALAR_DENIED = frozenset({"file"})  # reads a server file into a string
+SCHEMA_TABLES = frozenset(
+    {
+        "one",
+        "numbers",
+        "databases",
+        "tables",
+        "columns",
+        "functions",
+        "table_functions",
+        "data_type_families",
+        "formats",
+        "time_zones",
+        "settings",
+    }
+)
+
+
+class QueryRefused(Invalid):
+    """Not one read-only statement the fence lets through; the message says what was found."""
+
+    title = "Query not allowed"
+
+
+@dataclass(frozen=True)
+class Node:
+    depth: int
+    kind: str
+    rest: str  # what follows the kind on its line: a name, an alias, "(children N)"
+
+    @property
+    def name(self) -> str:
+        return self.rest.split(" ", 1)[0] if self.rest else ""
+
+
+def parse_tree(text: str) -> list[Node]:
+    """``EXPLAIN AST`` output (one node per line, one space of indent per level) as nodes."""
+    nodes = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip(" "))
+        kind, _, rest = line.strip().partition(" ")
+        nodes.append(Node(depth, kind, rest))
+    return nodes
+
+
+def check_tree(nodes: list[Node], database: str, audit_allowed: bool) -> None:
+    """Raise :class:`QueryRefused` for the first node outside the fence."""
+    if not nodes:
+        raise QueryRefused("the query is empty")
+    root = nodes[0]
+    if root.kind == "Explain":
+        nodes = [Node(n.depth - 1, n.kind, n.rest) for n in nodes[1:]]
+        if not nodes:
+            raise QueryRefused("EXPLAIN of nothing")
+        root = nodes[0]
+    if root.kind not in READ_ROOTS:
+        raise QueryRefused(
+            f"{root.kind} is not a read statement: only SELECT, SHOW, DESCRIBE, EXISTS and EXPLAIN"
+        )
+    if root.kind == "SelectWithUnionQuery" and _children(nodes, 0) != 1:
+        raise QueryRefused("FORMAT, INTO OUTFILE and SETTINGS are chosen by the API; remove them")
+    parents: list[Node] = []
+    for node in nodes:
+        del parents[node.depth :]
+        parent = parents[-1] if parents else None
+        _check_node(node, parent, database, audit_allowed)
+        parents.append(node)
+
+
+def _children(nodes: list[Node], index: int) -> int:
+    depth = nodes[index].depth
+    count = 0
+    for node in nodes[index + 1 :]:
+        if node.depth <= depth:
+            break
+        if node.depth == depth + 1:
+            count += 1
+    return count
+
+
+def _check_node(node: Node, parent: Node | None, database: str, audit_allowed: bool) -> None:
+    if node.kind == "Set":
+        raise QueryRefused("SETTINGS are chosen by the API; remove them")
+    in_from = parent is not None and parent.kind == "TableExpression"
+    if node.kind == "Function":
+        if in_from and node.name not in ROW_GENERATORS:
+            raise QueryRefused(f"table function {node.name}() is not allowed")
+        if node.name in SCALAR_DENIED:
+            raise QueryRefused(f"function {node.name}() is not allowed")
+    if node.kind == "TableIdentifier" or (in_from and node.kind == "Identifier"):
+        _check_table(node.name, database, audit_allowed)
+
+
+def _check_table(name: str, database: str, audit_allowed: bool) -> None:
+    schema, _, table = name.rpartition(".")
+    schema = schema.strip("`")
+    table = table.strip("`")
+    if schema.lower() in ("system", "information_schema") and table.lower() not in SCHEMA_TABLES:
+        raise QueryRefused(f"{name} is not readable; system tables that describe schemas are")
+    if schema == database and table == AUDIT_TABLE and not audit_allowed:
+        raise QueryRefused(f"{name} needs scope audit:read")
+
+
+def fence(clickhouse: ClickHouse, sql: str, database: str, audit_allowed: bool) -> str:
+    """The one statement of ``sql`` in canonical form, once the fence lets it through;
+    raises :class:`QueryRefused` (a syntax error included, with ClickHouse's message)."""
+    if not sql.strip():
+        raise QueryRefused("the query is empty")
+    try:
+        canonical = clickhouse.query(
+            "SELECT formatQuerySingleLine({sql:String})", parameters={"sql": sql}
+        ).rows[0][0]
+        if " INTO OUTFILE " in f" {canonical} ":
+            raise QueryRefused("INTO OUTFILE is not allowed")  # before EXPLAIN sees it, too
+        tree = clickhouse.query(f"EXPLAIN AST {canonical}").rows
+    except ClickHouseError as exc:
+        raise QueryRefused(f"not one statement ClickHouse can parse: {_first_line(exc)}") from None
+    check_tree(parse_tree("\n".join(str(row[0]) for row in tree)), database, audit_allowed)
+    return str(canonical)
+
+
+def _first_line(exc: ClickHouseError) -> str:
+    return str(exc).strip().splitlines()[0][:500] if str(exc).strip() else "syntax error"
