@@ -7,6 +7,7 @@ documentation cannot drift from what a route accepts. Bodies whose shape is the 
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 from pydantic import (
@@ -63,6 +64,9 @@ class NewSchema(BaseModel):
     schema_: dict[str, Any] = Field(alias="schema")
 
 
+PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
 class SqlQuery(BaseModel):
     """``POST /v1/query``: one read-only statement."""
 
@@ -71,6 +75,21 @@ class SqlQuery(BaseModel):
     sql: str = Field(
         max_length=100_000, description="SELECT, WITH, SHOW, DESCRIBE, EXPLAIN or EXISTS"
     )
+    params: dict[str, str | int | float | bool | list[str | int | float]] | None = Field(
+        default=None,
+        max_length=100,
+        description="Values of the query's {name:Type} placeholders, bound by ClickHouse "
+        "(data, never SQL)",
+    )
+
+    @model_validator(mode="after")
+    def _names_are_identifiers(self) -> SqlQuery:
+        for name, value in (self.params or {}).items():
+            if not PARAM_NAME.match(name):
+                raise ValueError(f"parameter name {name[:64]!r} is not an identifier")
+            if isinstance(value, str) and len(value) > 100_000:
+                raise ValueError(f"parameter {name} is longer than 100,000 characters")
+        return self
 
 
 class ReplayRequest(BaseModel):

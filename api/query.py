@@ -23,13 +23,14 @@ from api.stores.events import EVENT_READS
 
 async def post_query(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
-    sql = (await read_model(request, SqlQuery)).sql
+    body = await read_model(request, SqlQuery)
+    sql, params = body.sql, body.params or None
     note(request, sql=sql[:2000])  # the audit trail keeps who asked what
     database = services.settings.clickhouse_database
     audit_allowed = "audit:read" in getattr(request.auth, "scopes", ())
     try:
         statement = await anyio.to_thread.run_sync(
-            fence, services.clickhouse, sql, database, audit_allowed
+            fence, services.clickhouse, sql, database, audit_allowed, params
         )
     except QueryRefused as exc:
         raise Problem(400, "Query not allowed", exc.detail, pointer="/sql") from None
@@ -43,7 +44,9 @@ async def post_query(request: Request) -> JSONResponse:
         **EVENT_READS,
     }
     started = time.perf_counter()
-    result = await anyio.to_thread.run_sync(lambda: services.clickhouse.query(statement, settings))
+    result = await anyio.to_thread.run_sync(
+        lambda: services.clickhouse.query(statement, settings, params)
+    )
     rows = result.rows[:limit]
     return JSONResponse(
         {

@@ -21,6 +21,7 @@ settings the analyst cannot reach (step 2 refuses any ``SETTINGS``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from riverbed.core.clickhouse import ClickHouse, ClickHouseError
 from riverbed.core.errors import Invalid
@@ -135,9 +136,16 @@ def _check_table(name: str, database: str, audit_allowed: bool) -> None:
         raise QueryRefused(f"{name} needs scope audit:read")
 
 
-def fence(clickhouse: ClickHouse, sql: str, database: str, audit_allowed: bool) -> str:
+def fence(
+    clickhouse: ClickHouse,
+    sql: str,
+    database: str,
+    audit_allowed: bool,
+    parameters: dict[str, Any] | None = None,
+) -> str:
     """The one statement of ``sql`` in canonical form, once the fence lets it through;
-    raises :class:`QueryRefused` (a syntax error included, with ClickHouse's message)."""
+    raises :class:`QueryRefused` (a syntax error included, with ClickHouse's message).
+    ``parameters`` are the values of its placeholders (``EXPLAIN AST`` needs them)."""
     if not sql.strip():
         raise QueryRefused("the query is empty")
     try:
@@ -146,7 +154,7 @@ def fence(clickhouse: ClickHouse, sql: str, database: str, audit_allowed: bool) 
         ).rows[0][0]
         if " INTO OUTFILE " in f" {canonical} ":
             raise QueryRefused("INTO OUTFILE is not allowed")  # before EXPLAIN sees it, too
-        tree = clickhouse.query(f"EXPLAIN AST {canonical}").rows
+        tree = clickhouse.query(f"EXPLAIN AST {canonical}", parameters=parameters).rows
     except ClickHouseError as exc:
         raise QueryRefused(f"not one statement ClickHouse can parse: {_first_line(exc)}") from None
     check_tree(parse_tree("\n".join(str(row[0]) for row in tree)), database, audit_allowed)

@@ -94,6 +94,8 @@ def _parameter_text(value: Any) -> str:
     mistake here fails to parse; it cannot become SQL."""
     if isinstance(value, list | tuple):
         return "[" + ",".join(_element_text(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):  # read in ClickHouse's escaped form, as TSV fields are
         return "".join(_ESCAPES.get(c, c) for c in value)
     return str(value)

@@ -151,6 +151,26 @@ def test_bad_time_parameter_is_400_naming_it(pipeline: Pipeline) -> None:
     assert response.json()["parameter"] == "from"
 
 
+def test_query_parameters_are_bound_by_clickhouse_as_data(pipeline: Pipeline) -> None:
+    hostile = "x'); DROP TABLE riverbed.metrics; --\n\t\\"
+    with pipeline.client() as client:
+        bound = client.post(
+            "/v1/query",
+            json={
+                "sql": "SELECT {n:UInt32} + 1 AS n, {s:String} AS s, {b:Bool} AS b, "
+                "has({a:Array(String)}, 'z') AS a",
+                "params": {"n": 41, "s": hostile, "b": True, "a": ["y", "z"]},
+            },
+        )
+        assert bound.status_code == 200, bound.text
+        assert bound.json()["rows"] == [["42", hostile, True, 1]]  # a UInt64: a string
+        missing = client.post("/v1/query", json={"sql": "SELECT {n:UInt32}"})
+        assert missing.status_code == 400  # not bound: ClickHouse cannot parse it
+        named = client.post("/v1/query", json={"sql": "SELECT 1", "params": {"a b": 1}})
+        assert named.status_code == 422
+        assert pipeline.query("EXISTS TABLE riverbed.metrics") == [[1]]
+
+
 def test_query_caps_rows_and_says_so(pipeline: Pipeline) -> None:
     with pipeline.client() as client:
         response = client.post("/v1/query", json={"sql": "SELECT number FROM numbers(20000)"})
