@@ -21,6 +21,7 @@ settings the analyst cannot reach (step 2 refuses any ``SETTINGS``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from riverbed.core.clickhouse import ClickHouse, ClickHouseError
@@ -122,18 +123,22 @@ def _check_node(node: Node, parent: Node | None, database: str, audit_allowed: b
             raise QueryRefused(f"table function {node.name}() is not allowed")
         if node.name in SCALAR_DENIED:
             raise QueryRefused(f"function {node.name}() is not allowed")
-    if node.kind == "TableIdentifier" or (in_from and node.kind == "Identifier"):
-        _check_table(node.name, database, audit_allowed)
+    if node.kind in ("TableIdentifier", "Identifier"):
+        # Every qualified name, not only those after FROM: `x IN system.processes` reads a
+        # table too, and so does a column of one (`riverbed.audit.actor`).
+        _check_name(node.name, database, audit_allowed)
 
 
-def _check_table(name: str, database: str, audit_allowed: bool) -> None:
-    schema, _, table = name.rpartition(".")
-    schema = schema.strip("`")
-    table = table.strip("`")
-    if schema.lower() in ("system", "information_schema") and table.lower() not in SCHEMA_TABLES:
-        raise QueryRefused(f"{name} is not readable; system tables that describe schemas are")
-    if schema == database and table == AUDIT_TABLE and not audit_allowed:
-        raise QueryRefused(f"{name} needs scope audit:read")
+def _check_name(name: str, database: str, audit_allowed: bool) -> None:
+    parts = [part.strip("`") for part in name.split(".")]
+    for schema, table in pairwise(parts):
+        if (
+            schema.lower() in ("system", "information_schema")
+            and table.lower() not in SCHEMA_TABLES
+        ):
+            raise QueryRefused(f"{name} is not readable; system tables that describe schemas are")
+        if schema == database and table == AUDIT_TABLE and not audit_allowed:
+            raise QueryRefused(f"{name} needs scope audit:read")
 
 
 def fence(

@@ -144,11 +144,15 @@ HOSTILE = [
     "SELECT * FROM system.processes AS p JOIN system.one AS o ON 1",
     "SELECT * FROM riverbed.events_pv WHERE x IN (SELECT 1 FROM system.processes)",
     "DESCRIBE TABLE system.processes",
+    "SELECT 1 WHERE 'x' IN system.processes",
+    "SELECT 1 WHERE ('q', 1) IN (system.processes)",
     "SELECT * FROM information_schema.processes",
     # the audit trail without audit:read
     "SELECT * FROM riverbed.audit",
     "SELECT * FROM riverbed.events_pv JOIN riverbed.audit ON 1",
     "SELECT * FROM `riverbed`.`audit`",
+    "SELECT 1 WHERE 'key:x' IN riverbed.audit",
+    "SELECT riverbed.audit.actor FROM riverbed.events_pv",
     # not SQL, or too deep to parse
     "",
     "   ",
