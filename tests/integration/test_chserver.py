@@ -232,3 +232,18 @@ def test_errors_answer_as_clickhouse_does(server: str) -> None:
     assert empty.status_code == 400 and empty.headers["x-clickhouse-exception-code"] == "62"
     garbled = httpx.post(server, content=b"\x00\x01", headers={"Content-Encoding": "zstd"})
     assert garbled.status_code == 400 and garbled.headers["x-clickhouse-exception-code"] == "27"
+
+
+def test_the_javascript_client_works_unmodified(server: str, table: str) -> None:
+    """@clickhouse/client from npm (tests/js, installed by `make test`): ping, bound
+    parameters, a compressed JSONEachRow insert, a JSON read and a ClickHouse error."""
+    script = Path(__file__).parents[1] / "js" / "clickhouse_client_check.mjs"
+    run = subprocess.run(
+        ["node", str(script), server, table], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["ping"] is True
+    assert out["params"] == [{"n": 42, "s": "it's"}]
+    assert int(out["count"]) == 1
+    assert out["error"]["code"] == "395"
