@@ -114,24 +114,37 @@ def string_literal(value: str) -> str:
 
 
 class ChdbEngine:
-    """In-process ClickHouse (chdb-core) persisted under ``path``."""
+    """In-process ClickHouse (chdb-core) persisted under ``path``; one connection per query.
+
+    One chdb session ran every query under one lock, so an analyst's slow query held up the
+    sink's inserts, and a failed query left output in the session that the next reader got
+    glued to its own (a JSON decode error, ``/readyz`` included). A connection of its own per
+    query (about 1 ms to open) runs concurrently with the others and leaves nothing behind;
+    the first connection stays open, and with it the engine.
+    """
 
     def __init__(self, path: Path) -> None:
-        from chdb import session  # imported lazily: loading the engine takes ~1 s
+        import chdb  # imported lazily: loading the engine takes ~1 s
 
         path.mkdir(parents=True, exist_ok=True)
-        self._session = session.Session(str(path))
-        self._lock = threading.Lock()
+        self._path = str(path)
+        self._connect = chdb.connect
+        self._keeper = chdb.connect(self._path)
+        self._closed = False
 
     def _run(self, sql: str, fmt: str = "CSV", parameters: dict[str, Any] | None = None) -> Any:
-        with self._lock:
-            try:
-                if parameters:
-                    text = {name: _parameter_text(v) for name, v in parameters.items()}
-                    return self._session.query(sql, fmt, params=text)
-                return self._session.query(sql, fmt)
-            except Exception as exc:  # chdb raises a bare ChdbError/RuntimeError
-                raise ClickHouseError(str(exc)) from exc
+        if self._closed:
+            raise ClickHouseError("the engine is closed")
+        connection = self._connect(self._path)
+        try:
+            if parameters:
+                text = {name: _parameter_text(v) for name, v in parameters.items()}
+                return connection.query(sql, fmt, params=text)
+            return connection.query(sql, fmt)
+        except Exception as exc:  # chdb raises a bare ChdbError/RuntimeError
+            raise ClickHouseError(str(exc)) from exc
+        finally:
+            connection.close()
 
     def command(self, sql: str) -> None:
         self._run(sql)
@@ -155,8 +168,8 @@ class ChdbEngine:
         return QueryResult(payload.get("meta", []), payload.get("data", []))
 
     def close(self) -> None:
-        with self._lock:
-            self._session.close()
+        self._closed = True
+        self._keeper.close()
 
 
 class ServerEngine:
