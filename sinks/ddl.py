@@ -182,14 +182,13 @@ def column_definition(column: Column) -> str:
     return f"{quote(column.name)} {column.type}{default}"
 
 
-def add_columns(database: str, table: str, schema: dict[str, Any]) -> list[str]:
-    """``ADD COLUMN IF NOT EXISTS`` for every field: a no-op for existing ones, the evolution
-    step for new ones. Removed fields keep their column (old rows still hold data)."""
-    return [
+def add_column(database: str, table: str, column: Column) -> str:
+    """``ADD COLUMN IF NOT EXISTS`` with the Avro default: rows stored before read it, as an
+    Avro reader would. Removed fields keep their column (old rows still hold data)."""
+    return (
         f"ALTER TABLE {quote(database)}.{quote(table)} ADD COLUMN IF NOT EXISTS "
         f"{column_definition(column)}"
-        for column in columns_for(schema)
-    ]
+    )
 
 
 def modify_column(database: str, table: str, column: Column) -> str:

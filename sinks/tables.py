@@ -13,7 +13,7 @@ from typing import Any
 
 from riverbed.core.clickhouse import ClickHouse
 from riverbed.core.topology import events_table
-from sinks.ddl import add_columns, columns_for, create_events_table, modify_column
+from sinks.ddl import add_column, columns_for, create_events_table, modify_column
 
 
 def table_columns(engine: ClickHouse, database: str, table: str) -> dict[str, str]:
@@ -34,19 +34,12 @@ def sync_stream_table(
     if not existing:
         statements = [create_events_table(database, stream, clean_schema)]
     else:
-        columns = columns_for(clean_schema)
-        missing = {c.name for c in columns if c.name not in existing}
         statements = [
-            statement
-            for column, statement in zip(
-                columns, add_columns(database, table, clean_schema), strict=True
-            )
-            if column.name in missing
-        ]
-        statements += [
-            modify_column(database, table, column)
-            for column in columns
-            if column.name in existing and existing[column.name] != column.type
+            add_column(database, table, column)
+            if column.name not in existing
+            else modify_column(database, table, column)
+            for column in columns_for(clean_schema)
+            if existing.get(column.name) != column.type
         ]
     for statement in statements:
         engine.command(statement)
