@@ -43,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from riverbed.core.clickhouse import ChdbEngine, ClickHouseError, string_literal
 from riverbed.core.errors import RiverbedError
 
 DEFAULT_FORMAT = "TabSeparated"
@@ -93,21 +94,13 @@ class Answer:
 
 
 class Engine:
-    """The data dir's chdb engine; each query on a connection of its own.
-
-    A fresh connection per query costs about what a query on a kept one does (~1 ms here), and
-    buys two things: queries run concurrently (one chdb session runs them one at a time), and
-    whatever a query does to its session (``SET``, ``USE``) is gone with it. ``slots`` bounds
-    how many run at once; the first connection stays open so the engine does too.
-    """
+    """The data dir's chdb engine (:class:`ChdbEngine`: each query on a connection of its own,
+    so queries run concurrently and whatever one does to its session, ``SET`` or ``USE``, is
+    gone with it); ``slots`` bounds how many run at once."""
 
     def __init__(self, path: Path, slots: int = 8) -> None:
-        import chdb  # imported lazily: loading the engine takes ~1 s
-
-        path.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._connect = chdb.connect
-        self._keeper = chdb.connect(str(path))
+        self._engine = ChdbEngine(path)
         self._slots = threading.BoundedSemaphore(slots)
         self.timezone = self.run("SELECT timezone()", "TabSeparated").body.decode().strip()
 
@@ -128,16 +121,10 @@ class Engine:
         if prefix:
             sql = "; ".join([*prefix, sql])
         with self._slots:
-            connection = self._connect(str(self.path))
             try:
-                if params:
-                    result = connection.query(sql, fmt, params=params)
-                else:
-                    result = connection.query(sql, fmt)
-            except Exception as exc:  # chdb raises RuntimeError with ClickHouse's message
+                result = self._engine.run_text(sql, fmt, params)
+            except ClickHouseError as exc:  # ClickHouse's message, with its code
                 raise QueryFailed(str(exc)) from None
-            finally:
-                connection.close()
         body = result.bytes() if hasattr(result, "bytes") else bytes(result)
         rows = result.rows_read() if hasattr(result, "rows_read") else 0
         return Answer(body, fmt, int(rows), time.perf_counter_ns() - started)
@@ -160,7 +147,7 @@ class Engine:
             spool.write(data)
             spool.flush()
             target = re.sub(r"(?i)\bVALUES\s*$", "", head)
-            source = f"file({_literal(spool.name)}, {found.group('name')})"
+            source = f"file({string_literal(spool.name)}, {found.group('name')})"
             statement = f"{target} SELECT * FROM {source}"
             return self.run(statement, "TabSeparated", params, database, settings)
 
@@ -183,15 +170,11 @@ def settings_of(args: Any) -> dict[str, str]:
 
 
 def _setting_value(value: str) -> str:
-    return value if _NUMBER.match(value) else _literal(value)
+    return value if _NUMBER.match(value) else string_literal(value)
 
 
 def _identifier(name: str) -> str:
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def decompress(body: bytes, encoding: str | None) -> bytes:

@@ -132,19 +132,24 @@ class ChdbEngine:
         self._keeper = chdb.connect(self._path)
         self._closed = False
 
-    def _run(self, sql: str, fmt: str = "CSV", parameters: dict[str, Any] | None = None) -> Any:
+    def run_text(self, sql: str, fmt: str, params: dict[str, str] | None = None) -> Any:
+        """chdb's raw result of one query on a connection of its own; ``params`` already in
+        the text form ClickHouse parses (the HTTP front gets them so from its clients)."""
         if self._closed:
             raise ClickHouseError("the engine is closed")
         connection = self._connect(self._path)
         try:
-            if parameters:
-                text = {name: _parameter_text(v) for name, v in parameters.items()}
-                return connection.query(sql, fmt, params=text)
+            if params:
+                return connection.query(sql, fmt, params=params)
             return connection.query(sql, fmt)
         except Exception as exc:  # chdb raises a bare ChdbError/RuntimeError
             raise ClickHouseError(str(exc)) from exc
         finally:
             connection.close()
+
+    def _run(self, sql: str, fmt: str = "CSV", parameters: dict[str, Any] | None = None) -> Any:
+        text = {name: _parameter_text(v) for name, v in (parameters or {}).items()}
+        return self.run_text(sql, fmt, text or None)
 
     def command(self, sql: str) -> None:
         self._run(sql)
