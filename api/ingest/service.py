@@ -184,7 +184,7 @@ class Ingestor:
         )
         if batch.rejected and (atomic or not batch.accepted):
             if not atomic:
-                await self._produce(
+                await self._deliver(
                     self.records(spec, PreparedBatch([], batch.rejected), writer_id)
                 )
             raise EventsRejected(batch, len(events))
@@ -301,9 +301,6 @@ class Ingestor:
                 value = codec.encode(self.registry, dead_letter_id, dead)
                 records.append(OutgoingRecord(dlq_topic(spec.name), None, value))
         return records
-
-    async def _produce(self, records: list[OutgoingRecord]) -> None:
-        await self._deliver(records)
 
     async def _deliver(self, records: list[OutgoingRecord]) -> list[Delivery]:
         deliveries = await self.producer.deliver(records)
