@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import re
 import tempfile
 import threading
@@ -79,10 +80,21 @@ MAX_BODY_BYTES = 1 << 30  # a gigabyte of decompressed insert data per request
 class QueryFailed(RiverbedError):
     """ClickHouse refused or failed the query; ``code`` is ClickHouse's error code."""
 
+    http_status: int | None = None  # when the ClickHouse code alone does not decide it
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         found = _CODE.search(message)
         self.code = int(found.group(1)) if found else 1000  # 1000: POCO_EXCEPTION
+
+
+class BodyTooLarge(QueryFailed):
+    """The body, read or decompressed, is over the front's limit (413)."""
+
+    http_status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Code: 241. DB::Exception: the request body is over {limit} bytes")
 
 
 @dataclass(frozen=True)
@@ -177,25 +189,42 @@ def _identifier(name: str) -> str:
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
-def decompress(body: bytes, encoding: str | None) -> bytes:
-    """A request body as sent with ``Content-Encoding``; raises :class:`QueryFailed`."""
+def decompress(body: bytes, encoding: str | None, limit: int = MAX_BODY_BYTES) -> bytes:
+    """A request body as sent with ``Content-Encoding``, at most ``limit`` bytes once
+    decompressed (a decompression bomb stops there); raises :class:`QueryFailed`."""
     encoding = (encoding or "").strip().lower()
     try:
         if encoding in ("", "identity"):
-            return body
-        if encoding == "gzip":
-            return gzip.decompress(body)
-        if encoding == "deflate":
-            return zlib.decompress(body)
-        if encoding == "zstd":
-            return zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_BODY_BYTES)
-        if encoding == "lz4":
-            return bytes(lz4.frame.decompress(body))
+            plain = body
+        elif encoding in ("gzip", "deflate"):
+            inflater = zlib.decompressobj(zlib.MAX_WBITS | (16 if encoding == "gzip" else 0))
+            plain = inflater.decompress(body, limit + 1)
+        elif encoding == "zstd":
+            plain = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body)).read(limit + 1)
+        elif encoding == "lz4":
+            plain = lz4.frame.LZ4FrameDecompressor().decompress(body, max_length=limit + 1)
+        else:
+            raise QueryFailed(f"Code: 48. DB::Exception: unknown Content-Encoding {encoding!r}")
+    except QueryFailed:
+        raise
     except Exception as exc:
         raise QueryFailed(
             f"Code: 27. DB::Exception: cannot decompress the body ({encoding}): {exc}"
         ) from None
-    raise QueryFailed(f"Code: 48. DB::Exception: unknown Content-Encoding {encoding!r}")
+    if len(plain) > limit:
+        raise BodyTooLarge(limit)
+    return bytes(plain)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused past ``limit`` bytes without reading the rest."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def compress(body: bytes, accepted: str) -> tuple[bytes, str | None]:
@@ -236,7 +265,9 @@ def _text(raw: bytes) -> str:
 
 
 def _error(exc: QueryFailed, query_id: str) -> Response:
-    status = 400 if exc.code in (27, 36, 47, 48, 60, 62, 81, 115, 390, 395, 497) else 500
+    status = exc.http_status or (
+        400 if exc.code in (27, 36, 47, 48, 60, 62, 81, 115, 390, 395, 497) else 500
+    )
     message = (
         str(exc) if str(exc).startswith("Code:") else f"Code: {exc.code}. DB::Exception: {exc}"
     )
@@ -255,9 +286,10 @@ async def query(request: Request) -> Response:
     engine: Engine = request.app.state.engine
     args = request.query_params
     query_id = args.get("query_id") or str(uuid.uuid4())
-    body = await request.body()
+    limit: int = request.app.state.max_body_bytes
     try:
-        body = decompress(body, request.headers.get("content-encoding"))
+        body = await read_body(request, limit)
+        body = decompress(body, request.headers.get("content-encoding"), limit)
         sql, data = split_request(args.get("query"), body)
         if not sql.strip():
             raise QueryFailed("Code: 62. DB::Exception: Empty query")
@@ -310,7 +342,7 @@ def _media_type(fmt: str) -> str:
     return "application/octet-stream"
 
 
-def create_app(engine: Engine) -> Starlette:
+def create_app(engine: Engine, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
     app = Starlette(
         routes=[
             Route("/ping", ping, methods=["GET", "HEAD"]),
@@ -318,6 +350,7 @@ def create_app(engine: Engine) -> Starlette:
         ]
     )
     app.state.engine = engine
+    app.state.max_body_bytes = max_body_bytes
     return app
 
 
@@ -329,9 +362,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8123)
     parser.add_argument("--slots", type=int, default=8, help="queries run at once")
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=MAX_BODY_BYTES,
+        help="largest request body, counted decompressed (413 past it)",
+    )
     args = parser.parse_args(argv)
     engine = Engine(Path(args.path), args.slots)
-    uvicorn.run(create_app(engine), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        create_app(engine, args.max_body_bytes), host=args.host, port=args.port, log_level="warning"
+    )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
+BODY_LIMIT = 10_000_000
 
 
 def free_port() -> int:
@@ -40,7 +41,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     path = Path(tmp_path_factory.mktemp("chserver"))
     process = subprocess.Popen(
-        [sys.executable, "-m", "riverbed.chserver", "--path", str(path), "--port", str(port)],
+        [
+            *(sys.executable, "-m", "riverbed.chserver", "--path", str(path)),
+            *("--port", str(port), "--max-body-bytes", str(BODY_LIMIT)),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -247,3 +251,14 @@ def test_the_javascript_client_works_unmodified(server: str, table: str) -> None
     assert out["params"] == [{"n": 42, "s": "it's"}]
     assert int(out["count"]) == 1
     assert out["error"]["code"] == "395"
+
+
+def test_a_body_over_the_limit_is_refused_raw_or_decompressed(server: str) -> None:
+    """A decompression bomb stops at the limit instead of filling the memory."""
+    bomb = gzip.compress(b"\0" * (2 * BODY_LIMIT))  # about 20 KB on the wire
+    for content, encoding in ((bomb, "gzip"), (b"SELECT 1 -- " + b"x" * BODY_LIMIT, None)):
+        headers = {"Content-Encoding": encoding} if encoding else {}
+        refused = httpx.post(server, content=content, headers=headers, timeout=30)
+        assert refused.status_code == 413, refused.text
+        assert refused.headers["x-clickhouse-exception-code"] == "241"
+    assert httpx.post(server, content="SELECT 1").text == "1\n"
