@@ -1,8 +1,7 @@
 """The Starlette application and its start-up wiring.
 
-With embedded ClickHouse (chdb) this process owns the data dir, so it also runs the ClickHouse
-sink in a thread: only one process may open a chdb directory. With ``CLICKHOUSE_URL`` set the
-sink is a process of its own (``riverbed run sink-clickhouse``) and this one only queries.
+The API reads ClickHouse and never writes stream tables: the ClickHouse sink is a process of
+its own (``riverbed run sink-clickhouse``), whether ClickHouse is a server or the embedded one.
 """
 
 from __future__ import annotations
@@ -45,18 +44,16 @@ from riverbed.core.heartbeat import start_heartbeat
 from riverbed.core.kafka import AsyncProducer, producer_config
 from riverbed.core.settings import Settings
 from schemas.bootstrap import bootstrap_catalog
-from sinks.runner import start_thread
-from sinks.service import clickhouse_runner
 from streams.metrics.store import MetricStore
 from streams.reference_store import ReferenceStore
 
 log = logging.getLogger(__name__)
 
 
-def build_services(settings: Settings, run_clickhouse_sink: bool | None = None) -> Services:
+def build_services(settings: Settings) -> Services:
     registry, catalog = bootstrap_catalog(settings)
     catalog.follow()  # handlers read a snapshot; a thread keeps it fresh (no I/O on the loop)
-    engine = connect(settings.clickhouse_url, settings.chdb_path)
+    engine = connect(settings)
     # The breaker turns a dead broker into an immediate 503 instead of a 10 s wait per request.
     producer = AsyncProducer(producer_config(settings), CircuitBreaker(cooldown=1.0))
     async_redis = aioredis.Redis.from_url(settings.require_redis())
@@ -98,16 +95,11 @@ def build_services(settings: Settings, run_clickhouse_sink: bool | None = None) 
     )
     services.reference.start()
     metrics.sync_metrics_file(services)
-    if run_clickhouse_sink if run_clickhouse_sink is not None else settings.embedded_clickhouse:
-        runner = clickhouse_runner(settings, engine, registry, catalog)
-        services.sinks.append(runner)
-        services.sink_threads.append(start_thread(runner))
     return services
 
 
 def create_app(
     settings: Settings,
-    run_clickhouse_sink: bool | None = None,
     middleware: Sequence[Middleware] = (),
     endpoints: tuple[Endpoint, ...] = ROUTES,
     identity: Identity | None = None,
@@ -123,7 +115,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if identity is None:
             app.state.identity = await anyio.to_thread.run_sync(build_identity, settings)
-        services = await anyio.to_thread.run_sync(build_services, settings, run_clickhouse_sink)
+        services = await anyio.to_thread.run_sync(build_services, settings)
         app.state.services = services
         if settings.rate_limits:
             app.state.rate_limiter = RateLimiter(services.redis, settings)
@@ -135,10 +127,6 @@ def create_app(
         finally:
             follower.cancel()
             heartbeat.stop()
-            for runner in services.sinks:
-                runner.stop()
-            for thread in services.sink_threads:
-                await anyio.to_thread.run_sync(thread.join, 30)
             services.reference.close()
             services.producer.close()
             services.catalog.stop()

@@ -65,12 +65,6 @@ async def readyz(request: Request) -> JSONResponse:
             _check("kafka", kafka), _check("redis", redis), _check("clickhouse", clickhouse)
         )
     )
-    for runner in services.sinks:
-        results[f"sink.{runner.writer.name}"] = {
-            "ok": runner.last_error is None,
-            "written": runner.written,
-            "error": runner.last_error,
-        }
     ready = all(r["ok"] for r in results.values()) and not services.draining
     if not detailed:
         return JSONResponse(

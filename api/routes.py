@@ -283,7 +283,7 @@ OPERATIONS_ROUTES = (
     ),
     Endpoint(
         "/readyz", GET, health.readyz, "readyz", PUBLIC,
-        "Readiness of Kafka, Redis, ClickHouse and the sinks; with a credential, also errors, "
+        "Readiness of Kafka, Redis and ClickHouse; with a credential, also errors, "
         "processes, engine restarts and stream counters",
         {200: "Ready", 503: "Not ready, or draining"}, tag="operations",
     ),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -20,7 +19,6 @@ from riverbed.core.settings import Settings
 from schemas.catalog import StreamSpec
 from schemas.registry import SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
-from sinks.runner import SinkRunner
 from streams.metrics.store import MetricStore
 from streams.reference_store import ReferenceStore
 
@@ -42,8 +40,6 @@ class Services:
     live: LiveValues
     audit: AuditStore
     reference: ReferenceStore
-    sinks: list[SinkRunner] = field(default_factory=list)
-    sink_threads: list[threading.Thread] = field(default_factory=list)
     # Problems of the metrics file's last sync ({path, message}); empty when it applied.
     metrics_file_errors: list[dict[str, str]] = field(default_factory=list)
 

@@ -18,13 +18,19 @@ clients use (clickhouse-connect, @clickhouse/client, Grafana's plugin; see the a
 Each query runs on a chdb connection of its own: connections (unlike one chdb session) run
 concurrently, so one slow query does not hold up the others, and no query leaves session state
 behind for the next.
-Who may ask what (users, the read-only fence) is not decided here: this is the engine.
+
+It listens on loopback and answers one user, ``riverbed``, whose password is the data dir's
+``clickhouse.secret``: the pipeline's own processes. Analysts never reach it directly; what
+they may ask (the read-only fence, their limits) is decided in front of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import gzip
+import hmac
 import io
 import re
 import tempfile
@@ -44,7 +50,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from riverbed.core.clickhouse import ChdbEngine, ClickHouseError, string_literal
+from riverbed.core.clickhouse import ChdbEngine, ClickHouseError, read_secret, string_literal
 from riverbed.core.errors import RiverbedError
 
 DEFAULT_FORMAT = "TabSeparated"
@@ -127,7 +133,9 @@ class Engine:
         """Run one query with its settings (``SET`` on its own connection, gone after it);
         raises :class:`QueryFailed`."""
         started = time.perf_counter_ns()
-        prefix = [f"SET {name} = {_setting_value(v)}" for name, v in (settings or {}).items()]
+        # ``readonly`` goes last: once it is set, the session refuses to change settings.
+        ordered = sorted((settings or {}).items(), key=lambda item: item[0] == "readonly")
+        prefix = [f"SET {name} = {_setting_value(v)}" for name, v in ordered]
         if database:
             prefix.append(f"USE {_identifier(database)}")
         if prefix:
@@ -282,12 +290,54 @@ async def ping(request: Request) -> Response:
     return PlainTextResponse("Ok.\n")
 
 
+USER = "riverbed"
+
+
+class AuthenticationFailed(QueryFailed):
+    http_status = 403
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Code: 516. DB::Exception: Authentication failed: password is incorrect, "
+            "or there is no user with such name"
+        )
+
+
+def credentials(request: Request) -> tuple[str, str]:
+    """``(user, password)`` as ClickHouse clients send them: ``X-ClickHouse-User``/``-Key``
+    headers, HTTP Basic, or ``user``/``password`` URL parameters."""
+    headers, args = request.headers, request.query_params
+    if "x-clickhouse-user" in headers or "x-clickhouse-key" in headers:
+        return headers.get("x-clickhouse-user", "default"), headers.get("x-clickhouse-key", "")
+    scheme, _, encoded = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return "", ""
+        return user, password
+    return args.get("user", "default"), args.get("password", "")
+
+
+def check_credentials(request: Request) -> None:
+    secret: str | None = request.app.state.secret
+    if secret is None:
+        return
+    user, password = credentials(request)
+    if not (
+        hmac.compare_digest(user.encode(), USER.encode())
+        & hmac.compare_digest(password.encode(), secret.encode())
+    ):
+        raise AuthenticationFailed()
+
+
 async def query(request: Request) -> Response:
     engine: Engine = request.app.state.engine
     args = request.query_params
     query_id = args.get("query_id") or str(uuid.uuid4())
     limit: int = request.app.state.max_body_bytes
     try:
+        check_credentials(request)
         body = await read_body(request, limit)
         body = decompress(body, request.headers.get("content-encoding"), limit)
         sql, data = split_request(args.get("query"), body)
@@ -342,7 +392,10 @@ def _media_type(fmt: str) -> str:
     return "application/octet-stream"
 
 
-def create_app(engine: Engine, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+def create_app(
+    engine: Engine, max_body_bytes: int = MAX_BODY_BYTES, secret: str | None = None
+) -> Starlette:
+    """The front over ``engine``; with ``secret``, only user ``riverbed`` with it may query."""
     app = Starlette(
         routes=[
             Route("/ping", ping, methods=["GET", "HEAD"]),
@@ -351,6 +404,7 @@ def create_app(engine: Engine, max_body_bytes: int = MAX_BODY_BYTES) -> Starlett
     )
     app.state.engine = engine
     app.state.max_body_bytes = max_body_bytes
+    app.state.secret = secret
     return app
 
 
@@ -368,11 +422,16 @@ def main(argv: list[str] | None = None) -> None:
         default=MAX_BODY_BYTES,
         help="largest request body, counted decompressed (413 past it)",
     )
-    args = parser.parse_args(argv)
-    engine = Engine(Path(args.path), args.slots)
-    uvicorn.run(
-        create_app(engine, args.max_body_bytes), host=args.host, port=args.port, log_level="warning"
+    parser.add_argument(
+        "--secret-file",
+        type=Path,
+        help="the password of user riverbed, made if missing (without it: no authentication)",
     )
+    args = parser.parse_args(argv)
+    secret = read_secret(args.secret_file) if args.secret_file else None
+    engine = Engine(Path(args.path), args.slots)
+    app = create_app(engine, args.max_body_bytes, secret)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

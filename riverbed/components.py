@@ -31,10 +31,6 @@ class Component:
     summary: str
     group: str | None = None  # the consumer group it commits as, if any
     replicas: Callable[[Settings], int] = _one
-    #: Whether ``riverbed up`` starts it with these settings (the ClickHouse sink runs inside
-    #: the API process while ClickHouse is the embedded chdb, which allows one process).
-    wanted: Callable[[Settings], bool] = lambda settings: True
-    why_not: str = ""  # what `riverbed run` says when ``wanted`` is false
 
     def load(self) -> Callable[[Settings], None]:
         module, _, function = self.entry.partition(":")
@@ -46,7 +42,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         "api",
         "api.app:run",
-        "HTTP ingest, queries, SSE; with embedded chdb also the ClickHouse sink",
+        "HTTP ingest, queries, SSE",
     ),
     Component(
         "agents",
@@ -69,11 +65,8 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         "sink-clickhouse",
         "sinks.service:run_clickhouse",
-        "clean.*, dlq.*, metrics, metric_results -> ClickHouse (server mode only)",
+        "clean.*, dlq.*, metrics, metric_results -> ClickHouse",
         group=topology.CLICKHOUSE_SINK_GROUP,
-        wanted=lambda settings: not settings.embedded_clickhouse,
-        why_not="runs inside the api process with embedded chdb; set CLICKHOUSE_URL to run it "
-        "on its own",
     ),
 )
 
@@ -91,8 +84,5 @@ def component(name: str) -> Component:
 def instances(settings: Settings) -> list[tuple[str, int]]:
     """``(component, instance)`` for every process ``riverbed up`` starts, in start order."""
     return [
-        (row.name, instance)
-        for row in COMPONENTS
-        if row.wanted(settings)
-        for instance in range(row.replicas(settings))
+        (row.name, instance) for row in COMPONENTS for instance in range(row.replicas(settings))
     ]

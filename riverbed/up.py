@@ -1,8 +1,9 @@
 """``riverbed up``: start the engines, run every component supervised, print where things are,
 and on Ctrl-C close ingest, drain what was accepted, and stop everything.
 
-Embedded by default: tansu (Kafka, in memory), valkey (Redis, AOF) and chdb (in the API
-process). ``KAFKA_BOOTSTRAP``, ``REDIS_URL`` and ``CLICKHOUSE_URL`` select servers instead.
+Embedded by default: tansu (Kafka, in memory), valkey (Redis, AOF) and chdb (behind its HTTP
+front, :mod:`riverbed.chserver`). ``KAFKA_BOOTSTRAP``, ``REDIS_URL`` and ``CLICKHOUSE_URL``
+select servers instead.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from riverbed.core.errors import RiverbedError
 from riverbed.core.settings import Settings
 from riverbed.core.topology import ENGINES_KEY
 from riverbed.demo import DEMO_METRICS, DemoTraffic
-from riverbed.embedded import EngineStartError, port_is_free, start_kafka, start_redis
+from riverbed.embedded import (
+    EngineStartError,
+    port_is_free,
+    start_clickhouse,
+    start_kafka,
+    start_redis,
+)
 from riverbed.engine_watch import EngineWatcher, WatchedEngine, engine_record
 from riverbed.supervisor import Supervisor
 
@@ -177,11 +184,22 @@ def _start_engines(stack: Stack) -> None:
     else:
         print(f"  redis    {settings.redis_url}")
     if settings.embedded_clickhouse:
+        clickhouse = start_clickhouse(data_dir, settings.clickhouse_port)
+        port = _port(clickhouse.url)
+        stack.engines.append(
+            WatchedEngine(
+                "clickhouse",
+                "clickhouse (chdb)",
+                clickhouse,
+                partial(start_clickhouse, data_dir, port),
+            )
+        )
+        stack.env["CLICKHOUSE_URL"] = clickhouse.url
         print(
-            f"  clickhouse  embedded chdb in {data_dir / 'clickhouse'} (owned by the api process)"
+            f"  clickhouse  http://127.0.0.1:{port}  (embedded chdb in {data_dir / 'clickhouse'})"
         )
     else:
-        print(f"  clickhouse  {settings.clickhouse_url}")
+        print(f"  clickhouse  {_without_password(settings.clickhouse_url)}")
 
 
 def _run(stack: Stack, demo: bool, demo_rate: float) -> None:
@@ -243,6 +261,16 @@ def _stop(stack: Stack, supervisor: Supervisor, traffic: DemoTraffic | None) -> 
     for watched in reversed(stack.engines):
         watched.engine.stop()
     print("stopped.")
+
+
+def _without_password(url: str | None) -> str:
+    """A server URL fit to print: its password, if any, masked."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url or "")
+    if parts.password is None:
+        return url or ""
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 def _port(url: str) -> int:

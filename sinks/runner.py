@@ -108,9 +108,3 @@ class SinkRunner:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
         return False
-
-
-def start_thread(runner: SinkRunner) -> threading.Thread:
-    thread = threading.Thread(target=runner.run, name=f"sink-{runner.writer.name}", daemon=True)
-    thread.start()
-    return thread

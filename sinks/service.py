@@ -83,8 +83,8 @@ def run_redis(settings: Settings) -> None:
 
 
 def run_clickhouse(settings: Settings) -> None:
-    """``riverbed run sink-clickhouse`` (only with CLICKHOUSE_URL: embedded chdb belongs to the
-    API process)."""
+    """``riverbed run sink-clickhouse``: to ``CLICKHOUSE_URL`` (``riverbed up`` sets it to the
+    embedded engine's front when no server is given)."""
     run(settings, "clickhouse")
 
 
@@ -94,7 +94,7 @@ def run(settings: Settings, which: str) -> None:
     if which == "redis":
         runners = [redis_runner(settings, registry)]
     else:
-        engine = connect(settings.clickhouse_url, settings.chdb_path)
+        engine = connect(settings)
         runners = [clickhouse_runner(settings, engine, registry, catalog)]
     heartbeat = start_heartbeat(settings.require_redis(), f"sink-{which}")
     try:

@@ -22,14 +22,14 @@ import redis
 from control.bootstrap import ensure_admin_key
 from control.keys import key_store
 from riverbed.core.settings import Settings
-from riverbed.embedded import Engine, free_port, start_kafka, start_redis
+from riverbed.embedded import Engine, free_port, start_clickhouse, start_kafka, start_redis
 from riverbed.supervisor import Supervisor
 from tests.helpers.postgres import Postgres, start_postgres
 from tests.helpers.wait import wait_until
 
 WINDOW_SECONDS = 5
 LATENESS_SECONDS = 2
-PIPELINE_COMPONENTS = ("api", "agents", "flow", "sink-redis")
+PIPELINE_COMPONENTS = ("api", "agents", "flow", "sink-redis", "sink-clickhouse")
 
 
 def admin_key(data_dir: Path, database_url: str | None = None) -> str:
@@ -125,6 +125,19 @@ def read_logs(data_dir: Path, lines: int = 30) -> str:
     return "\n".join(parts)
 
 
+class StackSupervisor(Supervisor):
+    """The components' supervisor, which also stops the engines started for them, last."""
+
+    def __init__(self, *args: Any, engines: Sequence[Engine] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.engines = list(engines)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        super().stop(timeout)
+        for engine in reversed(self.engines):
+            engine.stop()
+
+
 def start_components(
     data_dir: Path,
     env: dict[str, str],
@@ -135,14 +148,20 @@ def start_components(
     """Run components as ``riverbed up`` does (watched, restarted) and wait for ``/readyz``.
 
     Returns the supervisor and the API's base URL; stops everything if it never gets ready.
-    ``admin_key(data_dir)`` is a key of the started API.
+    ``admin_key(data_dir)`` is a key of the started API. Without ``CLICKHOUSE_URL`` in ``env``
+    the data dir's embedded ClickHouse starts first, as ``riverbed up`` starts it.
     """
     admin_key(data_dir, env.get("DATABASE_URL"))
     port = free_port()
-    supervisor = Supervisor(
+    engines = []
+    if "CLICKHOUSE_URL" not in env:
+        engines.append(start_clickhouse(data_dir))
+        env = {**env, "CLICKHOUSE_URL": engines[0].url}
+    supervisor = StackSupervisor(
         data_dir / "logs",
         {**env, "RIVERBED_DATA_DIR": str(data_dir), "RIVERBED_API_PORT": str(port)},
         report=print,
+        engines=engines,
     )
     for component in components:
         name, _, replica = component.partition("#")  # "agents#2": a second agents worker

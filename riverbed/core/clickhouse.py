@@ -1,22 +1,26 @@
-"""ClickHouse access: the embedded chdb engine or a server through clickhouse-connect.
+"""ClickHouse access: a server through clickhouse-connect, or the chdb engine in this process.
 
-Both speak the same small interface (:class:`ClickHouse`), so the sink and the query API do not
-care which one runs. chdb allows one process per data dir and is not re-entrant, so
-:class:`ChdbEngine` serialises calls with a lock; async callers go through ``anyio.to_thread``.
+The pipeline always reaches ClickHouse as a server (:func:`connect`): ``CLICKHOUSE_URL``, or
+the embedded engine's front that ``riverbed up`` starts. :class:`ChdbEngine` is that front's
+engine (chdb allows one process per data dir). Both speak one small interface
+(:class:`ClickHouse`); async callers go through ``anyio.to_thread``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import threading
+import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from riverbed.core.errors import Invalid, RiverbedError
+from riverbed.core.settings import Settings
 
 log = logging.getLogger(__name__)
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -178,32 +182,43 @@ class ChdbEngine:
 
 
 class ServerEngine:
-    """A ClickHouse server reached with clickhouse-connect (``CLICKHOUSE_URL``)."""
+    """A ClickHouse server reached with clickhouse-connect: ``CLICKHOUSE_URL``, or the embedded
+    engine's front (:mod:`riverbed.chserver`) that ``riverbed up`` starts. One code path for
+    both, so what runs in CI is what runs against a real server.
 
-    def __init__(self, url: str) -> None:
+    Reads ask for ``JSONCompact``, as :class:`ChdbEngine` does, so settings such as
+    ``output_format_json_quote_64bit_integers`` shape the answer the same way on both. No
+    session: queries from many threads run side by side on one client (a session would
+    serialise them, and its state would leak from one caller to the next).
+    """
+
+    def __init__(self, url: str, wait_seconds: float = 0.0) -> None:
         import clickhouse_connect
 
-        self._client = clickhouse_connect.get_client(dsn=url)
-        self._lock = threading.Lock()  # clickhouse-connect clients are not thread-safe
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                self._client = clickhouse_connect.get_client(dsn=url, autogenerate_session_id=False)
+                break
+            except Exception as exc:  # not up yet: retry until the deadline
+                if time.monotonic() >= deadline:
+                    raise ClickHouseError(f"cannot reach ClickHouse: {exc}") from exc
+                time.sleep(0.2)
 
     def command(self, sql: str) -> None:
-        with self._lock:
-            try:
-                self._client.command(sql)
-            except Exception as exc:
-                raise ClickHouseError(str(exc)) from exc
+        try:
+            self._client.command(sql)
+        except Exception as exc:
+            raise ClickHouseError(str(exc)) from exc
 
     def insert_json_rows(self, database: str, table: str, rows: Iterable[dict[str, Any]]) -> None:
         body = "\n".join(json.dumps(r, separators=(",", ":")) for r in rows).encode()
         if not body:
             return
-        with self._lock:
-            try:
-                self._client.raw_insert(
-                    f"`{database}`.`{table}`", insert_block=body, fmt="JSONEachRow"
-                )
-            except Exception as exc:
-                raise ClickHouseError(str(exc)) from exc
+        try:
+            self._client.raw_insert(f"`{database}`.`{table}`", insert_block=body, fmt="JSONEachRow")
+        except Exception as exc:
+            raise ClickHouseError(str(exc)) from exc
 
     def query(
         self,
@@ -211,33 +226,48 @@ class ServerEngine:
         settings: dict[str, Any] | None = None,
         parameters: dict[str, Any] | None = None,
     ) -> QueryResult:
-        with self._lock:
-            try:
-                result = self._client.query(
-                    sql, parameters=parameters or None, settings=settings or {}
-                )
-            except Exception as exc:
-                raise ClickHouseError(str(exc)) from exc
-        columns = [
-            {"name": n, "type": t.name}
-            for n, t in zip(result.column_names, result.column_types, strict=True)
-        ]
-        rows = [[_jsonable(v) for v in row] for row in result.result_rows]
-        return QueryResult(columns, rows)
+        try:
+            # The format as a setting, not a FORMAT clause appended to the text: EXPLAIN AST
+            # would count that clause as part of the statement it explains.
+            text = self._client.raw_query(
+                sql,
+                parameters=parameters or None,
+                settings={**(settings or {}), "default_format": "JSONCompact"},
+            )
+        except Exception as exc:
+            raise ClickHouseError(str(exc)) from exc
+        if not text:
+            return QueryResult([], [])
+        payload = json.loads(text)
+        return QueryResult(payload.get("meta", []), payload.get("data", []))
 
     def close(self) -> None:
         self._client.close()
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, int | float | str | bool) or value is None:
-        return value
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return str(value)
+def connect(settings: Settings, wait_seconds: float = 60.0) -> ClickHouse:
+    """The pipeline's ClickHouse (``CLICKHOUSE_URL``: a server, or the embedded engine's front,
+    which may still be starting, hence the wait)."""
+    return ServerEngine(settings.require_clickhouse(), wait_seconds)
 
 
-def connect(clickhouse_url: str | None, chdb_path: Path) -> ClickHouse:
-    return ServerEngine(clickhouse_url) if clickhouse_url else ChdbEngine(chdb_path)
+def read_secret(path: Path) -> str:
+    """The secret kept in ``path``, made on first use: 32 random bytes, URL-safe, in a file
+    only its owner can read. Made under a temporary name and linked into place, so two
+    processes racing to make it agree on one."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_urlsafe(32) + "\n")
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
+    return path.read_text().strip()

@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     api_port: int = 8080
     kafka_port: int = 0  # 0: pick a free port when embedded
     redis_port: int = 0
+    clickhouse_port: int = 0  # the embedded engine's HTTP port, on 127.0.0.1 only
 
     topic_partitions: int = 3
     # Consumer-group joins wait about session.timeout/2; 6 s keeps restarts and tests quick.
@@ -127,7 +128,7 @@ class Settings(BaseSettings):
 
     query_row_limit: int = 10_000
     query_timeout_seconds: float = 10.0
-    # chdb runs inside the API process (with the sink): an analyst's query must not take it all.
+    # An analyst's query must not take the engine's memory from the sink.
     query_max_memory_bytes: int = 2 * 1024**3
 
     sse_heartbeat_seconds: float = 15.0
@@ -158,6 +159,11 @@ class Settings(BaseSettings):
         return self.data_dir / "clickhouse"
 
     @property
+    def clickhouse_secret_path(self) -> Path:
+        """The embedded engine's password for the pipeline's own processes (mode 0600)."""
+        return self.data_dir / "clickhouse.secret"
+
+    @property
     def metrics_path(self) -> Path:
         return self.metrics_file or self.data_dir / "metrics.yaml"
 
@@ -175,3 +181,8 @@ class Settings(BaseSettings):
         if not self.redis_url:
             raise RuntimeError("REDIS_URL is not set and no embedded Redis was started")
         return self.redis_url
+
+    def require_clickhouse(self) -> str:
+        if not self.clickhouse_url:
+            raise RuntimeError("CLICKHOUSE_URL is not set and no embedded ClickHouse was started")
+        return self.clickhouse_url

@@ -201,7 +201,7 @@ def test_streams_openapi_and_readiness_describe_the_system(pipeline: Pipeline) -
     assert spec["openapi"].startswith("3.1") and "/v1/streams/{stream}/events" in spec["paths"]
     assert ready.status_code == 200
     components = ready.json()["components"]
-    assert {"kafka", "redis", "clickhouse", "sink.clickhouse"} <= set(components)
+    assert {"kafka", "redis", "clickhouse"} <= set(components)
     assert all(c["ok"] for c in components.values())
 
 
@@ -211,7 +211,7 @@ def test_readiness_reports_every_pipeline_process_by_its_heartbeat(pipeline: Pip
             f"{pipeline.base_url}/readyz", headers=pipeline.headers, timeout=10
         ).json()["processes"]
 
-    wanted = {"api", "agents", "flow", "sink-redis"}
+    wanted = {"api", "agents", "flow", "sink-redis", "sink-clickhouse"}
     report = wait_until(
         lambda: wanted <= set(processes()) and processes(),
         30,
