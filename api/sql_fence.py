@@ -12,7 +12,12 @@ the analyst's text is never parsed here:
    of a table, or ``EXPLAIN`` of one of those); no ``SETTINGS``, ``FORMAT`` or
    ``INTO OUTFILE`` (the API fixes the settings and the format); no table function but a few
    that only generate rows; no ``file()``; no system table but those that describe schemas; the
-   audit trail only for holders of ``audit:read``.
+   audit trail only for holders of ``audit:read``; for a key limited to some streams, no
+   other stream's table (its rows in the shared tables are filtered by the caller, with
+   ``additional_table_filters``).
+
+A table named without its database is checked as in the database the query runs in, so
+``database=system`` cannot turn ``processes`` into ``system.processes``.
 
 ``readonly=1`` and the row, time and memory limits are still applied to the query itself, as
 settings the analyst cannot reach (step 2 refuses any ``SETTINGS``).
@@ -20,13 +25,15 @@ settings the analyst cannot reach (step 2 refuses any ``SETTINGS``).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
 from riverbed.core.clickhouse import ClickHouse, ClickHouseError
 from riverbed.core.errors import Invalid
-from riverbed.core.topology import AUDIT_TABLE
+from riverbed.core.topology import AUDIT_TABLE, events_table
 
 READ_ROOTS = frozenset({"SelectWithUnionQuery", "ShowTables", "DescribeQuery", "ExistsTableQuery"})
 ROW_GENERATORS = frozenset(
@@ -48,6 +55,51 @@ SCHEMA_TABLES = frozenset(
         "settings",
     }
 )
+
+
+@dataclass(frozen=True)
+class Reader:
+    """What the fence lets one caller read: ``database`` is the pipeline's, ``current`` the one
+    unqualified table names resolve in; ``streams`` None means every stream."""
+
+    database: str
+    audit_allowed: bool = False
+    streams: frozenset[str] | None = None
+    current: str = "default"
+
+    @classmethod
+    def of(
+        cls,
+        database: str,
+        audit_allowed: bool,
+        streams: Collection[str] | None = None,
+        current: str | None = None,
+    ) -> Reader:
+        return cls(
+            database,
+            audit_allowed,
+            None if streams is None else frozenset(streams),
+            current or "default",
+        )
+
+    def table_refusal(self, schema: str, table: str) -> str | None:
+        """Why ``schema.table`` may not be read, or None."""
+        if schema.lower() in ("system", "information_schema") and table.lower() not in (
+            SCHEMA_TABLES
+        ):
+            return "is not readable; system tables that describe schemas are"
+        if schema != self.database:
+            return None
+        if table == AUDIT_TABLE and not self.audit_allowed:
+            return "needs scope audit:read"
+        prefix = events_table("")
+        if (
+            self.streams is not None
+            and table.startswith(prefix)
+            and table[len(prefix) :] not in self.streams
+        ):
+            return "belongs to a stream this key may not read"
+        return None
 
 
 class QueryRefused(Invalid):
@@ -79,7 +131,7 @@ def parse_tree(text: str) -> list[Node]:
     return nodes
 
 
-def check_tree(nodes: list[Node], database: str, audit_allowed: bool) -> None:
+def check_tree(nodes: list[Node], reader: Reader) -> None:
     """Raise :class:`QueryRefused` for the first node outside the fence."""
     if not nodes:
         raise QueryRefused("the query is empty")
@@ -99,7 +151,7 @@ def check_tree(nodes: list[Node], database: str, audit_allowed: bool) -> None:
     for node in nodes:
         del parents[node.depth :]
         parent = parents[-1] if parents else None
-        _check_node(node, parent, database, audit_allowed)
+        _check_node(node, parent, reader)
         parents.append(node)
 
 
@@ -114,7 +166,7 @@ def _children(nodes: list[Node], index: int) -> int:
     return count
 
 
-def _check_node(node: Node, parent: Node | None, database: str, audit_allowed: bool) -> None:
+def _check_node(node: Node, parent: Node | None, reader: Reader) -> None:
     if node.kind == "Set":
         raise QueryRefused("SETTINGS are chosen by the API; remove them")
     in_from = parent is not None and parent.kind == "TableExpression"
@@ -126,44 +178,81 @@ def _check_node(node: Node, parent: Node | None, database: str, audit_allowed: b
     if node.kind in ("TableIdentifier", "Identifier"):
         # Every qualified name, not only those after FROM: `x IN system.processes` reads a
         # table too, and so does a column of one (`riverbed.audit.actor`).
-        _check_name(node.name, database, audit_allowed)
+        _check_name(node.name, node.kind == "TableIdentifier", reader)
 
 
-def _check_name(name: str, database: str, audit_allowed: bool) -> None:
+def _check_name(name: str, is_table: bool, reader: Reader) -> None:
     parts = [part.strip("`") for part in name.split(".")]
+    if is_table and len(parts) == 1:
+        parts = [reader.current, parts[0]]
     for schema, table in pairwise(parts):
-        if (
-            schema.lower() in ("system", "information_schema")
-            and table.lower() not in SCHEMA_TABLES
-        ):
-            raise QueryRefused(f"{name} is not readable; system tables that describe schemas are")
-        if schema == database and table == AUDIT_TABLE and not audit_allowed:
-            raise QueryRefused(f"{name} needs scope audit:read")
+        refusal = reader.table_refusal(schema, table)
+        if refusal:
+            raise QueryRefused(f"{name} {refusal}")
 
 
 def fence(
     clickhouse: ClickHouse,
     sql: str,
-    database: str,
-    audit_allowed: bool,
+    database: str | Reader,
+    audit_allowed: bool = False,
     parameters: dict[str, Any] | None = None,
 ) -> str:
     """The one statement of ``sql`` in canonical form, once the fence lets it through;
     raises :class:`QueryRefused` (a syntax error included, with ClickHouse's message).
-    ``parameters`` are the values of its placeholders (``EXPLAIN AST`` needs them)."""
+    ``database`` is the pipeline's (or the whole :class:`Reader`); ``parameters`` are the
+    values of its placeholders (``EXPLAIN AST`` needs them)."""
+    reader = database if isinstance(database, Reader) else Reader.of(database, audit_allowed)
+    canonical = canonical_form(clickhouse, sql)
+    return _fence_canonical(clickhouse, canonical, reader, parameters)
+
+
+_TRAILING_FORMAT = re.compile(r" FORMAT (?P<name>[A-Za-z][A-Za-z0-9_]*)$")
+
+
+def fence_with_format(
+    clickhouse: ClickHouse,
+    sql: str,
+    reader: Reader,
+    parameters: dict[str, Any] | None = None,
+) -> tuple[str, str | None]:
+    """As :func:`fence`, for stock clients that end their statement with ``FORMAT Native``:
+    ``(the statement without it, the format or None)``. The clause is cut from ClickHouse's
+    canonical form, where it is always last, and what remains is checked whole again, so a
+    cut in the wrong place can only make a statement that fails the check."""
+    canonical = canonical_form(clickhouse, sql)
+    found = _TRAILING_FORMAT.search(canonical)
+    if found is None:
+        return _fence_canonical(clickhouse, canonical, reader, parameters), None
+    statement = canonical_form(clickhouse, canonical[: found.start()])
+    return _fence_canonical(clickhouse, statement, reader, parameters), found.group("name")
+
+
+def canonical_form(clickhouse: ClickHouse, sql: str) -> str:
+    """``sql`` as ClickHouse re-prints it (one statement, or :class:`QueryRefused`)."""
     if not sql.strip():
         raise QueryRefused("the query is empty")
     try:
-        canonical = clickhouse.query(
-            "SELECT formatQuerySingleLine({sql:String})", parameters={"sql": sql}
-        ).rows[0][0]
+        return str(
+            clickhouse.query(
+                "SELECT formatQuerySingleLine({sql:String})", parameters={"sql": sql}
+            ).rows[0][0]
+        )
+    except ClickHouseError as exc:
+        raise QueryRefused(f"not one statement ClickHouse can parse: {_first_line(exc)}") from None
+
+
+def _fence_canonical(
+    clickhouse: ClickHouse, canonical: str, reader: Reader, parameters: dict[str, Any] | None
+) -> str:
+    try:
         if " INTO OUTFILE " in f" {canonical} ":
             raise QueryRefused("INTO OUTFILE is not allowed")  # before EXPLAIN sees it, too
         tree = clickhouse.query(f"EXPLAIN AST {canonical}", parameters=parameters).rows
     except ClickHouseError as exc:
         raise QueryRefused(f"not one statement ClickHouse can parse: {_first_line(exc)}") from None
-    check_tree(parse_tree("\n".join(str(row[0]) for row in tree)), database, audit_allowed)
-    return str(canonical)
+    check_tree(parse_tree("\n".join(str(row[0]) for row in tree)), reader)
+    return canonical
 
 
 def _first_line(exc: ClickHouseError) -> str:

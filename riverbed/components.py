@@ -45,6 +45,11 @@ COMPONENTS: tuple[Component, ...] = (
         "HTTP ingest, queries, SSE",
     ),
     Component(
+        "sql",
+        "api.sql_gateway:run",
+        "ClickHouse's HTTP interface for analysts: API keys, the read-only fence, limits",
+    ),
+    Component(
         "agents",
         "streams.worker:run",
         "Faust agents: events.* -> validate, enrich, dedup, route -> clean.* / dlq.*",

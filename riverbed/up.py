@@ -72,6 +72,13 @@ def up(settings: Settings, demo: bool = False, demo_rate: float = 50.0) -> int:
             file=sys.stderr,
         )
         return 2
+    if not port_is_free(settings.sql_port, settings.host):
+        print(
+            f"error: the analysts' ClickHouse port {settings.sql_port} is in use (a ClickHouse "
+            "server?); set RIVERBED_SQL_PORT",
+            file=sys.stderr,
+        )
+        return 2
     try:
         lock = lock_data_dir(data_dir)
     except DataDirBusy as exc:
@@ -137,6 +144,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
     return {
         "RIVERBED_DATA_DIR": str(settings.data_dir),
         "RIVERBED_API_PORT": str(settings.api_port),
+        "RIVERBED_SQL_PORT": str(settings.sql_port),
         "RIVERBED_HOST": settings.host,
     }
 
@@ -237,6 +245,8 @@ def _announce(stack: Stack) -> None:
     print(f"  OpenAPI      {base}/openapi.json")
     print(f"  API docs     {base}/docs/")
     print(f"  health       {base}/readyz")
+    sql = f"http://{stack.settings.host}:{stack.settings.sql_port}"
+    print(f"  ClickHouse   {sql}  (for analysts' tools: any user, an API key as the password)")
     print(f"  logs         {stack.data_dir / 'logs'}")
     if not stack.has_admin_login:
         print("  logins       none yet: riverbed users create-admin --username NAME")

@@ -108,6 +108,11 @@ class Pipeline:
         response.raise_for_status()
         return response.json()["rows"]
 
+    @property
+    def sql_port(self) -> int:
+        """The port of the analysts' ClickHouse endpoint (``api.sql_gateway``)."""
+        return int(self.supervisor.env["RIVERBED_SQL_PORT"])
+
     def crashes(self) -> dict[str, list[int]]:
         """Exit codes of every child that died since start (restarted by the supervisor)."""
         return {c.name: c.history for c in self.supervisor.children if c.history}
@@ -157,9 +162,15 @@ def start_components(
     if "CLICKHOUSE_URL" not in env:
         engines.append(start_clickhouse(data_dir))
         env = {**env, "CLICKHOUSE_URL": engines[0].url}
+    sql_port = free_port()
     supervisor = StackSupervisor(
         data_dir / "logs",
-        {**env, "RIVERBED_DATA_DIR": str(data_dir), "RIVERBED_API_PORT": str(port)},
+        {
+            **env,
+            "RIVERBED_DATA_DIR": str(data_dir),
+            "RIVERBED_API_PORT": str(port),
+            "RIVERBED_SQL_PORT": str(sql_port),
+        },
         report=print,
         engines=engines,
     )
@@ -234,9 +245,10 @@ def pipeline(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "RIVERBED_WINDOW_IDLE_GRACE_SECONDS": "1",
         "RIVERBED_BODY_READ_TIMEOUT_SECONDS": "2",  # so a test can be a slow client
         "RIVERBED_LOG_LEVEL": "WARNING",
+        "RIVERBED_SQL_MAX_RESULT_ROWS": "1000000",  # so a test can go past it
     }
     try:
-        supervisor, base = start_components(data_dir, env, PIPELINE_COMPONENTS)
+        supervisor, base = start_components(data_dir, env, (*PIPELINE_COMPONENTS, "sql"))
     except AssertionError:
         raise AssertionError("pipeline did not start:\n" + read_logs(data_dir)) from None
     pipeline = Pipeline(base, data_dir, engines, supervisor)

@@ -131,6 +131,19 @@ class Settings(BaseSettings):
     # An analyst's query must not take the engine's memory from the sink.
     query_max_memory_bytes: int = 2 * 1024**3
 
+    # The analysts' ClickHouse endpoint (api.sql_gateway): its port, query slots (in all, per
+    # key), how long a query waits for one, and the limits every analyst query runs with.
+    sql_port: int = 8123
+    sql_slots: int = Field(default=4, ge=1, le=256)
+    sql_slots_per_key: int = Field(default=2, ge=1, le=256)
+    sql_queue_seconds: float = Field(default=10.0, ge=0)
+    sql_timeout_seconds: float = Field(default=60.0, gt=0)
+    sql_max_result_rows: int = Field(default=100_000_000, ge=1)
+    sql_max_result_bytes: int = Field(default=1024**3, ge=1)
+    # Threads per analyst query: on a small machine, one, so the sink keeps a core.
+    sql_max_threads: int = Field(default=1, ge=1, le=256)
+    sql_max_query_bytes: int = Field(default=256 * 1024, ge=1024)
+
     sse_heartbeat_seconds: float = 15.0
 
     @property

@@ -58,14 +58,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, int]]:
     root = tmp_path_factory.mktemp("readme")
     (root / ".venv").symlink_to(Path(sys.prefix))
     port = free_port()
     stack = RiverbedUp(root / ".riverbed", port, demo=True)
     try:
         stack.wait_up()
-        yield root, port
+        yield root, port, stack.sql_port
     finally:
         stack.stop()
 
@@ -82,9 +82,9 @@ def test_every_block_is_run_or_says_why_not() -> None:
     assert all(b.skip is None or b.skip.strip() for b in blocks)
 
 
-def test_every_shell_example_answers_as_documented(workdir: tuple[Path, int]) -> None:
-    root, port = workdir
-    examples: Examples = collect(DOCUMENTS, port)
+def test_every_shell_example_answers_as_documented(workdir: tuple[Path, int, int]) -> None:
+    root, port, sql_port = workdir
+    examples: Examples = collect(DOCUMENTS, port, sql_port)
     calls_dir = root / "calls"
     calls_dir.mkdir()
     run = subprocess.run(

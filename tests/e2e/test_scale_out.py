@@ -34,7 +34,7 @@ def test_two_agent_workers_and_two_flow_workers_keep_results_exact(
         "RIVERBED_WINDOW_IDLE_GRACE_SECONDS": "60",
         "RIVERBED_FLOW_WORKERS": "2",
     }
-    components = ("api", "agents", "agents#2", "flow", "sink-redis")
+    components = ("api", "agents", "agents#2", "flow", "sink-redis", "sink-clickhouse")
     with own_stack(engines, tmp_path, 14, env, components) as stack:
         try:
             check_exact_results(stack)

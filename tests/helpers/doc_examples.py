@@ -3,7 +3,8 @@
 The README check (``tests/e2e/test_doc_examples.py``) runs every ```` ```sh ```` block of
 ``README.md`` and ``docs/*.md`` as written, in order, in one bash session (so ``AUTH`` set in one
 block is there in the next), against a live ``riverbed up --demo``. The only change made to the
-text is the port: ``localhost:8080`` and ``127.0.0.1:8080`` point at the stack under test.
+text is the ports: ``localhost:8080`` and ``127.0.0.1:8080`` point at the stack under test, and
+so does ``8123`` (the analysts' ClickHouse port) wherever it stands as a number.
 
 What a command should answer is taken from the document itself:
 
@@ -33,6 +34,7 @@ from typing import Any
 FENCE = re.compile(r"^```(\S*)\s*$")
 SKIP = re.compile(r"^<!--\s*doc-check:\s*skip(?P<reason>.*?)-->\s*$")
 HOSTS = re.compile(r"\b(localhost|127\.0\.0\.1):8080\b")
+SQL_PORT = re.compile(r"\b8123\b")
 ANY = "…"
 
 
@@ -151,7 +153,7 @@ def documented_json(text: str, where: str) -> Any:
         raise DocError(f"{where}: the documented answer is not JSON: {exc}") from None
 
 
-def collect(paths: list[Path], port: int) -> Examples:
+def collect(paths: list[Path], port: int, sql_port: int = 8123) -> Examples:
     """The script that runs every runnable ``sh`` block of ``paths``, and the curls it makes."""
     examples = Examples(script="")
     parts: list[str] = []
@@ -183,9 +185,8 @@ def collect(paths: list[Path], port: int) -> Examples:
                 if isinstance(last.expected, dict) and isinstance(last.expected.get("status"), int):
                     last.status = last.expected["status"]
             examples.calls.extend(block_calls)
-            parts.append(
-                f"echo '### {block.where}' >&2\n{HOSTS.sub(f'127.0.0.1:{port}', block.text)}"
-            )
+            text = SQL_PORT.sub(str(sql_port), HOSTS.sub(f"127.0.0.1:{port}", block.text))
+            parts.append(f"echo '### {block.where}' >&2\n{text}")
     examples.script = "\n".join(parts)
     return examples
 
