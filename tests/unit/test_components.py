@@ -39,6 +39,7 @@ def test_up_starts_agent_replicas_and_the_clickhouse_sink_whatever_the_clickhous
     for url in (None, "http://clickhouse:8123"):
         assert instances(Settings(agent_workers=2, clickhouse_url=url)) == [
             ("api", 0),
+            ("sql", 0),
             ("agents", 0),
             ("agents", 1),
             ("flow", 0),
