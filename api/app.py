@@ -24,6 +24,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from api import metrics
 from api.auth import CredentialBackend, Identity, build_identity, refuse
 from api.endpoint import Endpoint
+from api.engine_relay import EngineRelay, Slots
 from api.ingest.batch import LateCheck
 from api.ingest.service import Ingestor
 from api.middleware import ResponseHeaders, allowed_hosts
@@ -92,6 +93,12 @@ def build_services(settings: Settings) -> Services:
         reference=ReferenceStore(
             settings.require_kafka(), declared_tables(settings.schemas_dir).keys()
         ),
+        relay=EngineRelay(
+            settings.require_clickhouse(),
+            engine,
+            Slots(settings.sql_slots, settings.sql_slots_per_key, settings.sql_queue_seconds),
+            settings.sql_timeout_seconds + 30,
+        ),
     )
     services.reference.start()
     metrics.sync_metrics_file(services)
@@ -128,6 +135,7 @@ def create_app(
             follower.cancel()
             heartbeat.stop()
             services.reference.close()
+            await services.relay.aclose()
             services.producer.close()
             services.catalog.stop()
             await services.redis.aclose()

@@ -8,7 +8,7 @@ documentation cannot drift from what a route accepts. Bodies whose shape is the 
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -80,6 +80,11 @@ class SqlQuery(BaseModel):
         max_length=100,
         description="Values of the query's {name:Type} placeholders, bound by ClickHouse "
         "(data, never SQL)",
+    )
+    format: Literal["json", "csv", "ndjson", "parquet"] = Field(
+        default="json",
+        description="json: columns and rows, at most the row limit (truncated says so); csv "
+        "(with a header), ndjson, parquet: every row, streamed as a download",
     )
 
     @model_validator(mode="after")

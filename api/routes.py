@@ -195,7 +195,8 @@ EVENT_ROUTES = (
     Endpoint(
         "/v1/query", POST, query.post_query, "query", "query:sql",
         "Read-only SQL over ClickHouse",
-        {200: "columns, rows, row_count, truncated",
+        {200: "columns, rows, row_count, truncated; with format csv, ndjson or parquet, the "
+              "file, streamed",
          400: "Not a read statement, or ClickHouse refused it", 413: "Query too large",
          504: "Query timed out"},
         body=SqlQuery, tag="query",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from redis import Redis as SyncRedis
 
+from api.engine_relay import EngineRelay
 from api.ingest.service import Ingestor
 from api.stores.audit import AuditStore
 from api.stores.dead_letters import DeadLetterStore
@@ -40,6 +41,7 @@ class Services:
     live: LiveValues
     audit: AuditStore
     reference: ReferenceStore
+    relay: EngineRelay  # streams exports of POST /v1/query from the engine
     # Problems of the metrics file's last sync ({path, message}); empty when it applied.
     metrics_file_errors: list[dict[str, str]] = field(default_factory=list)
 

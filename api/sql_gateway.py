@@ -24,21 +24,16 @@ with ingest or ``/readyz``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio.to_thread
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from api.auth import KeyCache
@@ -53,13 +48,13 @@ from api.clickhouse_protocol import (
     read_body,
     settings_of,
     split_request,
-    status_of,
 )
+from api.engine_relay import EngineRelay, Slots
 from api.sql_fence import QueryRefused, Reader, fence_with_format
 from control.db import control_sessions
 from control.keys import ApiKeys, KeyInfo
 from control.scopes import GRANTABLE
-from riverbed.core.clickhouse import ClickHouse, ServerEngine, string_literal
+from riverbed.core.clickhouse import ServerEngine, string_literal
 from riverbed.core.settings import Settings
 from riverbed.core.topology import DEAD_LETTERS_TABLE, METRIC_RESULTS_TABLE, METRICS_TABLE
 
@@ -98,59 +93,6 @@ class AccessDenied(QueryFailed):
         super().__init__(f"Code: {code}. DB::Exception: {detail}. ({name})")
 
 
-class Busy(QueryFailed):
-    http_status = 503
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(f"Code: 202. DB::Exception: {detail}. (TOO_MANY_SIMULTANEOUS_QUERIES)")
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """Where the pipeline's ClickHouse is, and the credentials the pipeline uses there."""
-
-    base_url: str
-    auth: tuple[str, str] | None
-
-    @classmethod
-    def of(cls, url: str) -> Upstream:
-        parts = urlsplit(url)
-        scheme = "https" if parts.scheme in ("https", "clickhouses") else "http"
-        port = parts.port or (8443 if scheme == "https" else 8123)
-        auth = (parts.username or "default", parts.password or "") if parts.username else None
-        return cls(f"{scheme}://{parts.hostname}:{port}", auth)
-
-
-class Slots:
-    """At most ``total`` analyst queries at once, ``per_key`` of them for any one key; a query
-    waits up to ``wait`` seconds for a slot, then gets 503 (code 202)."""
-
-    def __init__(self, total: int, per_key: int, wait: float) -> None:
-        self._free = asyncio.Semaphore(total)
-        self._per_key = per_key
-        self._running: Counter[str] = Counter()
-        self._wait = wait
-
-    async def take(self, key: str) -> None:
-        if self._running[key] >= self._per_key:
-            raise Busy(f"this key already runs {self._per_key} queries; wait for one to end")
-        self._running[key] += 1
-        try:
-            await asyncio.wait_for(self._free.acquire(), self._wait)
-        except TimeoutError:
-            self._release_key(key)
-            raise Busy(f"every query slot stayed busy for {self._wait:g}s; try again") from None
-
-    def give_back(self, key: str) -> None:
-        self._free.release()
-        self._release_key(key)
-
-    def _release_key(self, key: str) -> None:
-        self._running[key] -= 1
-        if self._running[key] <= 0:
-            del self._running[key]
-
-
 #: Limits a client may lower, never raise (Grafana's plugin sends its query timeout as
 #: ``max_execution_time``, which a read-only server refuses; a lower one only tightens).
 LIMITS = frozenset(
@@ -159,10 +101,10 @@ LIMITS = frozenset(
 
 
 def fixed_settings(
-    settings: Settings, key: KeyInfo, asked: dict[str, str] | None = None
+    settings: Settings, streams: list[str] | None, asked: dict[str, str] | None = None
 ) -> dict[str, str]:
-    """The settings every query of ``key`` runs with; the client cannot reach them but to
-    lower a limit (``asked``)."""
+    """The settings every analyst query runs with, for a caller limited to ``streams`` (None:
+    every stream); the client cannot reach them but to lower a limit (``asked``)."""
     fixed = {
         "max_execution_time": str(settings.sql_timeout_seconds),
         "max_memory_usage": str(settings.query_max_memory_bytes),
@@ -176,7 +118,7 @@ def fixed_settings(
         lower = _number(value)
         if name in LIMITS and lower is not None and 0 < lower < float(fixed[name]):
             fixed[name] = value
-    filters = row_filters(settings.clickhouse_database, key.streams)
+    filters = row_filters(settings.clickhouse_database, streams)
     if filters:
         fixed = {"additional_table_filters": filters, **fixed}
     return fixed
@@ -288,19 +230,21 @@ async def query(request: Request) -> Response:
         except QueryRefused as exc:
             raise _refusal(exc) from None
         fmt = fmt or args.get("default_format") or DEFAULT_FORMAT
-        await state.slots.take(key.prefix)
+        relay: EngineRelay = state.relay
+        compressed = args.get("enable_http_compression") == "1"
+        return await relay.run(
+            request,
+            key.prefix,
+            statement,
+            fmt,
+            {**extra, **fixed_settings(settings, key.streams, limits)},
+            query_id,
+            params,
+            current,
+            request.headers.get("accept-encoding", "") if compressed else None,
+        )
     except QueryFailed as exc:
         return error_response(exc, query_id)
-    fixed = fixed_settings(settings, key, limits)
-    return await forward(
-        request, key, statement, fmt, params, current, {**extra, **fixed}, query_id
-    )
-
-
-async def _disconnected(request: Request) -> None:
-    """Returns when the client disconnects (its body was read whole before)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 def _refusal(exc: QueryRefused) -> QueryFailed:
@@ -310,121 +254,6 @@ def _refusal(exc: QueryRefused) -> QueryFailed:
         failed.http_status = 400
         return failed
     return AccessDenied(detail)
-
-
-async def forward(
-    request: Request,
-    key: KeyInfo,
-    statement: str,
-    fmt: str,
-    params: dict[str, str],
-    database: str | None,
-    query_settings: dict[str, str],
-    query_id: str,
-) -> Response:
-    """Run the fenced statement on the engine and stream its answer back; the slot taken for
-    it is given back when the answer ends, however it ends."""
-    state = request.app.state
-    url_params: dict[str, str] = {
-        **query_settings,
-        **{f"param_{k}": v for k, v in params.items()},
-        "query_id": query_id,
-        "default_format": fmt,
-    }
-    if database:
-        url_params["database"] = database
-    headers = {}
-    if args_compress := request.query_params.get("enable_http_compression"):
-        url_params["enable_http_compression"] = args_compress
-        headers["Accept-Encoding"] = request.headers.get("accept-encoding", "")
-    http: httpx.AsyncClient = state.http
-    finished = False
-    # The id also rides in the text: an engine without query ids (chdb) can still find it.
-    marked = f"/* {query_id} */ {statement}"
-    sending = asyncio.ensure_future(
-        http.send(
-            http.build_request(
-                "POST", "/", params=url_params, content=marked.encode(), headers=headers
-            ),
-            stream=True,
-        )
-    )
-    gone = asyncio.ensure_future(_disconnected(request))
-    await asyncio.wait((sending, gone), return_when=asyncio.FIRST_COMPLETED)
-    gone.cancel()
-    if not sending.done():  # the client left while the engine worked: stop the work
-        sending.cancel()
-        with anyio.CancelScope(shield=True):
-            await kill(state.engine, query_id)
-        state.slots.give_back(key.prefix)
-        return Response(status_code=499)
-    try:
-        upstream = sending.result()
-    except httpx.HTTPError as exc:
-        state.slots.give_back(key.prefix)
-        failed = QueryFailed(f"Code: 210. DB::Exception: ClickHouse is unreachable: {exc}")
-        failed.http_status = 503
-        return error_response(failed, query_id)
-    if upstream.status_code != 200:
-        try:
-            text = (await upstream.aread())[:20_000].decode(errors="replace")
-        finally:
-            await upstream.aclose()
-            state.slots.give_back(key.prefix)
-        failed = QueryFailed(
-            text.strip() or f"Code: 1000. DB::Exception: HTTP {upstream.status_code}"
-        )
-        failed.http_status = status_of(failed.code)
-        return error_response(failed, query_id)
-
-    async def relay() -> AsyncIterator[bytes]:
-        nonlocal finished
-        async for chunk in upstream.aiter_raw():
-            yield chunk
-        finished = True
-
-    async def done() -> None:
-        await upstream.aclose()
-        state.slots.give_back(key.prefix)
-        if not finished:  # the client went away: stop the work it no longer waits for
-            await kill(state.engine, query_id)
-
-    relayed = {name: upstream.headers[name] for name in RELAYED if name in upstream.headers}
-    relayed["X-ClickHouse-Query-Id"] = query_id
-    if "x-clickhouse-summary" in upstream.headers:
-        relayed["X-ClickHouse-Summary"] = upstream.headers["x-clickhouse-summary"]
-    return RelayResponse(relay(), headers=relayed, on_close=done)
-
-
-class RelayResponse(StreamingResponse):
-    """A streamed answer whose ``on_close`` runs once it ends, however it ends: completed,
-    failed, or cut by the client (Starlette runs background tasks only on the first)."""
-
-    def __init__(
-        self, content: AsyncIterator[bytes], headers: dict[str, str], on_close: Any
-    ) -> None:
-        super().__init__(content, headers=headers)
-        self._on_close = on_close
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._on_close()
-
-
-async def kill(engine: ClickHouse, query_id: str) -> None:
-    """Cancel query ``query_id`` on the engine, by its id or by the id in its text."""
-    quoted = string_literal(query_id)
-    statement = (
-        f"KILL QUERY WHERE (query_id = {quoted} OR position(query, {quoted}) > 0) "
-        "AND NOT startsWith(query, 'KILL') ASYNC"
-    )
-    try:
-        await anyio.to_thread.run_sync(engine.command, statement)
-    except Exception as exc:  # the query runs on until its time limit; say so
-        log.warning("could not cancel query %s: %s", query_id, exc)
 
 
 def create_app(settings: Settings, keys: ApiKeys | None = None) -> Starlette:
@@ -437,15 +266,15 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> Starlette:
         )
         app.state.keys = KeyCache(store)
         url = settings.require_clickhouse()
-        app.state.engine = await anyio.to_thread.run_sync(ServerEngine, url, 60.0)
-        upstream = Upstream.of(url)
-        timeout = httpx.Timeout(settings.sql_timeout_seconds + 30, connect=5)
-        async with httpx.AsyncClient(
-            base_url=upstream.base_url, auth=upstream.auth, timeout=timeout
-        ) as http:
-            app.state.http = http
+        engine = await anyio.to_thread.run_sync(ServerEngine, url, 60.0)
+        slots = Slots(settings.sql_slots, settings.sql_slots_per_key, settings.sql_queue_seconds)
+        app.state.engine = engine
+        app.state.relay = EngineRelay(url, engine, slots, settings.sql_timeout_seconds + 30)
+        try:
             yield
-        app.state.engine.close()
+        finally:
+            await app.state.relay.aclose()
+            engine.close()
 
     app = Starlette(
         routes=[
@@ -455,9 +284,6 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.slots = Slots(
-        settings.sql_slots, settings.sql_slots_per_key, settings.sql_queue_seconds
-    )
     return app
 
 

@@ -92,7 +92,7 @@ def _settings_clause(settings: dict[str, Any] | None) -> str:
     return "\nSETTINGS " + ", ".join(parts)
 
 
-def _parameter_text(value: Any) -> str:
+def parameter_text(value: Any) -> str:
     """A parameter in the text form ClickHouse parses for its declared type (chdb passes text
     through as is). Only arrays need quoting inside: their elements are parsed as data, so a
     mistake here fails to parse; it cannot become SQL."""
@@ -152,7 +152,7 @@ class ChdbEngine:
             connection.close()
 
     def _run(self, sql: str, fmt: str = "CSV", parameters: dict[str, Any] | None = None) -> Any:
-        text = {name: _parameter_text(v) for name, v in (parameters or {}).items()}
+        text = {name: parameter_text(v) for name, v in (parameters or {}).items()}
         return self.run_text(sql, fmt, text or None)
 
     def command(self, sql: str) -> None:

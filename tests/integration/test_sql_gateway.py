@@ -7,9 +7,14 @@ from its control plane, events posted through the API and stored by the ClickHou
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import clickhouse_connect
 import httpx
@@ -22,6 +27,8 @@ from tests.conftest import Pipeline, wait_until
 from tests.helpers.keys import new_key
 
 pytestmark = pytest.mark.integration
+# A trailing FORMAT is the client's choice here (not on /v1/query, where the corpus refuses it).
+CLIENT_FORMAT = re.compile(r"^SELECT 1 FORMAT \w+$")
 MARK = f"gw-{uuid.uuid4().hex[:8]}"  # this module's events, told apart from other tests'
 
 
@@ -297,3 +304,67 @@ def test_a_client_may_lower_a_limit_but_not_raise_it(pipeline: Pipeline, analyst
         pipeline, analyst, "SELECT number FROM numbers(2000000)", max_result_rows="9000000"
     )
     assert raised.status_code == 413  # still the key's one million
+
+
+def test_the_javascript_client_reads_and_is_refused_writes(
+    pipeline: Pipeline, analyst: str, stored: None
+) -> None:
+    script = Path(__file__).parents[1] / "js" / "clickhouse_analyst_check.mjs"
+    run = subprocess.run(
+        ["node", str(script), f"http://127.0.0.1:{pipeline.sql_port}", analyst, MARK],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["ping"] is True
+    assert out["pages"] == ["/0", "/1", "/2"]
+    assert out["insert"]["code"] == "164", out
+    assert out["drop"]["code"] == "497", out
+
+
+def test_the_hostile_corpus_is_refused_quickly_and_the_loops_stay_responsive(
+    pipeline: Pipeline, analyst: str
+) -> None:
+    """Every statement of the fence's hostile corpus, sent as an analyst's tool sends it: a
+    4xx within 100 ms each, while the endpoint's ``/ping`` and the API's ``/healthz``, asked
+    all along, answer within 100 ms; and the pipeline's tables are as they were."""
+    from tests.integration.test_sql_fence import HOSTILE
+
+    engine = clickhouse_connect.get_client(dsn=pipeline.supervisor.env["CLICKHOUSE_URL"])
+    tables = "SELECT database, name FROM system.tables WHERE database = 'riverbed' ORDER BY name"
+    before = engine.query(tables).result_rows
+    probes: list[float] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(timeout=5) as client:
+            while not done.is_set():
+                for url in (
+                    f"http://127.0.0.1:{pipeline.sql_port}/ping",
+                    f"{pipeline.base_url}/healthz",
+                ):
+                    started = time.perf_counter()
+                    client.get(url).raise_for_status()
+                    probes.append(time.perf_counter() - started)
+                done.wait(0.02)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    answers = []
+    try:
+        with httpx.Client(auth=("analyst", analyst), timeout=10) as client:
+            for sql in [s for s in HOSTILE if not CLIENT_FORMAT.match(s)]:
+                started = time.perf_counter()
+                response = client.post(f"http://127.0.0.1:{pipeline.sql_port}/", content=sql)
+                answers.append((time.perf_counter() - started, response.status_code, sql))
+    finally:
+        done.set()
+        prober.join(10)
+    let_through = [(status, sql) for _, status, sql in answers if not 400 <= status < 500]
+    assert not let_through
+    slow = [(round(took * 1000), sql[:80]) for took, _, sql in answers if took > 0.1]
+    assert not slow, slow
+    assert probes and max(probes) < 0.1, sorted(probes)[-5:]
+    assert engine.query(tables).result_rows == before
