@@ -61,6 +61,7 @@ def _key_public(info: KeyInfo) -> dict[str, Any]:
         "name": info.name,
         "scopes": info.scopes,
         "streams": info.streams,
+        "roles": info.roles,
         "created_at": info.created_at.isoformat(),
         "expires_at": info.expires_at.isoformat() if info.expires_at else None,
         "last_used_at": info.last_used_at.isoformat() if info.last_used_at else None,
@@ -85,7 +86,7 @@ async def create_key(request: Request) -> JSONResponse:
     expires = timedelta(days=body.expires_days) if body.expires_days else None
     identity = _identity(request)
     key, info = await identity.blocking(
-        identity.keys.create, body.name, scopes, body.streams, expires
+        identity.keys.create, body.name, scopes, body.streams, expires, body.roles
     )
     return JSONResponse(
         {"key": key, **_key_public(info)}, status_code=201, headers={"Cache-Control": "no-store"}

@@ -19,6 +19,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
@@ -29,9 +30,11 @@ from api.auth import KeyUser, UserPrincipal
 from api.endpoint import Endpoint
 from api.params import int_param, time_param
 from api.services import Services
-from riverbed.core.kafka import OutgoingRecord
+from riverbed.core.kafka import AsyncProducer, OutgoingRecord
 from riverbed.core.topology import AUDIT_TOPIC
 from schemas import codec
+from schemas.registry import SchemaRegistry
+from schemas.stream_catalog import StreamCatalog
 
 log = logging.getLogger(__name__)
 MAX_DETAILS = 4096  # characters of details JSON kept per record
@@ -67,28 +70,69 @@ async def record(
     if services is None:
         return  # an app without its services (in-process tests of the routing only)
     actor, actor_name = actor_of(request)
-    details = json.dumps(getattr(request.state, "audit", {}), default=str)[:MAX_DETAILS]
-    event = {
+    event = audit_event(
+        actor,
+        actor_name,
+        endpoint.name,
+        "/".join(str(v) for v in request.path_params.values()),
+        status,
+        outcome or outcome_of(status),
+        request,
+        getattr(request.state, "audit", {}),
+    )
+    await write(AuditWriter(services.registry, services.catalog, services.producer), event)
+
+
+def audit_event(
+    actor: str,
+    actor_name: str,
+    action: str,
+    target: str,
+    status: int,
+    outcome: str,
+    request: Request,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """One record of the ``audit`` topic."""
+    return {
         "audit_id": uuid.uuid4().hex,
         "at": time.time_ns() // 1_000_000,
         "actor": actor,
         "actor_name": actor_name,
-        "action": endpoint.name,
-        "target": "/".join(str(v) for v in request.path_params.values()),
-        "outcome": outcome or outcome_of(status),
+        "action": action,
+        "target": target,
+        "outcome": outcome,
         "status": status,
         "source_ip": request.client.host if request.client else "",
         "request_id": str(getattr(request.state, "request_id", "")),
-        "details": details,
+        "details": json.dumps(details, default=str)[:MAX_DETAILS],
     }
+
+
+@dataclass(frozen=True)
+class AuditWriter:
+    """What writing a record takes: the schema to encode it with, and a producer."""
+
+    registry: SchemaRegistry
+    catalog: StreamCatalog
+    producer: AsyncProducer
+
+
+async def write(writer: AuditWriter, event: dict[str, Any]) -> None:
+    """Produce ``event`` and await its acknowledgement; never raises: a record the broker does
+    not take is logged as an error."""
     try:
-        value = codec.encode(services.registry, services.catalog.audit_id, event)
-        [error] = await services.producer.produce([OutgoingRecord(AUDIT_TOPIC, None, value)])
+        value = codec.encode(writer.registry, writer.catalog.audit_id, event)
+        [error] = await writer.producer.produce([OutgoingRecord(AUDIT_TOPIC, None, value)])
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     if error:
         log.error(
-            "audit record of %s by %s (%s) not written: %s", endpoint.name, actor, status, error
+            "audit record of %s by %s (%s) not written: %s",
+            event["action"],
+            event["actor"],
+            event["status"],
+            error,
         )
 
 

@@ -417,6 +417,15 @@ def streams_of(user: BaseUser) -> list[str] | None:
     return None
 
 
+def roles_of(user: BaseUser) -> list[str]:
+    """The roles of a credential: a user's, or those a key was created with."""
+    if isinstance(user, KeyUser):
+        return user.info.roles
+    if isinstance(user, UserPrincipal):
+        return list(user.info.roles)
+    return []
+
+
 def visible_streams(request: Request) -> frozenset[str] | None:
     """The streams a stream-limited caller may see; None for every stream."""
     allowed = streams_of(request.user)

@@ -20,14 +20,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api.audit import note
-from api.auth import streams_of
+from api.auth import roles_of, streams_of
 from api.clickhouse_protocol import QueryFailed, status_of
 from api.engine_relay import EngineRelay
 from api.models import SqlQuery, read_model
 from api.problems import Problem
 from api.services import Services
 from api.sql_fence import QueryRefused, fence
-from api.sql_gateway import fixed_settings
+from api.sql_limits import fixed_settings
 from api.stores.events import EVENT_READS
 from riverbed.core.clickhouse import parameter_text
 
@@ -90,7 +90,7 @@ async def export(
     fmt, media_type, extension = EXPORTS[kind]
     relay: EngineRelay = services.relay
     query_id = f"query-{uuid.uuid4()}"
-    settings = fixed_settings(services.settings, streams_of(request.user))
+    settings = fixed_settings(services.settings, streams_of(request.user), roles_of(request.user))
     settings.update({k: str(v) for k, v in EVENT_READS.items()})
     try:
         response = await relay.run(

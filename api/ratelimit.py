@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,12 +136,15 @@ class RateLimiter:
             return self.login, f"ip:{address}"
         user = request.user
         if isinstance(user, KeyUser):
-            return self.default, f"key:{user.info.prefix}"
+            return self._for_roles(user.info.roles), f"key:{user.info.prefix}"
         if isinstance(user, UserPrincipal):
-            roles = [self.roles[r] for r in user.info.roles if r in self.roles]
-            policy = max(roles, key=lambda p: p.per_second) if roles else self.default
-            return policy, f"user:{user.info.id}"
+            return self._for_roles(user.info.roles), f"user:{user.info.id}"
         return self.anonymous, f"ip:{address}"
+
+    def _for_roles(self, roles: Iterable[str]) -> Policy:
+        """The most generous policy of ``roles`` (a key's are those it was created with)."""
+        policies = [self.roles[r] for r in roles if r in self.roles]
+        return max(policies, key=lambda p: p.per_second) if policies else self.default
 
     async def check(self, endpoint: Endpoint, request: Request) -> Decision | None:
         """The decision for this request (raise :class:`RateLimited` when refused), or None

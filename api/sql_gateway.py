@@ -11,12 +11,14 @@ ClickHouse (``CLICKHOUSE_URL``) only once it is fenced:
   trailing ``FORMAT`` is the client's to choose, ``SETTINGS`` in the text are not; inserts are
   refused (the ingest path is the only writer); a key limited to streams sees no other
   stream's table, and its rows of the shared tables only (``additional_table_filters``);
-- **how much**: ``readonly=1`` and the limits (time, memory, result rows and bytes, threads)
-  fixed here as settings; a client may change only formatting settings, anything else is
-  refused as a read-only server refuses it (code 164);
+- **how much**: ``readonly=1`` and the limits of the key's roles (time, memory, result rows
+  and bytes, threads; :mod:`api.sql_limits`) fixed here as settings; a client may change only
+  formatting settings and lower a limit, anything else is refused as a read-only server
+  refuses it (code 164);
 - **how many**: a query slot per running query, a few per key, so analysts queue among
   themselves instead of crowding the sink off the engine; a query whose client goes away is
-  killed on the engine.
+  killed on the engine;
+- **who asked what**: an audit record per query, refusals included.
 
 It is a process of its own (``riverbed run sql``), so a heavy export never shares an event loop
 with ingest or ``/readyz``.
@@ -24,10 +26,12 @@ with ingest or ``/readyz``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
@@ -36,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from api.audit import DENIED, AuditWriter, audit_event, outcome_of, write
 from api.auth import KeyCache
 from api.clickhouse_protocol import (
     DEFAULT_FORMAT,
@@ -51,15 +56,18 @@ from api.clickhouse_protocol import (
 )
 from api.engine_relay import EngineRelay, Slots
 from api.sql_fence import QueryRefused, Reader, fence_with_format
+from api.sql_limits import LIMITS, fixed_settings
 from control.db import control_sessions
 from control.keys import ApiKeys, KeyInfo
 from control.scopes import GRANTABLE
-from riverbed.core.clickhouse import ServerEngine, string_literal
+from riverbed.core.clickhouse import ServerEngine
+from riverbed.core.kafka import AsyncProducer, producer_config
 from riverbed.core.settings import Settings
-from riverbed.core.topology import DEAD_LETTERS_TABLE, METRIC_RESULTS_TABLE, METRICS_TABLE
+from schemas.bootstrap import join_catalog
 
 log = logging.getLogger(__name__)
 SCOPE = "query:sql"
+ACTION = "clickhouse_query"  # the audit trail's name for a query of this endpoint
 #: Settings a client may send: how the answer is printed, never what or how much is computed.
 CLIENT_SETTING_PREFIXES = ("output_format_", "format_")
 CLIENT_SETTINGS = frozenset(
@@ -79,10 +87,6 @@ CLIENT_SETTINGS = frozenset(
 #: Transport parameters this endpoint decides itself: sessions would let state outlive a
 #: query, and a client's query id could name someone else's.
 IGNORED = frozenset({"session_id", "session_timeout", "session_check", "query_id"})
-#: Tables with a ``stream`` column: a key limited to streams reads only its streams' rows.
-SHARED_TABLES = (DEAD_LETTERS_TABLE, METRICS_TABLE, METRIC_RESULTS_TABLE)
-#: Headers of the engine's answer that a client reads.
-RELAYED = ("content-type", "content-encoding", "x-clickhouse-format", "x-clickhouse-timezone")
 
 
 class AccessDenied(QueryFailed):
@@ -91,72 +95,6 @@ class AccessDenied(QueryFailed):
     def __init__(self, detail: str, code: int = 497) -> None:
         name = "READONLY" if code == 164 else "ACCESS_DENIED"
         super().__init__(f"Code: {code}. DB::Exception: {detail}. ({name})")
-
-
-#: Limits a client may lower, never raise (Grafana's plugin sends its query timeout as
-#: ``max_execution_time``, which a read-only server refuses; a lower one only tightens).
-LIMITS = frozenset(
-    {"max_execution_time", "max_memory_usage", "max_result_rows", "max_result_bytes", "max_threads"}
-)
-
-
-def fixed_settings(
-    settings: Settings, streams: list[str] | None, asked: dict[str, str] | None = None
-) -> dict[str, str]:
-    """The settings every analyst query runs with, for a caller limited to ``streams`` (None:
-    every stream); the client cannot reach them but to lower a limit (``asked``)."""
-    fixed = {
-        "max_execution_time": str(settings.sql_timeout_seconds),
-        "max_memory_usage": str(settings.query_max_memory_bytes),
-        "max_result_rows": str(settings.sql_max_result_rows),
-        "max_result_bytes": str(settings.sql_max_result_bytes),
-        "result_overflow_mode": "throw",
-        "max_threads": str(settings.sql_max_threads),
-        "readonly": "1",  # last: the engine applies it after the others
-    }
-    for name, value in (asked or {}).items():
-        lower = _number(value)
-        if name in LIMITS and lower is not None and 0 < lower < float(fixed[name]):
-            fixed[name] = value
-    filters = row_filters(settings.clickhouse_database, streams)
-    if filters:
-        fixed = {"additional_table_filters": filters, **fixed}
-    return fixed
-
-
-def row_filters(database: str, streams: list[str] | None) -> str:
-    """``additional_table_filters`` for a key limited to ``streams`` (empty when it is not):
-    its streams' rows of the shared tables, its streams' tables in the schema listings.
-    Each table by its full and its short name: ClickHouse matches the name as written."""
-    if streams is None:
-        return ""
-    allowed = "(" + ", ".join(string_literal(s) for s in sorted(streams)) + ")" if streams else ""
-    in_streams = f"stream IN {allowed}" if streams else "0"
-    tables = (
-        "(" + ", ".join(string_literal(f"events_{s}") for s in sorted(streams)) + ")"
-        if streams
-        else "('')"
-    )
-    pipeline = string_literal(database)
-    listing = f"database != {pipeline} OR NOT startsWith(name, 'events_') OR name IN {tables}"
-    columns = f"database != {pipeline} OR NOT startsWith(table, 'events_') OR table IN {tables}"
-    filters = {f"system.{name}": listing for name in ("tables",)}
-    filters["system.columns"] = columns
-    for table in SHARED_TABLES:
-        filters[f"{database}.{table}"] = in_streams
-        filters[table] = in_streams
-    return (
-        "{"
-        + ", ".join(f"{string_literal(k)}: {string_literal(v)}" for k, v in filters.items())
-        + "}"
-    )
-
-
-def _number(value: str) -> float | None:
-    try:
-        return float(value)
-    except ValueError:
-        return None
 
 
 def client_settings(args: Any) -> tuple[dict[str, str], dict[str, str]]:
@@ -206,45 +144,90 @@ async def ping(request: Request) -> Response:
 async def query(request: Request) -> Response:
     state = request.app.state
     settings: Settings = state.settings
-    args = request.query_params
     query_id = f"sql-{uuid.uuid4()}"
+    asked = Asked(query_id)
     try:
-        key = await authenticate(request)
-        limit = settings.sql_max_query_bytes
-        body = decompress(
-            await read_body(request, limit), request.headers.get("content-encoding"), limit
-        )
-        sql, data = split_request(args.get("query"), body)
-        if data:
-            raise AccessDenied("this endpoint is read-only: events enter through the API", 164)
-        params = {k[len("param_") :]: v for k, v in args.items() if k.startswith("param_")}
-        current = args.get("database") or request.headers.get("x-clickhouse-database")
-        reader = Reader.of(
-            settings.clickhouse_database, key.allows("audit:read"), key.streams, current
-        )
-        extra, limits = client_settings(args)
-        try:
-            statement, fmt = await anyio.to_thread.run_sync(
-                fence_with_format, state.engine, sql, reader, params or None
-            )
-        except QueryRefused as exc:
-            raise _refusal(exc) from None
-        fmt = fmt or args.get("default_format") or DEFAULT_FORMAT
-        relay: EngineRelay = state.relay
-        compressed = args.get("enable_http_compression") == "1"
-        return await relay.run(
-            request,
-            key.prefix,
-            statement,
-            fmt,
-            {**extra, **fixed_settings(settings, key.streams, limits)},
-            query_id,
-            params,
-            current,
-            request.headers.get("accept-encoding", "") if compressed else None,
-        )
+        asked.key = await authenticate(request)
+        response = await run_query(request, asked)
     except QueryFailed as exc:
-        return error_response(exc, query_id)
+        response = error_response(exc, query_id)
+        asked.error = str(exc)[:500]
+    if settings.sql_audit:
+        audit(request, asked, response.status_code)
+    return response
+
+
+@dataclass
+class Asked:
+    """What the audit record of one query says: who asked what, and what came of it."""
+
+    query_id: str
+    key: KeyInfo | None = None
+    sql: str = ""
+    format: str = ""
+    error: str = ""
+
+
+async def run_query(request: Request, asked: Asked) -> Response:
+    """Read, fence and run the query of an authenticated request; raises :class:`QueryFailed`."""
+    state = request.app.state
+    settings: Settings = state.settings
+    args = request.query_params
+    key = asked.key
+    assert key is not None
+    limit = settings.sql_max_query_bytes
+    body = decompress(
+        await read_body(request, limit), request.headers.get("content-encoding"), limit
+    )
+    sql, data = split_request(args.get("query"), body)
+    asked.sql = sql[:2000]
+    if data:
+        raise AccessDenied("this endpoint is read-only: events enter through the API", 164)
+    params = {k[len("param_") :]: v for k, v in args.items() if k.startswith("param_")}
+    current = args.get("database") or request.headers.get("x-clickhouse-database")
+    reader = Reader.of(settings.clickhouse_database, key.allows("audit:read"), key.streams, current)
+    extra, limits = client_settings(args)
+    try:
+        statement, fmt = await anyio.to_thread.run_sync(
+            fence_with_format, state.engine, sql, reader, params or None
+        )
+    except QueryRefused as exc:
+        raise _refusal(exc) from None
+    asked.format = fmt = fmt or args.get("default_format") or DEFAULT_FORMAT
+    relay: EngineRelay = state.relay
+    compressed = args.get("enable_http_compression") == "1"
+    return await relay.run(
+        request,
+        key.prefix,
+        statement,
+        fmt,
+        {**extra, **fixed_settings(settings, key.streams, key.roles, limits)},
+        asked.query_id,
+        params,
+        current,
+        request.headers.get("accept-encoding", "") if compressed else None,
+    )
+
+
+def audit(request: Request, asked: Asked, status: int) -> None:
+    """Write the query's audit record in the background (the answer does not wait for the
+    broker); the tasks are awaited at shutdown."""
+    writer: AuditWriter | None = getattr(request.app.state, "audit_writer", None)
+    if writer is None:
+        return
+    key = asked.key
+    actor, name = (f"key:{key.prefix}", key.name) if key else ("anonymous", "")
+    details = {"query_id": asked.query_id, "sql": asked.sql, "format": asked.format}
+    if asked.error:
+        details["error"] = asked.error
+    if key is None:
+        details["user"] = credentials(request)[0][:200]
+    outcome = DENIED if status in (401, 403) else outcome_of(status)
+    event = audit_event(actor, name, ACTION, "", status, outcome, request, details)
+    task = asyncio.create_task(write(writer, event))
+    pending: set[asyncio.Task[None]] = request.app.state.audits
+    pending.add(task)
+    task.add_done_callback(pending.discard)
 
 
 def _refusal(exc: QueryRefused) -> QueryFailed:
@@ -270,9 +253,19 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> Starlette:
         slots = Slots(settings.sql_slots, settings.sql_slots_per_key, settings.sql_queue_seconds)
         app.state.engine = engine
         app.state.relay = EngineRelay(url, engine, slots, settings.sql_timeout_seconds + 30)
+        app.state.audits = set()
+        producer = None
+        if settings.sql_audit:
+            registry, catalog = await anyio.to_thread.run_sync(join_catalog, settings)
+            producer = AsyncProducer(producer_config(settings))
+            app.state.audit_writer = AuditWriter(registry, catalog, producer)
         try:
             yield
         finally:
+            if app.state.audits:
+                await asyncio.wait(app.state.audits, timeout=10)
+            if producer is not None:
+                producer.close()
             await app.state.relay.aclose()
             engine.close()
 

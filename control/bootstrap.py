@@ -37,6 +37,6 @@ def ensure_admin_key(keys: ApiKeys, data_dir: Path, *, force: bool = False) -> A
             return AdminKey(key, path, created=False)
     if not force and keys.has_active():
         return None
-    key, _ = keys.create("admin (first start)", ROLES["admin"])
+    key, _ = keys.create("admin (first start)", ROLES["admin"], roles=["admin"])
     write_private(path, key + "\n")
     return AdminKey(key, path, created=True)

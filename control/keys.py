@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -45,6 +45,7 @@ class KeyInfo:
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    roles: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, row: ApiKey) -> KeyInfo:
@@ -57,6 +58,7 @@ class KeyInfo:
             as_utc(row.expires_at),
             as_utc(row.last_used_at),
             as_utc(row.revoked_at),
+            list(row.roles or []),
         )
 
     def allows(self, scope: str, stream: str | None = None) -> bool:
@@ -86,8 +88,11 @@ class ApiKeys:
         scopes: Iterable[str],
         streams: Iterable[str] | None = None,
         expires_in: timedelta | None = None,
+        roles: Iterable[str] = (),
     ) -> tuple[str, KeyInfo]:
-        """A new key: ``(the key, shown only now, and what is stored about it)``."""
+        """A new key: ``(the key, shown only now, and what is stored about it)``; ``roles``
+        are remembered (their scopes are the caller's to include in ``scopes``), so that
+        per-role limits apply to the key."""
         scopes = sorted(set(scopes))
         unknown = sorted(set(scopes) - self.known_scopes)
         if not scopes or unknown:
@@ -105,6 +110,7 @@ class ApiKeys:
             name=name.strip(),
             scopes=scopes,
             streams=None if streams is None else sorted(set(streams)),
+            roles=sorted(set(roles)),
             created_at=now,
             expires_at=None if expires_in is None else now + expires_in,
         )

@@ -24,6 +24,8 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200))
     scopes: Mapped[list[str]] = mapped_column(JSON)
     streams: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # None: every stream
+    # The roles it was created with (None for keys older than roles on keys): limits per role.
+    roles: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -41,7 +41,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         print("error: give the key a --role or at least one --scope", file=sys.stderr)
         return 2
     try:
-        key, info = _keys(args).create(args.name, scopes, args.stream, expires)
+        key, info = _keys(args).create(args.name, scopes, args.stream, expires, args.role or [])
     except Invalid as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         return 2

@@ -246,6 +246,7 @@ def pipeline(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "RIVERBED_BODY_READ_TIMEOUT_SECONDS": "2",  # so a test can be a slow client
         "RIVERBED_LOG_LEVEL": "WARNING",
         "RIVERBED_SQL_MAX_RESULT_ROWS": "1000000",  # so a test can go past it
+        "RIVERBED_SQL_ROLE_LIMITS": '{"admin": {"max_result_rows": 3000000}}',
     }
     try:
         supervisor, base = start_components(data_dir, env, (*PIPELINE_COMPONENTS, "sql"))

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The names of this machine's loopback interface, as a bind address or a Host header.
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+#: The limits of an analyst query, as ClickHouse names them (see ``sql_role_limits``).
+SQL_LIMITS = frozenset(
+    {"max_execution_time", "max_memory_usage", "max_result_rows", "max_result_bytes", "max_threads"}
+)
 
 
 class Settings(BaseSettings):
@@ -143,8 +149,26 @@ class Settings(BaseSettings):
     # Threads per analyst query: on a small machine, one, so the sink keeps a core.
     sql_max_threads: int = Field(default=1, ge=1, le=256)
     sql_max_query_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Per-role limits, ClickHouse setting names ({"admin": {"max_execution_time": 600}}).
+    sql_role_limits: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # An audit record per analyst query (who asked what): off only where volume forbids it.
+    sql_audit: bool = True
 
     sse_heartbeat_seconds: float = 15.0
+
+    @field_validator("sql_role_limits")
+    @classmethod
+    def _known_limits(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for role, limits in value.items():
+            unknown = sorted(set(limits) - SQL_LIMITS)
+            if unknown:
+                raise ValueError(
+                    f"sql_role_limits[{role!r}]: unknown limits {unknown}; known: "
+                    f"{sorted(SQL_LIMITS)}"
+                )
+            if any(v <= 0 for v in limits.values()):
+                raise ValueError(f"sql_role_limits[{role!r}]: limits are positive numbers")
+        return value
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -22,6 +22,7 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from control.keys import ApiKeys, key_store
+from control.scopes import ROLES
 from riverbed.core.settings import Settings
 from tests.conftest import Pipeline, wait_until
 from tests.helpers.keys import new_key
@@ -368,3 +369,52 @@ def test_the_hostile_corpus_is_refused_quickly_and_the_loops_stay_responsive(
     assert not slow, slow
     assert probes and max(probes) < 0.1, sorted(probes)[-5:]
     assert engine.query(tables).result_rows == before
+
+
+def test_every_query_leaves_an_audit_record_who_what_and_how(
+    pipeline: Pipeline, keys: ApiKeys
+) -> None:
+    key, info = keys.create("audited analyst", ["query:sql"])
+    marker = uuid.uuid4().hex
+    answered = post(pipeline, key, f"SELECT '{marker}' AS m")
+    assert answered.status_code == 200
+    refused = post(pipeline, key, f"SELECT '{marker}-x' FROM system.processes")
+    assert refused.status_code == 403
+    wrong = httpx.post(
+        f"http://127.0.0.1:{pipeline.sql_port}/",
+        content="SELECT 1",
+        auth=(f"intruder-{marker}", "rb_000000000000_wrong"),
+    )
+    assert wrong.status_code == 403
+
+    def recorded() -> list[dict] | None:
+        with pipeline.client() as admin:
+            events = admin.get(
+                "/v1/audit", params={"action": "clickhouse_query", "limit": 1000}
+            ).json()["events"]
+        mine = [e for e in events if marker in e["details"]]
+        return mine if len(mine) == 3 else None
+
+    events = wait_until(recorded, 60, interval=0.5, message="three audit records")
+    by_status = {e["status"]: e for e in events}
+    ok = by_status[200]
+    assert ok["actor"] == f"key:{info.prefix}" and ok["outcome"] == "success"
+    assert json.loads(ok["details"])["query_id"] == answered.headers["x-clickhouse-query-id"]
+    assert by_status[403]["outcome"] == "denied"
+    assert {e["actor"] for e in events} == {f"key:{info.prefix}", "anonymous"}
+    assert "rb_000000000000_wrong" not in json.dumps(events)  # no passwords
+
+
+def test_limits_follow_the_role_a_key_was_created_with(pipeline: Pipeline, keys: ApiKeys) -> None:
+    """The pipeline gives role admin three million result rows, everyone else one million."""
+    admin, admin_info = keys.create("admin-role", ROLES["admin"], roles=["admin"])
+    analyst, _ = keys.create("analyst-role", ROLES["analyst"], roles=["analyst"])
+    assert admin_info.roles == ["admin"]
+    two_million = "SELECT count() FROM (SELECT number FROM numbers(2000000))"
+    rows = "SELECT number FROM numbers(2000000) FORMAT RowBinary"
+    assert post(pipeline, admin, rows).status_code == 200
+    assert post(pipeline, analyst, rows).status_code == 413
+    assert post(pipeline, analyst, two_million).status_code == 200  # one row of result
+    with pipeline.client() as client:
+        listed = {k["prefix"]: k for k in client.get("/v1/keys").json()["keys"]}
+    assert listed[admin_info.prefix]["roles"] == ["admin"]
