@@ -218,13 +218,14 @@ def fence_with_format(
 ) -> tuple[str, str | None]:
     """As :func:`fence`, for stock clients that end their statement with ``FORMAT Native``:
     ``(the statement without it, the format or None)``. The clause is cut from ClickHouse's
-    canonical form, where it is always last, and what remains is checked whole again, so a
-    cut in the wrong place can only make a statement that fails the check."""
+    canonical form, where it is always last, and what remains is the text that is checked
+    and run, so a cut in the wrong place can only make a statement that fails the check."""
     canonical = canonical_form(clickhouse, sql)
     found = _TRAILING_FORMAT.search(canonical)
     if found is None:
         return _fence_canonical(clickhouse, canonical, reader, parameters), None
-    statement = canonical_form(clickhouse, canonical[: found.start()])
+    # What is left is checked and run exactly as it is: EXPLAIN AST parses this very text.
+    statement = canonical[: found.start()]
     return _fence_canonical(clickhouse, statement, reader, parameters), found.group("name")
 
 

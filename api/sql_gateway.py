@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -187,10 +188,9 @@ async def run_query(request: Request, asked: Asked) -> Response:
     current = args.get("database") or request.headers.get("x-clickhouse-database")
     reader = Reader.of(settings.clickhouse_database, key.allows("audit:read"), key.streams, current)
     extra, limits = client_settings(args)
+    decisions: Decisions = state.decisions
     try:
-        statement, fmt = await anyio.to_thread.run_sync(
-            fence_with_format, state.engine, sql, reader, params or None
-        )
+        statement, fmt = await decisions.fence(state.engine, sql, reader, params or None)
     except QueryRefused as exc:
         raise _refusal(exc) from None
     asked.format = fmt = fmt or args.get("default_format") or DEFAULT_FORMAT
@@ -230,6 +230,31 @@ def audit(request: Request, asked: Asked, status: int) -> None:
     task.add_done_callback(pending.discard)
 
 
+class Decisions:
+    """The fence's recent decisions, by statement text and reader: dashboards send the same
+    queries again and again, and each decision costs two round trips to the engine. Only
+    statements let through are kept; the values of parameters play no part in the decision
+    (they are bound as data after parsing, and the engine still checks their types)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._kept: OrderedDict[tuple[str, Reader], tuple[str, str | None]] = OrderedDict()
+
+    async def fence(
+        self, engine: ServerEngine, sql: str, reader: Reader, params: dict[str, str] | None
+    ) -> tuple[str, str | None]:
+        key = (sql, reader)
+        found = self._kept.get(key)
+        if found is not None:
+            self._kept.move_to_end(key)
+            return found
+        decided = await anyio.to_thread.run_sync(fence_with_format, engine, sql, reader, params)
+        self._kept[key] = decided
+        if len(self._kept) > self.size:
+            self._kept.popitem(last=False)
+        return decided
+
+
 def _refusal(exc: QueryRefused) -> QueryFailed:
     detail = str(exc.detail)
     if detail.startswith("not one statement ClickHouse can parse"):
@@ -252,6 +277,7 @@ def create_app(settings: Settings, keys: ApiKeys | None = None) -> Starlette:
         engine = await anyio.to_thread.run_sync(ServerEngine, url, 60.0)
         slots = Slots(settings.sql_slots, settings.sql_slots_per_key, settings.sql_queue_seconds)
         app.state.engine = engine
+        app.state.decisions = Decisions()
         app.state.relay = EngineRelay(url, engine, slots, settings.sql_timeout_seconds + 30)
         app.state.audits = set()
         producer = None
