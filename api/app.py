@@ -27,6 +27,7 @@ from api.endpoint import Endpoint
 from api.engine_relay import EngineRelay, Slots
 from api.ingest.batch import LateCheck
 from api.ingest.service import Ingestor
+from api.live_hub import Hub
 from api.middleware import ResponseHeaders, allowed_hosts
 from api.problems import EXCEPTION_HANDLERS
 from api.ratelimit import RateLimiter
@@ -93,6 +94,12 @@ def build_services(settings: Settings) -> Services:
         reference=ReferenceStore(
             settings.require_kafka(), declared_tables(settings.schemas_dir).keys()
         ),
+        hub=Hub(
+            async_redis,
+            settings.require_redis(),
+            settings.live_queue_length,
+            settings.live_connections_per_caller,
+        ),
         relay=EngineRelay(
             settings.require_clickhouse(),
             engine,
@@ -136,6 +143,7 @@ def create_app(
             heartbeat.stop()
             services.reference.close()
             await services.relay.aclose()
+            await services.hub.close()
             services.producer.close()
             services.catalog.stop()
             await services.redis.aclose()

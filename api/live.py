@@ -1,76 +1,74 @@
 """``GET /v1/live/metrics``: server-sent events, one ``metric`` message per applied update.
 
-A new subscriber first receives the current latest values (``snapshot`` events) so a dashboard
-is filled at once, then every update the Redis sink applies. Filters: ``stream``, ``field``,
-``group``. Heartbeats (SSE comments) keep proxies from closing idle connections.
+A new subscriber first receives the current latest values (``snapshot`` events) and a ``ready``
+event, so a dashboard is filled at once, then every update the Redis sink applies, each with
+the id of its entry in the live log. A reconnect with ``Last-Event-ID`` (the header
+EventSource sends, or ``?last_event_id=``) is replayed exactly the updates it missed instead;
+``reset`` says when they are no longer kept, followed by a fresh snapshot. Filters: ``stream``,
+``field``, ``group``. Heartbeats (SSE comments) keep proxies from closing idle connections.
+The fan-out, resume and slow-client rules are :mod:`api.live_hub`'s.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import redis
-from redis.asyncio.client import PubSub
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 
+from api.live_hub import Filter
 from api.services import Services
-from riverbed.core.errors import Unavailable
-from riverbed.core.redis import as_text
 from riverbed.core.topology import LIVE_CHANNEL
 
-
-def _matches(update: dict[str, Any], filters: dict[str, str]) -> bool:
-    return all(str(update.get(k)) == v for k, v in filters.items())
+RETRY_MS = 2000  # how long EventSource waits before it reconnects
 
 
-class LiveUnavailable(Unavailable):
-    title = "Live updates unavailable"
+def matcher(filters: dict[str, str]) -> Filter:
+    def matches(update: dict[str, Any]) -> bool:
+        return all(str(update.get(k)) == v for k, v in filters.items())
+
+    return matches
 
 
-async def subscribe(services: Services, channel: str) -> PubSub:
-    """A subscription made before the response starts: with Redis down the client gets a 503
-    it can act on, not a 200 with an empty stream."""
-    pubsub = services.redis.pubsub(ignore_subscribe_messages=True)
-    try:
-        await pubsub.subscribe(channel)
-    except redis.RedisError as exc:
-        await pubsub.aclose()
-        raise LiveUnavailable(f"live updates cannot be followed now: {exc}") from None
-    return pubsub
+def last_event_id(request: Request) -> str | None:
+    """What the client last received: EventSource's header on a reconnect, or the query
+    parameter a page sets when it opens a new EventSource itself."""
+    return request.headers.get("last-event-id") or request.query_params.get("last_event_id")
 
 
-async def sse_events(
-    pubsub: PubSub,
+def caller_of(request: Request) -> str:
+    user = request.user
+    if user.is_authenticated:
+        return str(getattr(user, "identity", user.display_name))
+    return f"ip:{request.client.host if request.client else 'unknown'}"
+
+
+async def follow(
     request: Request,
     channel: str,
-    snapshot: Callable[[], Awaitable[list[bytes | str]]],
     filters: dict[str, str],
-) -> AsyncIterator[dict]:
-    """``snapshot`` events for the current values, then each published update that matches.
+    snapshot: Callable[[], Awaitable[list[bytes | str]]],
+) -> EventSourceResponse:
+    """The SSE response of one subscription to ``channel``; 503 before the stream starts when
+    Redis does not answer, 429 past the caller's connection limit."""
+    services: Services = request.app.state.services
+    events = await services.hub.follow(
+        channel, matcher(filters), snapshot, last_event_id(request), caller_of(request)
+    )
+    return EventSourceResponse(
+        _with_retry(events), ping=int(services.settings.sse_heartbeat_seconds)
+    )
 
-    The caller subscribed first (:func:`subscribe`), so an update published while the snapshot
-    is read is not missed (at worst it is seen twice; versions tell a client which is newer).
-    """
-    try:
-        for raw in await snapshot():
-            update = json.loads(raw)
-            if _matches(update, filters):
-                yield {"event": "snapshot", "data": json.dumps(update)}
-        while True:
-            message = await pubsub.get_message(timeout=1.0)
-            if message is None:
-                if await request.is_disconnected():
-                    return
-                continue
-            data = message["data"]
-            if _matches(json.loads(data), filters):
-                yield {"event": "metric", "data": as_text(data)}
-    finally:
-        await pubsub.unsubscribe(channel)
-        await pubsub.aclose()
+
+async def _with_retry(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """The events, the first carrying the ``retry:`` hint."""
+    first = True
+    async for event in events:
+        if first:
+            event = {**event, "retry": RETRY_MS}
+            first = False
+        yield event
 
 
 async def live_metrics(request: Request) -> EventSourceResponse:
@@ -87,8 +85,4 @@ async def live_metrics(request: Request) -> EventSourceResponse:
     async def snapshot() -> list[bytes | str]:
         return await services.live.stream_snapshot(streams)
 
-    pubsub = await subscribe(services, LIVE_CHANNEL)
-    return EventSourceResponse(
-        sse_events(pubsub, request, LIVE_CHANNEL, snapshot, filters),
-        ping=int(services.settings.sse_heartbeat_seconds),
-    )
+    return await follow(request, LIVE_CHANNEL, filters, snapshot)

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from api import reads
 from api.bodies import json_body
-from api.live import sse_events, subscribe
+from api.live import follow
 from api.params import int_param, time_param
 from api.problems import Problem
 from api.services import Services
@@ -167,11 +167,7 @@ async def live_metric(request: Request) -> EventSourceResponse:
     async def snapshot() -> list[bytes | str]:
         return await services.live.metric_snapshot(name)
 
-    pubsub = await subscribe(services, RESULTS_CHANNEL)
-    return EventSourceResponse(
-        sse_events(pubsub, request, RESULTS_CHANNEL, snapshot, filters),
-        ping=int(services.settings.sse_heartbeat_seconds),
-    )
+    return await follow(request, RESULTS_CHANNEL, filters, snapshot)
 
 
 async def follow_metrics_file(services: Services, interval: float = 2.0) -> None:

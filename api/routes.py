@@ -69,6 +69,10 @@ NOT_FOUND_STREAM = {404: "Unknown stream"}
 STREAM_TOKEN_PARAM = Param(
     auth.STREAM_TOKEN, "a token from POST /v1/auth/stream-token, for EventSource (no headers)"
 )
+LAST_EVENT_ID_PARAM = Param(
+    "last_event_id",
+    "resume after this message id (as the Last-Event-ID header EventSource sends itself)",
+)
 REGISTRY = "/registry"
 
 
@@ -262,17 +266,21 @@ METRIC_ROUTES = (
     ),
     Endpoint(
         "/v1/metrics/{name}/live", GET, metrics.live_metric, "follow_metric", "metrics:read",
-        "Server-sent events: a snapshot per group, then each update",
-        {200: "An event stream", 404: "Unknown metric"},
-        params=(Param("group", "only this group key"), STREAM_TOKEN_PARAM), media=SSE,
+        "Server-sent events: a snapshot per group, then each update; resumable",
+        {200: "An event stream", 404: "Unknown metric", 429: "Too many live connections",
+         503: "Redis does not answer"},
+        params=(Param("group", "only this group key"), LAST_EVENT_ID_PARAM, STREAM_TOKEN_PARAM),
+        media=SSE,
         tag="metrics",
     ),
     Endpoint(
         "/v1/live/metrics", GET, live.live_metrics, "follow_stream_metrics", "metrics:read",
-        "Server-sent events: `snapshot`, then `metric` per update of built-in metrics",
-        {200: "An event stream", 404: "Unknown stream"},
+        "Server-sent events: `snapshot` and `ready`, then `metric` per update of built-in "
+        "metrics, each with an id; a reconnect with `Last-Event-ID` gets what it missed",
+        {200: "An event stream", 404: "Unknown stream", 429: "Too many live connections",
+         503: "Redis does not answer"},
         params=(Param("stream", "only this stream"), Param("field", "only this field"),
-                Param("group", "only this group"), STREAM_TOKEN_PARAM),
+                Param("group", "only this group"), LAST_EVENT_ID_PARAM, STREAM_TOKEN_PARAM),
         media=SSE, tag="metrics",
     ),
 )

@@ -9,6 +9,7 @@ from redis import Redis as SyncRedis
 
 from api.engine_relay import EngineRelay
 from api.ingest.service import Ingestor
+from api.live_hub import Hub
 from api.stores.audit import AuditStore
 from api.stores.dead_letters import DeadLetterStore
 from api.stores.events import EventStore
@@ -42,6 +43,7 @@ class Services:
     audit: AuditStore
     reference: ReferenceStore
     relay: EngineRelay  # streams exports of POST /v1/query from the engine
+    hub: Hub  # the live logs, read once per process, fanned out to SSE clients
     # Problems of the metrics file's last sync ({path, message}); empty when it applied.
     metrics_file_errors: list[dict[str, str]] = field(default_factory=list)
 

@@ -1,16 +1,21 @@
-"""Live metric values in Redis: latest per metric, a bounded recent series, and a pub/sub feed.
+"""Live metric values in Redis: latest per metric, a bounded recent series, and a live log.
 
 Each update is applied by a Lua script that keeps only the highest version per window, so a
-re-delivered or re-computed update never moves a value backwards, and publishes only what it
+re-delivered or re-computed update never moves a value backwards, and logs only what it
 applied. Keys (all under ``riverbed:``):
 
 - ``latest:{stream}`` hash, field ``{field}|{group}`` -> JSON of the newest window's update
 - ``series:{stream}:{field}:{group}`` sorted set by window start, the last N windows
-- channel ``live:metrics`` -> every applied update as JSON
+- stream ``live:metrics`` -> every applied update as JSON, the last ``history`` of them
 
 Declared metrics (``metric_results``) get the same shape under their metric name:
-``mlatest:{metric}`` (field: group key), ``mseries:{metric}:{group key}`` and channel
+``mlatest:{metric}`` (field: group key), ``mseries:{metric}:{group key}`` and the stream
 ``live:metric_results``. A retracted session window is removed rather than stored.
+
+The live log is a Redis Stream, not a pub/sub channel: its entry ids are the ids of the SSE
+messages (``api.live_hub``), and a client that reconnects with ``Last-Event-ID`` is replayed
+exactly what it missed, from the same log, as long as the log still holds it. Written in the
+same script as the values, it holds every applied update and nothing else.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from schemas import codec
 from schemas.registry import SchemaRegistry
 
 _UPSERT = """
-local series, latest = KEYS[1], KEYS[2]
+local series, latest, log = KEYS[1], KEYS[2], KEYS[3]
 local member, update, start, version = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local current = redis.call('ZRANGEBYSCORE', series, start, start)
 if #current > 0 then
@@ -47,7 +52,7 @@ if ARGV[7] == '1' then
   if newest and tonumber(cjson.decode(newest)['window_start']) == start then
     redis.call('HDEL', latest, member)
   end
-  redis.call('PUBLISH', ARGV[6], update)
+  redis.call('XADD', log, 'MAXLEN', '~', ARGV[6], '*', 'u', update)
   return 1
 end
 redis.call('ZADD', series, start, update)
@@ -59,7 +64,7 @@ if (not newest) or (newest['generation'] or '') ~= ARGV[8]
     or tonumber(newest['window_start']) <= start then
   redis.call('HSET', latest, member, update)
 end
-redis.call('PUBLISH', ARGV[6], update)
+redis.call('XADD', log, 'MAXLEN', '~', ARGV[6], '*', 'u', update)
 return 1
 """
 
@@ -77,10 +82,17 @@ def metric_json(update: dict[str, Any]) -> str:
 class RedisMetricsWriter:
     name = "redis"
 
-    def __init__(self, client: redis.Redis, registry: SchemaRegistry, series_length: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        registry: SchemaRegistry,
+        series_length: int,
+        history: int = 50_000,
+    ) -> None:
         self.client = client
         self.registry = registry
         self.series_length = series_length
+        self.history = history  # entries each live log keeps, about (trimmed in whole nodes)
         self._upsert = client.register_script(_UPSERT)
 
     def write(self, messages: Sequence[Message]) -> None:
@@ -129,14 +141,14 @@ class RedisMetricsWriter:
         count = 0
         for series, latest, member, update, deleted, channel, generation in items:
             self._upsert(
-                keys=[series, latest],
+                keys=[series, latest, channel],
                 args=[
                     member,
                     metric_json(update),
                     update["window_start"],
                     update["version"],
                     self.series_length,
-                    channel,
+                    self.history,
                     "1" if deleted else "0",
                     generation,
                 ],

@@ -48,7 +48,10 @@ def clickhouse_runner(
 
 def redis_runner(settings: Settings, registry: SchemaRegistry) -> SinkRunner:
     writer = RedisMetricsWriter(
-        redis.Redis.from_url(settings.require_redis()), registry, settings.recent_series_length
+        redis.Redis.from_url(settings.require_redis()),
+        registry,
+        settings.recent_series_length,
+        settings.live_history_length,
     )
     # Live values want latency, not big batches: hand over whatever arrived within 100 ms.
     return SinkRunner(

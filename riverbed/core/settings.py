@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     sink_batch_size: int = 5000
     sink_batch_timeout_seconds: float = 0.5
     recent_series_length: int = 120
+    # Updates each live log keeps for reconnecting clients (Last-Event-ID), about.
+    live_history_length: int = Field(default=50_000, ge=100)
+    # Updates an SSE client may fall behind before it is cut (it reconnects and catches up),
+    # and live connections one key, user or address may hold per API process.
+    live_queue_length: int = Field(default=1000, ge=10)
+    live_connections_per_caller: int = Field(default=100, ge=1)
 
     query_row_limit: int = 10_000
     query_timeout_seconds: float = 10.0

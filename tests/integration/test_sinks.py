@@ -15,8 +15,15 @@ from confluent_kafka import Consumer, Message, Producer
 
 from riverbed.core.clickhouse import ChdbEngine
 from riverbed.core.kafka import ensure_topics
+from riverbed.core.redis import as_text
 from riverbed.core.settings import Settings
-from riverbed.core.topology import clean_topic, dlq_topic, latest_key, series_key
+from riverbed.core.topology import (
+    LIVE_CHANNEL,
+    clean_topic,
+    dlq_topic,
+    latest_key,
+    series_key,
+)
 from riverbed.embedded import start_kafka
 from schemas import codec
 from schemas.bootstrap import pipeline_topics
@@ -86,25 +93,33 @@ def test_redis_series_is_bounded_to_the_most_recent_windows(
     assert kept == [3000, 4000, 5000]
 
 
-def test_redis_upsert_publishes_each_applied_update(metrics_writer: RedisMetricsWriter) -> None:
+def test_redis_upsert_logs_each_applied_update_and_nothing_else(
+    metrics_writer: RedisMetricsWriter,
+) -> None:
     stream = f"s{uuid.uuid4().hex[:6]}"
-    pubsub = metrics_writer.client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe("riverbed:live:metrics")
-    wait_until(lambda: metrics_writer.client.pubsub_numsub("riverbed:live:metrics")[0][1] > 0, 10)
+    client = metrics_writer.client
+    before = (
+        client.xinfo_stream(LIVE_CHANNEL)["last-generated-id"]
+        if client.exists(LIVE_CHANNEL)
+        else "0-0"
+    )
     metrics_writer.apply([update(stream, "g", 0, 2, 3), update(stream, "g", 0, 1, 1)])
-    received: list[dict] = []
+    logged = [
+        json.loads(fields[b"u"])
+        for _, fields in client.xrange(LIVE_CHANNEL, min=f"({as_text(before)}", max="+")
+    ]
+    mine = [entry for entry in logged if entry["stream"] == stream]
+    assert [entry["version"] for entry in mine] == [2]  # the stale version 1 was not logged
 
-    def got_one() -> bool:
-        message = pubsub.get_message(timeout=0.5)
-        if message:
-            data = json.loads(message["data"])
-            if data["stream"] == stream:
-                received.append(data)
-        return len(received) >= 1
 
-    wait_until(got_one, 10, interval=0)
-    assert [r["version"] for r in received] == [2]  # the stale version 1 was not published
-    pubsub.close()
+def test_the_live_log_is_trimmed_to_about_its_history(engines: Engines) -> None:
+    client = redis.Redis.from_url(engines.redis.url.rsplit("/", 1)[0] + "/11")  # its own
+    client.flushdb()
+    writer = RedisMetricsWriter(client, SchemaRegistry(client), series_length=3, history=100)
+    stream = f"s{uuid.uuid4().hex[:6]}"
+    writer.apply([update(stream, "g", start * 1000, 1, start) for start in range(1000)])
+    length = client.xlen(LIVE_CHANNEL)
+    assert 100 <= length < 300, length  # "about": trimmed a whole node at a time
 
 
 SINK_CATALOG = """
