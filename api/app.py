@@ -58,7 +58,13 @@ def build_services(settings: Settings) -> Services:
     engine = connect(settings)
     # The breaker turns a dead broker into an immediate 503 instead of a 10 s wait per request.
     producer = AsyncProducer(producer_config(settings), CircuitBreaker(cooldown=1.0))
-    async_redis = aioredis.Redis.from_url(settings.require_redis())
+    # Callers wait for a free connection (up to 5 s) instead of failing when all are busy: a
+    # thousand live clients reading their snapshots at once must queue, not get errors.
+    async_redis = aioredis.Redis(
+        connection_pool=aioredis.BlockingConnectionPool.from_url(
+            settings.require_redis(), max_connections=settings.redis_connections, timeout=5
+        )
+    )
     sync_redis = redis.Redis.from_url(settings.require_redis())
     database = settings.clickhouse_database
     services = Services(
@@ -99,6 +105,7 @@ def build_services(settings: Settings) -> Services:
             settings.require_redis(),
             settings.live_queue_length,
             settings.live_connections_per_caller,
+            settings.live_max_connections,
         ),
         relay=EngineRelay(
             settings.require_clickhouse(),
@@ -201,14 +208,34 @@ def cors(settings: Settings) -> list[Middleware]:
 def run(settings: Settings) -> None:
     import uvicorn
 
+    raise_open_files_limit(settings.max_connections + settings.live_max_connections + 256)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.api_port,
         log_level="warning",
         lifespan="on",
-        # Idle keep-alive connections are closed after a few seconds, and past
-        # max_connections new ones get a 503 rather than exhausting the process.
+        # Idle keep-alive connections are closed after a few seconds, and past the limits
+        # new ones get a 503 rather than exhausting the process (live streams have their own
+        # limit in the hub, inside this one).
         timeout_keep_alive=5,
-        limit_concurrency=settings.max_connections,
+        limit_concurrency=settings.max_connections + settings.live_max_connections,
     )
+
+
+def raise_open_files_limit(wanted: int) -> None:
+    """Lift this process's soft limit of open files towards ``wanted`` (each connection is
+    one); say so when the hard limit is lower, as connections past it would fail."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning(
+            "open files are limited to %d here, fewer than the %d connections allowed; "
+            "raise the hard limit (ulimit -Hn) or lower RIVERBED_LIVE_MAX_CONNECTIONS",
+            target,
+            wanted,
+        )

@@ -56,8 +56,9 @@ async def follow(
     events = await services.hub.follow(
         channel, matcher(filters), snapshot, last_event_id(request), caller_of(request)
     )
+    # Lines end in "\n" alone (SSE allows either): shell tools then read ids as they are.
     return EventSourceResponse(
-        _with_retry(events), ping=int(services.settings.sse_heartbeat_seconds)
+        _with_retry(events), ping=int(services.settings.sse_heartbeat_seconds), sep="\n"
     )
 
 

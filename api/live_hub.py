@@ -207,14 +207,21 @@ class Hub:
     """Every live log of this process, read once each, and the subscriptions to them."""
 
     def __init__(
-        self, client: aioredis.Redis, url: str, queue_size: int = 1000, per_caller: int = 100
+        self,
+        client: aioredis.Redis,
+        url: str,
+        queue_size: int = 1000,
+        per_caller: int = 100,
+        total: int = 10_000,
     ) -> None:
         self.client = client
         self.url = url
         self.queue_size = queue_size
         self.per_caller = per_caller
+        self.total = total
         self._readers: dict[str, LogReader] = {}
         self._callers: dict[str, int] = {}
+        self.connections = 0
 
     async def close(self) -> None:
         for reader in self._readers.values():
@@ -242,14 +249,19 @@ class Hub:
         return Position(parse_id(last_text) or (0, 0), last_text, first_kept)
 
     def admit(self, caller: str) -> None:
-        """Count a connection of ``caller``; raises :class:`TooManyConnections` past the limit."""
+        """Count a connection of ``caller``; raises :class:`TooManyConnections` past its
+        limit, :class:`LiveFull` past the process's."""
         if self._callers.get(caller, 0) >= self.per_caller:
             raise TooManyConnections(
                 f"this caller already holds {self.per_caller} live connections"
             )
+        if self.connections >= self.total:
+            raise LiveFull(f"this API process already serves {self.total} live connections")
         self._callers[caller] = self._callers.get(caller, 0) + 1
+        self.connections += 1
 
     def release(self, caller: str) -> None:
+        self.connections -= 1
         self._callers[caller] -= 1
         if self._callers[caller] <= 0:
             del self._callers[caller]
@@ -299,27 +311,17 @@ class Hub:
         snapshot: Callable[[], Awaitable[list[bytes | str]]],
         resuming: bool,
     ) -> AsyncIterator[dict[str, Any]]:
-        high = position.last
+        seen = [position.last if resume is None else resume]  # the newest entry accounted for
         try:
-            if resume is not None:
-                high = resume
-                async for entry in self._replay(key, resume):
-                    high = entry.order  # seen, matching or not
-                    if subscriber.matches(entry.update):
-                        yield message(entry)
-            else:
-                if resuming:
-                    yield {
-                        "event": "reset",
-                        "data": json.dumps(
-                            {"reason": "the updates since Last-Event-ID are no longer kept"}
-                        ),
-                    }
-                for raw in await snapshot():
-                    update = json.loads(raw)
-                    if subscriber.matches(update):
-                        yield {"event": "snapshot", "data": json.dumps(update)}
-                yield {"event": "ready", "id": position.last_text, "data": "{}"}
+            try:
+                async for event in self._catch_up(
+                    key, subscriber, position, resume, snapshot, resuming, seen
+                ):
+                    yield event
+            except redis.RedisError as exc:  # the stream has started: say it in the stream
+                yield {"event": "error", "data": json.dumps({"reason": f"lost Redis: {exc}"})}
+                return
+            high = seen[0]
             while True:
                 while not subscriber.queue.empty():
                     entry = subscriber.queue.get_nowait()
@@ -337,6 +339,33 @@ class Hub:
             reader.remove(subscriber)
             self.release(caller)
 
+    async def _catch_up(
+        self,
+        key: str,
+        subscriber: Subscriber,
+        position: Position,
+        resume: tuple[int, int] | None,
+        snapshot: Callable[[], Awaitable[list[bytes | str]]],
+        resuming: bool,
+        seen: list[tuple[int, int]],
+    ) -> AsyncIterator[dict[str, Any]]:
+        """What comes before the live updates: the missed ones (``seen`` follows the newest
+        entry read, matching or not), or reset, snapshot and ready."""
+        if resume is not None:
+            async for entry in self._replay(key, resume):
+                seen[0] = entry.order
+                if subscriber.matches(entry.update):
+                    yield message(entry)
+            return
+        if resuming:
+            reason = "the updates since Last-Event-ID are no longer kept"
+            yield {"event": "reset", "data": json.dumps({"reason": reason})}
+        for raw in await snapshot():
+            update = json.loads(raw)
+            if subscriber.matches(update):
+                yield {"event": "snapshot", "data": json.dumps(update)}
+        yield {"event": "ready", "id": position.last_text, "data": "{}"}
+
     async def _replay(self, key: str, after: tuple[int, int]) -> AsyncIterator[Entry]:
         """The log's entries after ``after``, in order, read a page at a time."""
         start = f"({after[0]}-{after[1]}"
@@ -353,6 +382,10 @@ class Hub:
 
 class TooManyConnections(Unavailable):
     status, title = 429, "Too many live connections"
+
+
+class LiveFull(Unavailable):
+    title = "Live updates full"
 
 
 def message(entry: Entry) -> dict[str, Any]:

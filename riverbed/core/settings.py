@@ -107,7 +107,11 @@ class Settings(BaseSettings):
     max_event_bytes: int = 900_000
     max_json_body_bytes: int = 1024 * 1024  # the body of every other route that takes one
     body_read_timeout_seconds: float = 30.0  # a client slower than this gets 408
-    max_connections: int = 1000  # open connections (SSE included) before new ones get 503
+    # Open connections before new ones get 503: for requests, and on top of it for live
+    # (SSE) streams, so viewers never take the room producers and probes need.
+    max_connections: int = 1000
+    live_max_connections: int = Field(default=10_000, ge=1)
+    redis_connections: int = Field(default=100, ge=4)  # the API's pool; callers queue past it
 
     window_seconds: int = 60
     allowed_lateness_seconds: int = 10

@@ -70,10 +70,15 @@ class RiverbedUp:
         self.reader.start()
 
     def wait_up(self) -> None:
+        """Until the whole announcement is printed: its last line is the Ctrl-C hint (the
+        "Riverbed is up" line comes first; the admin key a few lines after it)."""
         wait_until(
-            lambda: any(f"Riverbed is up: {self.base}" in line for line in self.lines),
+            lambda: (
+                any(f"Riverbed is up: {self.base}" in line for line in self.lines)
+                and any("Ctrl-C stops everything" in line for line in self.lines)
+            ),
             120,
-            message="the 'Riverbed is up' line",
+            message="the 'Riverbed is up' announcement",
         )
 
     def stop(self) -> int:

@@ -1,0 +1,241 @@
+"""How many live (SSE) clients one API process holds, what each costs, and how fast an update
+reaches all of them.
+
+Starts the embedded engines and one API process, opens ``--clients`` SSE connections to
+``/v1/live/metrics`` (plain sockets, so the client side stays light), waits until each has its
+``ready`` event, then writes ``--updates`` metric updates with the Redis sink's own code and
+measures, per client and update, the time from the write to the receipt. Prints clients held,
+the API process's memory per connection (RSS growth over the connections), and broadcast
+latency p50/p99. The ceiling is a bare Redis XREAD of the same updates by one reader.
+
+    .venv/bin/python -m bench.live_fanout --clients 10000 --updates 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from control.bootstrap import ensure_admin_key
+from control.keys import key_store
+from riverbed.core.settings import Settings
+from riverbed.core.topology import LIVE_CHANNEL
+from riverbed.embedded import free_port, start_clickhouse, start_kafka, start_redis
+from riverbed.supervisor import Supervisor
+from schemas.registry import SchemaRegistry
+from sinks.redis_writer import RedisMetricsWriter
+
+GROUP = "bench"
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def update(n: int) -> dict:
+    return {
+        "stream": "pageviews",
+        "field": "*",
+        "group": GROUP,
+        "window_start": n * 1000,
+        "window_end": n * 1000 + 1000,
+        "count": n,
+        "sum": float(n),
+        "min": None,
+        "max": None,
+        "avg": None,
+        "final": False,
+        "version": 1,
+    }
+
+
+class Client:
+    """One SSE connection on a plain socket: counts ``ready``, stamps each update's receipt."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.received: dict[int, float] = {}
+
+    async def run(
+        self, port: int, key: str, ready: asyncio.Event, count: list[int], n: int
+    ) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+        writer.write(
+            (
+                f"GET /v1/live/metrics?stream=pageviews&field=*&group={GROUP} HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer {key}\r\n"
+                "Accept: text/event-stream\r\n\r\n"
+            ).encode()
+        )
+        await writer.drain()
+        event = b""
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                if line.startswith(b"event:"):
+                    event = line[6:].strip()
+                elif line.startswith(b"data:"):
+                    if event == b"ready":
+                        count[0] += 1
+                        if count[0] == n:
+                            ready.set()
+                    elif event == b"metric":
+                        at = time.monotonic()
+                        start = json.loads(line[5:])["window_start"]
+                        self.received[start // 1000] = at
+        finally:
+            writer.close()
+
+
+async def measure(
+    port: int, key: str, clients: int, updates: int, url: str, api_pid: int
+) -> tuple[int, int, list[float], int]:
+    ready = asyncio.Event()
+    count = [0]
+    before = rss_kib(api_pid)
+    held = [Client() for _ in range(clients)]
+    tasks = []
+    for start in range(0, clients, 500):  # open in waves: the listen backlog is finite
+        for client in held[start : start + 500]:
+            tasks.append(asyncio.create_task(client.run(port, key, ready, count, clients)))
+        await asyncio.sleep(0.05)
+    try:
+        await asyncio.wait_for(ready.wait(), 300)
+    except TimeoutError:
+        print(f"only {count[0]} of {clients} clients got ready within 300 s")
+        raise
+    await asyncio.sleep(1.0)  # let the API settle before measuring its memory
+    after = rss_kib(api_pid)
+    sink_client = redis.Redis.from_url(url)
+    sink = RedisMetricsWriter(sink_client, SchemaRegistry(sink_client), series_length=3)
+    sent: dict[int, float] = {}
+    for n in range(1, updates + 1):
+        sent[n] = time.monotonic()
+        await asyncio.to_thread(sink.apply, [update(n)])
+        await asyncio.sleep(0.25)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if all(len(c.received) >= updates for c in held):
+            break
+        await asyncio.sleep(0.1)
+    delays = sorted(c.received[n] - sent[n] for c in held for n in sent if n in c.received)
+    missing = clients * updates - len(delays)
+    for task in tasks:
+        task.cancel()
+    return before, after, delays, missing
+
+
+def ceiling(url: str, updates: int) -> list[float]:
+    """One bare XREAD reader of the same kind of updates: the floor under any fan-out."""
+    client = redis.Redis.from_url(url)
+    sink = RedisMetricsWriter(client, SchemaRegistry(client), series_length=3)
+    position = client.xinfo_stream(LIVE_CHANNEL)["last-generated-id"]
+    delays = []
+    reader = redis.Redis.from_url(url)
+    for n in range(updates + 1000, updates * 2 + 1000):
+        sent = time.monotonic()
+        got: dict[str, Any] = {}
+
+        def read(position: bytes = position, got: dict[str, Any] = got) -> None:
+            answer: Any = reader.xread({LIVE_CHANNEL: position}, block=5000, count=1)
+            got["at"] = time.monotonic()
+            got["id"] = answer[0][1][0][0]
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        sink.apply([update(n)])
+        thread.join(10)
+        delays.append(got["at"] - sent)
+        position = got["id"]
+    return sorted(delays)
+
+
+def pct(samples: list[float], q: float) -> float:
+    return samples[min(len(samples) - 1, int(len(samples) * q))] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=10_000)
+    parser.add_argument("--updates", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        kafka, valkey = start_kafka(data_dir), start_redis(data_dir)
+        clickhouse = start_clickhouse(data_dir)
+        port = free_port()
+        key = ensure_admin_key(key_store(Settings(data_dir=data_dir)), data_dir, force=True)
+        assert key is not None
+        supervisor = Supervisor(
+            data_dir / "logs",
+            {
+                "RIVERBED_DATA_DIR": str(data_dir),
+                "RIVERBED_API_PORT": str(port),
+                "KAFKA_BOOTSTRAP": kafka.url,
+                "REDIS_URL": valkey.url,
+                "CLICKHOUSE_URL": clickhouse.url,
+                "RIVERBED_LIVE_CONNECTIONS_PER_CALLER": str(args.clients + 10),
+                "RIVERBED_RATE_LIMITS": "false",
+                "RIVERBED_LOG_LEVEL": "WARNING",
+            },
+            report=lambda line: None,
+        )
+        child = supervisor.add("api")
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).is_success:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    sys.exit("the API did not become ready")
+                time.sleep(0.5)
+            assert child.process is not None
+            before, after, delays, missing = asyncio.run(
+                measure(port, key.key, args.clients, args.updates, valkey.url, child.process.pid)
+            )
+            floor = ceiling(valkey.url, args.updates)
+        finally:
+            supervisor.stop()
+            clickhouse.stop()
+            valkey.stop()
+            kafka.stop()
+    per_connection = (after - before) / args.clients
+    print(f"clients held by one API process: {args.clients:,} (all got ready)")
+    print(
+        f"API RSS: {before / 1024:.0f} MiB idle, {after / 1024:.0f} MiB with the clients: "
+        f"{per_connection:.1f} KiB per connection"
+    )
+    print(
+        f"broadcast, write -> receipt, {args.updates} updates x {args.clients:,} clients: "
+        f"p50 {pct(delays, 0.5):.1f} ms, p99 {pct(delays, 0.99):.1f} ms, "
+        f"max {delays[-1] * 1000:.1f} ms, missing {missing}"
+    )
+    print(
+        f"ceiling, one bare XREAD reader: p50 {pct(floor, 0.5):.2f} ms, "
+        f"p99 {pct(floor, 0.99):.2f} ms"
+    )
+    print(f"(median of all: {statistics.median(delays) * 1000:.1f} ms; pid {os.getpid()})")
+
+
+if __name__ == "__main__":
+    main()
