@@ -45,7 +45,6 @@ from api.audit import DENIED, AuditWriter, audit_event, outcome_of, write
 from api.auth import KeyCache
 from api.clickhouse_protocol import (
     DEFAULT_FORMAT,
-    TRANSPORT,
     AuthenticationFailed,
     QueryFailed,
     credentials,
@@ -85,9 +84,6 @@ CLIENT_SETTINGS = frozenset(
         "enable_http_compression",
     }
 )
-#: Transport parameters this endpoint decides itself: sessions would let state outlive a
-#: query, and a client's query id could name someone else's.
-IGNORED = frozenset({"session_id", "session_timeout", "session_check", "query_id"})
 
 
 class AccessDenied(QueryFailed):
@@ -103,9 +99,9 @@ def client_settings(args: Any) -> tuple[dict[str, str], dict[str, str]]:
     than the key's); raises :class:`AccessDenied`, as a read-only server does, for any other
     setting."""
     allowed, limits = {}, {}
+    # settings_of leaves out the interface's own parameters: session_id and query_id among
+    # them, which this endpoint decides itself (a session would let state outlive a query).
     for name, value in settings_of(args).items():
-        if name in IGNORED or name in TRANSPORT:
-            continue
         if name == "readonly" and value == "1":
             continue  # what it gets anyway
         if name in LIMITS:

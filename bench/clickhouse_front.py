@@ -20,6 +20,8 @@ from pathlib import Path
 import clickhouse_connect
 import httpx
 
+from riverbed.embedded import wait_for
+
 SMALL = "SELECT number, toString(number) FROM numbers(10)"
 
 
@@ -59,15 +61,9 @@ def main() -> None:
             ],
         )
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{args.port}/ping", timeout=1).is_success:
-                        break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+            ping = f"http://127.0.0.1:{args.port}/ping"
+            if not wait_for(lambda: httpx.get(ping, timeout=1).is_success, 60, server):
+                raise SystemExit(f"the front did not answer {ping}")
             client = clickhouse_connect.get_client(host="127.0.0.1", port=args.port)
             timed(lambda: client.query(SMALL), 20)  # warm up
             front = timed(lambda: client.query(SMALL), args.queries)

@@ -32,7 +32,7 @@ from control.bootstrap import ensure_admin_key
 from control.keys import key_store
 from riverbed.core.settings import Settings
 from riverbed.core.topology import LIVE_CHANNEL
-from riverbed.embedded import free_port, start_clickhouse, start_kafka, start_redis
+from riverbed.embedded import free_port, start_clickhouse, start_kafka, start_redis, wait_for
 from riverbed.supervisor import Supervisor
 from schemas.registry import SchemaRegistry
 from sinks.redis_writer import RedisMetricsWriter
@@ -199,16 +199,9 @@ def main() -> None:
         )
         child = supervisor.add("api")
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).is_success:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    sys.exit("the API did not become ready")
-                time.sleep(0.5)
+            ready = f"http://127.0.0.1:{port}/readyz"
+            if not wait_for(lambda: httpx.get(ready, timeout=5).is_success, 120, interval=0.5):
+                sys.exit("the API did not become ready")
             assert child.process is not None
             before, after, delays, missing = asyncio.run(
                 measure(port, key.key, args.clients, args.updates, valkey.url, child.process.pid)

@@ -25,22 +25,14 @@ import httpx
 from bench.clickhouse_front import percentiles, timed
 from control.keys import key_store
 from riverbed.core.settings import Settings
-from riverbed.embedded import free_port, start_clickhouse, start_redis
+from riverbed.embedded import free_port, start_clickhouse, start_redis, wait_for
 
 SMALL = "SELECT number, toString(number) FROM numbers(10)"
 
 
 def wait_ping(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{url}/ping", timeout=1).is_success:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{url} did not answer /ping")
-        time.sleep(0.2)
+    if not wait_for(lambda: httpx.get(f"{url}/ping", timeout=1).is_success, timeout):
+        raise SystemExit(f"{url} did not answer /ping")
 
 
 def rate(query: Callable[[], int]) -> float:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+from riverbed.embedded import free_port
 from tests.conftest import wait_until
 
 
@@ -31,18 +31,12 @@ def processes_using(data_dir: Path) -> list[int]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class RiverbedUp:
     """``riverbed up`` in a child process, with its console output collected line by line."""
 
     def __init__(self, data_dir: Path, port: int, demo: bool, sql_port: int = 0) -> None:
         self.base = f"http://127.0.0.1:{port}"
-        self.sql_port = sql_port or _free_port()
+        self.sql_port = sql_port or free_port()
         argv = [
             sys.executable,
             "-m",
