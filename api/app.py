@@ -27,7 +27,7 @@ from api.endpoint import Endpoint
 from api.engine_relay import EngineRelay, Slots
 from api.ingest.batch import LateCheck
 from api.ingest.service import Ingestor
-from api.live_hub import Hub
+from api.live.hub import Hub
 from api.middleware import ResponseHeaders, allowed_hosts
 from api.problems import EXCEPTION_HANDLERS
 from api.ratelimit import RateLimiter

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from api import reads
 from api.bodies import json_body
-from api.live import follow
+from api.live.endpoints import follow
 from api.params import int_param, time_param
 from api.problems import Problem
 from api.services import Services

@@ -24,7 +24,6 @@ from api import (
     dlq,
     docs,
     health,
-    live,
     metrics,
     query,
     reads,
@@ -34,6 +33,7 @@ from api import (
 )
 from api.endpoint import AUTHENTICATED, PUBLIC, Endpoint, Param
 from api.ingest import route as ingest_route
+from api.live import endpoints as live
 from api.models import (
     Accepted,
     CompatibilityConfig,

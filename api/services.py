@@ -9,7 +9,7 @@ from redis import Redis as SyncRedis
 
 from api.engine_relay import EngineRelay
 from api.ingest.service import Ingestor
-from api.live_hub import Hub
+from api.live.hub import Hub
 from api.stores.audit import AuditStore
 from api.stores.dead_letters import DeadLetterStore
 from api.stores.events import EventStore

@@ -13,7 +13,7 @@ Declared metrics (``metric_results``) get the same shape under their metric name
 ``live:metric_results``. A retracted session window is removed rather than stored.
 
 The live log is a Redis Stream, not a pub/sub channel: its entry ids are the ids of the SSE
-messages (``api.live_hub``), and a client that reconnects with ``Last-Event-ID`` is replayed
+messages (``api.live.hub``), and a client that reconnects with ``Last-Event-ID`` is replayed
 exactly what it missed, from the same log, as long as the log still holds it. Written in the
 same script as the values, it holds every applied update and nothing else.
 """

@@ -112,7 +112,7 @@ HEARTBEAT_PREFIX = "riverbed:heartbeat"  # + ":{component}:{host}:{pid}", with a
 ENGINES_KEY = "riverbed:engines"  # hash: embedded engine -> JSON of its restarts (/readyz)
 
 #: Pub/sub channels the Redis sink publishes on and the API's SSE handlers subscribe to.
-# Live logs: Redis Streams of every applied metric update (sinks.redis_writer -> api.live_hub).
+# Live logs: Redis Streams of every applied metric update (sinks.redis_writer -> api.live.hub).
 LIVE_CHANNEL = "riverbed:live:metrics"
 RESULTS_CHANNEL = "riverbed:live:metric_results"
 

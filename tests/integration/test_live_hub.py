@@ -1,4 +1,4 @@
-"""The live hub (api.live_hub) on a real valkey: resume, reset, slow clients, fan-out, limits.
+"""The live hub (api.live.hub) on a real valkey: resume, reset, slow clients, fan-out, limits.
 
 The log is written by the Redis sink's own code (:class:`sinks.redis_writer.RedisMetricsWriter`)
 into a Redis database of this module's; the hub runs in the test's event loop, as in the API.
@@ -16,7 +16,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from api.live_hub import Hub, TooManyConnections
+from api.live.hub import Hub, TooManyConnections
 from riverbed.core.topology import LIVE_CHANNEL
 from schemas.registry import SchemaRegistry
 from sinks.redis_writer import RedisMetricsWriter

@@ -6,7 +6,7 @@ the id of its entry in the live log. A reconnect with ``Last-Event-ID`` (the hea
 EventSource sends, or ``?last_event_id=``) is replayed exactly the updates it missed instead;
 ``reset`` says when they are no longer kept, followed by a fresh snapshot. Filters: ``stream``,
 ``field``, ``group``. Heartbeats (SSE comments) keep proxies from closing idle connections.
-The fan-out, resume and slow-client rules are :mod:`api.live_hub`'s.
+The fan-out, resume and slow-client rules are :mod:`api.live.hub`'s.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 
-from api.live_hub import Filter
+from api.live.hub import Filter
 from api.services import Services
 from riverbed.core.topology import LIVE_CHANNEL
 
