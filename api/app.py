@@ -10,11 +10,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Sequence
 
 import anyio.to_thread
 import redis
 import redis.asyncio as aioredis
+import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
@@ -106,6 +108,7 @@ def build_services(settings: Settings) -> Services:
             settings.live_queue_length,
             settings.live_connections_per_caller,
             settings.live_max_connections,
+            settings.sse_heartbeat_seconds,
         ),
         relay=EngineRelay(
             settings.require_clickhouse(),
@@ -206,11 +209,10 @@ def cors(settings: Settings) -> list[Middleware]:
 
 
 def run(settings: Settings) -> None:
-    import uvicorn
-
     raise_open_files_limit(settings.max_connections + settings.live_max_connections + 256)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.api_port,
         log_level="warning",
@@ -221,6 +223,22 @@ def run(settings: Settings) -> None:
         timeout_keep_alive=5,
         limit_concurrency=settings.max_connections + settings.live_max_connections,
     )
+    ApiServer(config, app).run()
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn's server, which ends the live streams when it stops: it waits for open
+    responses to end before it stops, and a live stream would never end by itself."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        services: Services | None = getattr(self.app.state, "services", None)
+        if services is not None:
+            services.hub.shutdown()
+        await super().shutdown(sockets)
 
 
 def raise_open_files_limit(wanted: int) -> None:

@@ -23,6 +23,7 @@ disabled through the CLI is refused within that time; through the API, at once.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -152,6 +153,10 @@ class KeyCache:
     def __init__(self, keys: ApiKeys, ttl: float = 5.0, max_entries: int = 10_000) -> None:
         self.keys = keys
         self._recent: Recent[str, KeyInfo] = Recent(ttl, max_entries)
+        # One database lookup per key at a time, however many requests carry it: a thousand
+        # dashboards reconnecting at once must not queue a thousand lookups (nor must a
+        # thousand requests with one wrong key).
+        self._pending: dict[str, asyncio.Future[KeyInfo | None]] = {}
 
     async def verify(self, key: str) -> KeyInfo | None:
         digest = hashlib.sha256(key.encode()).hexdigest()
@@ -161,10 +166,20 @@ class KeyCache:
             if info.expires_at is None or info.expires_at > _now():
                 return info
             self._recent.drop(digest)
-        found: KeyInfo | None = await anyio.to_thread.run_sync(self.keys.verify, key)
-        if found is not None:
-            self._recent.put(digest, found)
-        return found
+        pending = self._pending.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup(key, digest))
+            self._pending[digest] = pending
+        return await asyncio.shield(pending)
+
+    async def _lookup(self, key: str, digest: str) -> KeyInfo | None:
+        try:
+            found: KeyInfo | None = await anyio.to_thread.run_sync(self.keys.verify, key)
+            if found is not None:
+                self._recent.put(digest, found)
+            return found
+        finally:
+            del self._pending[digest]
 
     def forget(self, prefix: str) -> None:
         """Drop a revoked key at once."""

@@ -13,13 +13,13 @@ import logging
 from typing import Any
 
 import anyio.to_thread
-from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api import reads
 from api.bodies import json_body
 from api.live.endpoints import follow
+from api.live.stream import EventStream
 from api.params import int_param, time_param
 from api.problems import Problem
 from api.services import Services
@@ -155,7 +155,7 @@ async def metric_results(request: Request) -> JSONResponse:
     return JSONResponse({"metric": metric.name, "windows": windows})
 
 
-async def live_metric(request: Request) -> EventSourceResponse:
+async def live_metric(request: Request) -> EventStream:
     """SSE: the latest window of each group (``snapshot``), then every applied update."""
     services: Services = request.app.state.services
     name = request.path_params["name"]
@@ -167,7 +167,7 @@ async def live_metric(request: Request) -> EventSourceResponse:
     async def snapshot() -> list[bytes | str]:
         return await services.live.metric_snapshot(name)
 
-    return await follow(request, RESULTS_CHANNEL, filters, snapshot)
+    return await follow(request, RESULTS_CHANNEL, filters, snapshot, f"metric:{name}")
 
 
 async def follow_metrics_file(services: Services, interval: float = 2.0) -> None:

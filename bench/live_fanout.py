@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -38,6 +39,8 @@ from schemas.registry import SchemaRegistry
 from sinks.redis_writer import RedisMetricsWriter
 
 GROUP = "bench"
+FAILURES: dict[str, int] = {}  # why connections could not be opened, by exception
+SAMPLES: dict[bytes, bytes] = {}  # a body of each refusal
 
 
 def rss_kib(pid: int) -> int:
@@ -64,6 +67,10 @@ def update(n: int) -> dict:
     }
 
 
+def _fail(why: str) -> None:
+    FAILURES[why] = FAILURES.get(why, 0) + 1
+
+
 class Client:
     """One SSE connection on a plain socket: counts ``ready``, stamps each update's receipt."""
 
@@ -74,7 +81,11 @@ class Client:
     async def run(
         self, port: int, key: str, ready: asyncio.Event, count: list[int], n: int
     ) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+        except OSError as exc:
+            _fail(type(exc).__name__)
+            return
         writer.write(
             (
                 f"GET /v1/live/metrics?stream=pageviews&field=*&group={GROUP} HTTP/1.1\r\n"
@@ -84,11 +95,21 @@ class Client:
         )
         await writer.drain()
         event = b""
+        status = b""
         try:
             while True:
-                line = await reader.readline()
-                if not line:
+                try:
+                    line = await reader.readline()
+                except OSError as exc:
+                    _fail(type(exc).__name__)
                     return
+                if not line:
+                    _fail(f"closed after {status.decode(errors='replace').strip() or 'nothing'}")
+                    return
+                if status and not status.startswith(b"HTTP/1.1 200") and line.startswith(b"{"):
+                    SAMPLES.setdefault(status.strip(), line[:300])
+                if not status:
+                    status = line
                 if line.startswith(b"event:"):
                     event = line[6:].strip()
                 elif line.startswith(b"data:"):
@@ -116,11 +137,20 @@ async def measure(
         for client in held[start : start + 500]:
             tasks.append(asyncio.create_task(client.run(port, key, ready, count, clients)))
         await asyncio.sleep(0.05)
-    try:
-        await asyncio.wait_for(ready.wait(), 300)
-    except TimeoutError:
-        print(f"only {count[0]} of {clients} clients got ready within 300 s")
-        raise
+    started = time.monotonic()
+    while not ready.is_set():  # a progress line every few seconds while clients connect
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), 5)
+        elapsed = time.monotonic() - started
+        print(
+            f"  {count[0]:,} of {clients:,} clients ready after {elapsed:.0f} s"
+            + (f"; failed: {FAILURES} {SAMPLES}" if FAILURES else ""),
+            flush=True,
+        )
+        if elapsed > 300:
+            print(f"only {count[0]} of {clients} got ready within 300 s; failures: {FAILURES}")
+            raise SystemExit(1)
+    print(f"all ready in {time.monotonic() - started:.1f} s", flush=True)
     await asyncio.sleep(1.0)  # let the API settle before measuring its memory
     after = rss_kib(api_pid)
     sink_client = redis.Redis.from_url(url)

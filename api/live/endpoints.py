@@ -6,18 +6,19 @@ the id of its entry in the live log. A reconnect with ``Last-Event-ID`` (the hea
 EventSource sends, or ``?last_event_id=``) is replayed exactly the updates it missed instead;
 ``reset`` says when they are no longer kept, followed by a fresh snapshot. Filters: ``stream``,
 ``field``, ``group``. Heartbeats (SSE comments) keep proxies from closing idle connections.
-The fan-out, resume and slow-client rules are :mod:`api.live.hub`'s.
+The fan-out, resume and slow-client rules are :mod:`api.live.hub`'s; the response is
+:mod:`api.live.stream`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 
 from api.live.hub import Filter
+from api.live.snapshots import Snapshot
+from api.live.stream import EventStream
 from api.services import Services
 from riverbed.core.topology import LIVE_CHANNEL
 
@@ -48,31 +49,25 @@ async def follow(
     request: Request,
     channel: str,
     filters: dict[str, str],
-    snapshot: Callable[[], Awaitable[list[bytes | str]]],
-) -> EventSourceResponse:
+    snapshot: Snapshot,
+    snapshot_name: str,
+) -> EventStream:
     """The SSE response of one subscription to ``channel``; 503 before the stream starts when
-    Redis does not answer, 429 past the caller's connection limit."""
+    Redis does not answer, 429 past the caller's connection limit. ``snapshot_name`` names
+    what ``snapshot`` reads: subscriptions that read the same share one read."""
     services: Services = request.app.state.services
-    events = await services.hub.follow(
-        channel, matcher(filters), snapshot, last_event_id(request), caller_of(request)
+    subscription = await services.hub.follow(
+        channel,
+        matcher(filters),
+        snapshot,
+        last_event_id(request),
+        caller_of(request),
+        shared_as=snapshot_name,
     )
-    # Lines end in "\n" alone (SSE allows either): shell tools then read ids as they are.
-    return EventSourceResponse(
-        _with_retry(events), ping=int(services.settings.sse_heartbeat_seconds), sep="\n"
-    )
+    return EventStream(subscription.batches(), subscription.close, RETRY_MS)
 
 
-async def _with_retry(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-    """The events, the first carrying the ``retry:`` hint."""
-    first = True
-    async for event in events:
-        if first:
-            event = {**event, "retry": RETRY_MS}
-            first = False
-        yield event
-
-
-async def live_metrics(request: Request) -> EventSourceResponse:
+async def live_metrics(request: Request) -> EventStream:
     services: Services = request.app.state.services
     filters = {
         k: request.query_params[k]
@@ -86,4 +81,4 @@ async def live_metrics(request: Request) -> EventSourceResponse:
     async def snapshot() -> list[bytes | str]:
         return await services.live.stream_snapshot(streams)
 
-    return await follow(request, LIVE_CHANNEL, filters, snapshot)
+    return await follow(request, LIVE_CHANNEL, filters, snapshot, "streams:" + ",".join(streams))

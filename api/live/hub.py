@@ -20,7 +20,12 @@ client gets ``reset`` and a fresh snapshot instead of a silent gap. A client who
 (it reads slower than updates come) is cut with a ``cut`` event naming why, rather than slowing
 the others or growing memory; it reconnects with its ``Last-Event-ID`` and catches up from the
 log. If the reader loses Redis, every subscriber gets an ``error`` event and is closed, to
-reconnect when Redis is back.
+reconnect when Redis is back; when the API process stops, a ``shutdown`` event.
+
+A fresh subscriber's ``ready`` id is the reader's own position (no Redis round trip), and the
+subscribers that arrive at one position share one snapshot read (:mod:`api.live.snapshots`);
+one timer wakes every subscriber for heartbeats. A crowd reconnecting at once then costs the
+process little beyond its sockets.
 """
 
 from __future__ import annotations
@@ -30,19 +35,26 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
+from api.live.snapshots import SharedSnapshots, Snapshot, SnapshotItem, read_snapshot
+from api.live.stream import Message
+from api.live.subscription import Catchup, Subscription
 from riverbed.core.errors import Unavailable
 from riverbed.core.redis import as_text
+from riverbed.core.topology import LIVE_CHANNEL, RESULTS_CHANNEL
 
 log = logging.getLogger(__name__)
 ENTRY_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 REPLAY_PAGE = 1000  # entries read per XRANGE while replaying
+# The SSE event name of each log's messages.
+LOG_EVENTS = {LIVE_CHANNEL: "metric", RESULTS_CHANNEL: "metric"}
 
 
 class LiveUnavailable(Unavailable):
@@ -55,68 +67,92 @@ def parse_id(text: str | None) -> tuple[int, int] | None:
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
-@dataclass(frozen=True)
 class Entry:
-    id: str
-    order: tuple[int, int]
-    data: str
-    update: dict[str, Any]
+    """One entry of a live log: its order, the update it carries (for filters) and its SSE
+    message, encoded once for every subscriber."""
+
+    __slots__ = ("message", "order", "update")
+
+    def __init__(self, order: tuple[int, int], update: dict[str, Any], message: Message) -> None:
+        self.order = order
+        self.update = update
+        self.message = message
 
     @classmethod
-    def of(cls, entry_id: bytes | str, fields: dict[Any, Any]) -> Entry | None:
+    def of(cls, entry_id: bytes | str, fields: dict[Any, Any], event: str) -> Entry | None:
         text = as_text(entry_id)
         order = parse_id(text)
         raw = fields.get(b"u", fields.get("u"))
         if order is None or raw is None:
             return None
         data = as_text(raw)
-        return cls(text, order, data, json.loads(data))
+        return cls(order, json.loads(data), Message(event, data, text))
 
 
 Filter = Callable[[dict[str, Any]], bool]
 
 
-@dataclass(eq=False)  # compared and hashed by identity: each is one client
 class Subscriber:
-    """One client's place in a log: its filter, its queue, and why it was cut, if it was."""
+    """One client's place in a log: its filter, its bounded queue, and why it was closed, if
+    it was. Compared and hashed by identity: each is one client."""
 
-    matches: Filter
-    queue: asyncio.Queue[Entry]
-    closed: str | None = None  # "cut: ..." or "error: ..."
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    __slots__ = ("closed", "matches", "queue", "size", "waiter")
+
+    def __init__(self, matches: Filter, size: int) -> None:
+        self.matches = matches
+        self.size = size
+        self.queue: deque[Entry] = deque()
+        self.closed: str | None = None  # "cut:...", "error:...", "shutdown:..." or "gone:"
+        self.waiter: asyncio.Future[None] | None = None
 
     def offer(self, entry: Entry) -> None:
         if self.closed or not self.matches(entry.update):
             return
-        try:
-            self.queue.put_nowait(entry)
-        except asyncio.QueueFull:
+        if len(self.queue) >= self.size:
             self.close(
                 "cut",
-                f"this client fell {self.queue.maxsize} updates behind; reconnect with "
+                f"this client fell {self.size} updates behind; reconnect with "
                 "Last-Event-ID to catch up",
             )
-        self.wake.set()
+            return
+        self.queue.append(entry)
+        self.wake()
 
     def close(self, kind: str, reason: str) -> None:
         if not self.closed:
             self.closed = f"{kind}:{reason}"
-            self.wake.set()
+            self.wake()
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until the next offer, close or heartbeat."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
 
 
 class LogReader:
     """The one task of a process that reads one live log and offers each entry to every
     subscriber; started with the first subscriber, stopped a while after the last leaves."""
 
-    def __init__(self, url: str, key: str, idle_seconds: float = 30.0) -> None:
+    def __init__(self, url: str, key: str, event: str, idle_seconds: float = 30.0) -> None:
         self.url = url
         self.key = key
+        self.event = event
         self.idle_seconds = idle_seconds
         self.subscribers: set[Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
-        # Set while the task reads from a known position: a subscriber waits for it before it
-        # reads the log's position itself, so the task's is never past the subscriber's.
+        # Set while the task reads from a known position: a subscriber registered before it
+        # is set is offered every entry after ``position``, the newest entry the task read.
         self.reading = asyncio.Event()
+        self.position = "0-0"
+        self.failing = False  # the last read failed: Redis may be down
 
     async def add(self, subscriber: Subscriber, timeout: float = 5.0) -> None:
         """Register ``subscriber`` and wait until the task reads; raises
@@ -131,6 +167,11 @@ class LogReader:
             self.subscribers.discard(subscriber)
             raise LiveUnavailable("live updates cannot be followed now: no live log") from None
 
+    @property
+    def started(self) -> bool:
+        """Whether the task runs (it may still be finding its position)."""
+        return self._task is not None and not self._task.done()
+
     def remove(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
 
@@ -143,6 +184,7 @@ class LogReader:
     async def _run(self) -> None:
         client = aioredis.Redis.from_url(self.url, socket_keepalive=True)
         position = "$"
+        self.position = position
         idle_since: float | None = None
         loop = asyncio.get_running_loop()
         try:
@@ -155,11 +197,13 @@ class LogReader:
                     idle_since = None
                 try:
                     if position == "$":  # from the log's end as it is now, not as it will be
-                        position = await _last_id(client, self.key)
+                        position = self.position = await _last_id(client, self.key)
                         self.reading.set()
+                        self.failing = False
                     answer: Any = await client.xread({self.key: position}, count=1000, block=1000)
                 except redis.RedisError as exc:
                     self.reading.clear()
+                    self.failing = True
                     for subscriber in list(self.subscribers):
                         subscriber.close("error", f"lost the live log: {exc}")
                     position = "$"
@@ -167,8 +211,8 @@ class LogReader:
                     continue
                 for _, entries in answer or []:
                     for entry_id, fields in entries:
-                        entry = Entry.of(entry_id, fields)
-                        position = as_text(entry_id)
+                        entry = Entry.of(entry_id, fields, self.event)
+                        position = self.position = as_text(entry_id)
                         if entry is None:
                             continue
                         for subscriber in list(self.subscribers):
@@ -204,7 +248,8 @@ class Position:
 
 
 class Hub:
-    """Every live log of this process, read once each, and the subscriptions to them."""
+    """Every live log of this process, read once each, the subscriptions to them, and the one
+    heartbeat timer that wakes them all."""
 
     def __init__(
         self,
@@ -213,23 +258,40 @@ class Hub:
         queue_size: int = 1000,
         per_caller: int = 100,
         total: int = 10_000,
+        heartbeat_seconds: float = 15.0,
     ) -> None:
         self.client = client
         self.url = url
         self.queue_size = queue_size
         self.per_caller = per_caller
         self.total = total
+        self.heartbeat_seconds = heartbeat_seconds
+        self.beat = 0  # counts heartbeats; a subscription that sees it change sends one
         self._readers: dict[str, LogReader] = {}
         self._callers: dict[str, int] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        self._snapshots = SharedSnapshots()
+        self._probes: dict[str, asyncio.Future[Position]] = {}
         self.connections = 0
 
     async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
         for reader in self._readers.values():
             await reader.stop()
 
+    def shutdown(self) -> None:
+        """End every subscription with a ``shutdown`` event: the process is stopping, and a
+        server waits for open responses to end before it stops."""
+        for reader in self._readers.values():
+            for subscriber in list(reader.subscribers):
+                subscriber.close(
+                    "shutdown", "this API process is stopping; reconnect with Last-Event-ID"
+                )
+
     def reader(self, key: str) -> LogReader:
         if key not in self._readers:
-            self._readers[key] = LogReader(self.url, key)
+            self._readers[key] = LogReader(self.url, key, LOG_EVENTS.get(key, "message"))
         return self._readers[key]
 
     async def position(self, key: str) -> Position:
@@ -270,109 +332,74 @@ class Hub:
         self,
         key: str,
         matches: Filter,
-        snapshot: Callable[[], Awaitable[list[bytes | str]]],
+        snapshot: Snapshot,
         last_event_id: str | None,
         caller: str,
-    ) -> AsyncIterator[dict[str, Any]]:
-        """The SSE events of one subscription (see the module's docstring); raises
-        :class:`LiveUnavailable` before the first event if Redis does not answer."""
+        shared_as: str | None = None,
+    ) -> Subscription:
+        """One subscription (see the module's docstring); raises :class:`LiveUnavailable`
+        before it starts if Redis does not answer. Subscriptions whose snapshots have the same
+        ``shared_as`` name share one read of it per log position. The subscription's
+        :meth:`Subscription.close` gives back what it holds, whether or not it was ever read."""
         self.admit(caller)
-        subscriber = Subscriber(matches, asyncio.Queue(self.queue_size))
+        subscriber = Subscriber(matches, self.queue_size)
         reader = self.reader(key)
+        resume = parse_id(last_event_id)
         try:
-            await self.position(key)  # Redis down: a 503 at once, not after the reader's wait
+            if not reader.started or reader.failing:
+                await self._probe(key)  # Redis down: a 503 at once, not after a wait
             await reader.add(subscriber)
-            position = await self.position(key)
+            # Every entry after the reader's position is offered to this subscriber from now.
+            ready = Position(parse_id(reader.position) or (0, 0), reader.position, None)
+            kept = resume is not None and (await self.position(key)).holds_after(resume)
+            items = None if kept else await self._snapshot(key, shared_as, ready, snapshot)
         except BaseException:
             reader.remove(subscriber)
             self.release(caller)
             raise
-        resume = parse_id(last_event_id)
-        kept = resume is not None and position.holds_after(resume)
-        return self._events(
-            key,
-            subscriber,
-            reader,
-            caller,
-            position,
-            resume if kept else None,
-            snapshot,
-            resume is not None,
-        )
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.create_task(self._tick(), name="live-heartbeat")
 
-    async def _events(
-        self,
-        key: str,
-        subscriber: Subscriber,
-        reader: LogReader,
-        caller: str,
-        position: Position,
-        resume: tuple[int, int] | None,
-        snapshot: Callable[[], Awaitable[list[bytes | str]]],
-        resuming: bool,
-    ) -> AsyncIterator[dict[str, Any]]:
-        seen = [position.last if resume is None else resume]  # the newest entry accounted for
-        try:
-            try:
-                async for event in self._catch_up(
-                    key, subscriber, position, resume, snapshot, resuming, seen
-                ):
-                    yield event
-            except redis.RedisError as exc:  # the stream has started: say it in the stream
-                yield {"event": "error", "data": json.dumps({"reason": f"lost Redis: {exc}"})}
-                return
-            high = seen[0]
-            while True:
-                while not subscriber.queue.empty():
-                    entry = subscriber.queue.get_nowait()
-                    if entry.order > high:
-                        high = entry.order
-                        yield message(entry)
-                if subscriber.closed:
-                    kind, _, reason = subscriber.closed.partition(":")
-                    yield {"event": kind, "data": json.dumps({"reason": reason})}
-                    return
-                subscriber.wake.clear()
-                if subscriber.queue.empty() and not subscriber.closed:
-                    await subscriber.wake.wait()
-        finally:
+        def release() -> None:
             reader.remove(subscriber)
             self.release(caller)
 
-    async def _catch_up(
-        self,
-        key: str,
-        subscriber: Subscriber,
-        position: Position,
-        resume: tuple[int, int] | None,
-        snapshot: Callable[[], Awaitable[list[bytes | str]]],
-        resuming: bool,
-        seen: list[tuple[int, int]],
-    ) -> AsyncIterator[dict[str, Any]]:
-        """What comes before the live updates: the missed ones (``seen`` follows the newest
-        entry read, matching or not), or reset, snapshot and ready."""
-        if resume is not None:
-            async for entry in self._replay(key, resume):
-                seen[0] = entry.order
-                if subscriber.matches(entry.update):
-                    yield message(entry)
-            return
-        if resuming:
-            reason = "the updates since Last-Event-ID are no longer kept"
-            yield {"event": "reset", "data": json.dumps({"reason": reason})}
-        for raw in await snapshot():
-            update = json.loads(raw)
-            if subscriber.matches(update):
-                yield {"event": "snapshot", "data": json.dumps(update)}
-        yield {"event": "ready", "id": position.last_text, "data": "{}"}
+        catchup = Catchup(key, ready, resume if kept else None, resume is not None, items)
+        return Subscription(subscriber, release, self, catchup)
 
-    async def _replay(self, key: str, after: tuple[int, int]) -> AsyncIterator[Entry]:
+    async def _probe(self, key: str) -> None:
+        """Whether Redis answers, asked once however many subscribers arrive meanwhile."""
+        probe = self._probes.get(key)
+        if probe is None:
+            probe = self._probes[key] = asyncio.ensure_future(self.position(key))
+            probe.add_done_callback(lambda _: self._probes.pop(key, None))
+        await asyncio.shield(probe)
+
+    async def _snapshot(
+        self, key: str, shared_as: str | None, ready: Position, snapshot: Snapshot
+    ) -> list[SnapshotItem]:
+        try:
+            if shared_as is None:
+                return await read_snapshot(snapshot)
+            return await self._snapshots.get((key, shared_as), ready.last_text, snapshot)
+        except redis.RedisError as exc:
+            raise LiveUnavailable(f"live updates cannot be followed now: {exc}") from None
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            self.beat += 1
+            for reader in self._readers.values():
+                for subscriber in reader.subscribers:
+                    subscriber.wake()
+
+    async def replay(self, key: str, after: tuple[int, int], event: str) -> AsyncIterator[Entry]:
         """The log's entries after ``after``, in order, read a page at a time."""
         start = f"({after[0]}-{after[1]}"
         while True:
             page: Any = await self.client.xrange(key, min=start, max="+", count=REPLAY_PAGE)
             for entry_id, fields in page:
-                entry = Entry.of(entry_id, fields)
+                entry = Entry.of(entry_id, fields, event)
                 start = f"({as_text(entry_id)}"
                 if entry is not None:
                     yield entry
@@ -386,7 +413,3 @@ class TooManyConnections(Unavailable):
 
 class LiveFull(Unavailable):
     title = "Live updates full"
-
-
-def message(entry: Entry) -> dict[str, Any]:
-    return {"event": "metric", "id": entry.id, "data": entry.data}

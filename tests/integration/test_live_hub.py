@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +17,8 @@ import redis
 import redis.asyncio as aioredis
 
 from api.live.hub import Hub, TooManyConnections
+from api.live.stream import Message
+from api.live.subscription import Subscription
 from riverbed.core.topology import LIVE_CHANNEL
 from schemas.registry import SchemaRegistry
 from sinks.redis_writer import RedisMetricsWriter
@@ -69,9 +71,9 @@ def everything(update: dict[str, Any]) -> bool:
     return True
 
 
-async def take(events: AsyncIterator[dict[str, Any]], count: int, timeout: float = 10) -> list:
+async def take(events: Subscription, count: int, timeout: float = 10) -> list[Message]:
     """The next ``count`` events (fewer if the stream ends)."""
-    taken: list[dict[str, Any]] = []
+    taken: list[Message] = []
 
     async def read() -> None:
         async for event in events:
@@ -114,9 +116,9 @@ def test_reconnects_replay_exactly_what_was_missed_in_order(url: str) -> None:
                 reconnects += 1
                 want = rng.randint(1, 5) if reconnects <= 1000 else total - len(received)
                 for event in await take(events, want, timeout=30):
-                    assert event["event"] == "metric", event
-                    received.append(json.loads(event["data"])["count"])
-                    last_id = event["id"]
+                    assert event.event == "metric", event
+                    received.append(json.loads(event.data)["count"])
+                    last_id = event.id
                 await events.aclose()  # the client goes away mid-stream
             await produced.wait()
         finally:
@@ -135,7 +137,7 @@ def test_a_gap_older_than_the_history_is_a_reset_then_a_snapshot(url: str) -> No
     first_id = redis.Redis.from_url(url).xrange(LIVE_CHANNEL, count=1)[0][0].decode()
     sink.apply(updates("s", 5, 2000))  # trims the log well past the first entries
 
-    async def scenario() -> list[dict[str, Any]]:
+    async def scenario() -> list[Message]:
         hub = Hub(aioredis.Redis.from_url(url), url)
 
         async def snapshot() -> list[bytes | str]:
@@ -150,22 +152,22 @@ def test_a_gap_older_than_the_history_is_a_reset_then_a_snapshot(url: str) -> No
             await hub.close()
 
     reset, snapshot, ready = asyncio.run(scenario())
-    assert reset["event"] == "reset" and "no longer kept" in reset["data"]
-    assert snapshot["event"] == "snapshot" and json.loads(snapshot["data"])["count"] == -1
-    assert ready["event"] == "ready" and ready["id"]
+    assert reset.event == "reset" and "no longer kept" in reset.data
+    assert snapshot.event == "snapshot" and json.loads(snapshot.data)["count"] == -1
+    assert ready.event == "ready" and ready.id
 
 
 def test_a_slow_client_is_cut_while_a_fast_one_gets_everything(url: str) -> None:
     sink = writer(url)
 
-    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    async def scenario() -> tuple[list[Message], list[Message]]:
         hub = Hub(aioredis.Redis.from_url(url), url, queue_size=10)
         try:
             fast = await hub.follow(LIVE_CHANNEL, everything, nothing, None, "fast")
             slow = await hub.follow(LIVE_CHANNEL, everything, nothing, None, "slow")
             await take(fast, 1)
             await take(slow, 1)  # both past "ready"; slow now stops reading
-            fast_got: list[dict[str, Any]] = []
+            fast_got: list[Message] = []
             for first in range(0, 100, 5):
                 await asyncio.to_thread(sink.apply, updates("s", first, 5))
                 fast_got += await take(fast, 5)
@@ -176,9 +178,9 @@ def test_a_slow_client_is_cut_while_a_fast_one_gets_everything(url: str) -> None
             await hub.close()
 
     fast_got, slow_got = asyncio.run(scenario())
-    assert [json.loads(e["data"])["count"] for e in fast_got] == list(range(100))
-    assert [e["event"] for e in slow_got] == ["metric"] * 10 + ["cut"]
-    assert "Last-Event-ID" in slow_got[-1]["data"]
+    assert [json.loads(e.data)["count"] for e in fast_got] == list(range(100))
+    assert [e.event for e in slow_got] == ["metric"] * 10 + ["cut"]
+    assert "Last-Event-ID" in slow_got[-1].data
 
 
 def test_filters_apply_to_live_and_replayed_updates(url: str) -> None:
@@ -197,10 +199,10 @@ def test_filters_apply_to_live_and_replayed_updates(url: str) -> None:
             live = await take(events, 2)
             await events.aclose()
             await asyncio.to_thread(sink.apply, updates("a", 3, 3) + updates("b", 2, 2))
-            again = await hub.follow(LIVE_CHANNEL, only_b, nothing, live[-1]["id"], "c")
+            again = await hub.follow(LIVE_CHANNEL, only_b, nothing, live[-1].id, "c")
             replayed = await take(again, 2)
             await again.aclose()
-            return [json.loads(e["data"])["stream"] for e in live + replayed]
+            return [json.loads(e.data)["stream"] for e in live + replayed]
         finally:
             await hub.close()
 
