@@ -27,6 +27,7 @@ from api import metrics
 from api.auth import CredentialBackend, Identity, build_identity, refuse
 from api.endpoint import Endpoint
 from api.engine_relay import EngineRelay, Slots
+from api.heap import keep_frozen
 from api.ingest.batch import LateCheck
 from api.ingest.service import Ingestor
 from api.live.hub import Hub
@@ -227,12 +228,20 @@ def run(settings: Settings) -> None:
 
 
 class ApiServer(uvicorn.Server):
-    """uvicorn's server, which ends the live streams when it stops: it waits for open
-    responses to end before it stops, and a live stream would never end by itself."""
+    """uvicorn's server, which ends the live streams when it stops (it waits for open
+    responses to end before it stops, and a live stream would never end by itself), and keeps
+    the collector's pauses off them while it runs (:mod:`api.heap`)."""
 
     def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
         super().__init__(config)
         self.app = app
+
+    async def main_loop(self) -> None:
+        heap = asyncio.create_task(keep_frozen(), name="heap")
+        try:
+            await super().main_loop()
+        finally:
+            heap.cancel()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         services: Services | None = getattr(self.app.state, "services", None)

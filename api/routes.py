@@ -283,6 +283,31 @@ METRIC_ROUTES = (
                 Param("group", "only this group"), LAST_EVENT_ID_PARAM, STREAM_TOKEN_PARAM),
         media=SSE, tag="metrics",
     ),
+    Endpoint(
+        "/v1/live/events", GET, live.live_events, "follow_events", "events:read",
+        "Server-sent events: `ready`, then `tail` per sampled processed event (at most "
+        "RIVERBED_LIVE_TAIL_EVENTS_PER_SECOND per stream), each with an id; resumable",
+        {200: "An event stream", 404: "Unknown stream", 429: "Too many live connections",
+         503: "Redis does not answer"},
+        params=(Param("stream", "only this stream"), LAST_EVENT_ID_PARAM, STREAM_TOKEN_PARAM),
+        media=SSE, tag="metrics",
+    ),
+    Endpoint(
+        "/v1/live/alerts", GET, live.live_alerts, "follow_alerts", "alerts:read",
+        "Server-sent events: `ready`, then `alert` as alerts fire and resolve, each with an "
+        "id; resumable",
+        {200: "An event stream", 404: "Unknown stream", 429: "Too many live connections",
+         503: "Redis does not answer"},
+        params=(Param("stream", "only this stream"), Param("rule", "only this rule"),
+                LAST_EVENT_ID_PARAM, STREAM_TOKEN_PARAM),
+        media=SSE, tag="metrics",
+    ),
+    Endpoint(
+        "/live", GET, live.live_page(), "live_page", PUBLIC,
+        "A page that follows live metrics in a browser (this origin; it signs in with a "
+        "session or an API key, then uses the routes above)",
+        {200: "An HTML page"}, media="text/html", tag="metrics", mount=True,
+    ),
 )
 
 OPERATIONS_ROUTES = (
@@ -352,7 +377,7 @@ IDENTITY_ROUTES = (
         "/v1/auth/stream-token", POST, sessions.stream_token, "stream_token", AUTHENTICATED,
         "A one-minute token for EventSource, which cannot send headers: "
         "open a live route with ?stream_token=",
-        {200: "The token", 403: "No metrics:read to give"}, tag="identity",
+        {200: "The token", 403: "No scope of a live route to give"}, tag="identity",
     ),
     Endpoint(
         "/.well-known/jwks.json", GET, sessions.jwks, "jwks", PUBLIC,

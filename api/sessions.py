@@ -196,19 +196,25 @@ async def close_session(request: Request) -> Response:
     return response
 
 
+LIVE_SCOPES = ("metrics:read", "events:read", "alerts:read")  # what live routes need
+
+
 async def stream_token(request: Request) -> JSONResponse:
-    """A minute-long token that opens event streams (``?stream_token=``), with the caller's
-    ``metrics:read`` and its stream limits and nothing else."""
+    """A minute-long token that opens event streams (``?stream_token=``), with those of the
+    caller's scopes that live routes need, its stream limits, and nothing else."""
     user = request.user
-    if "metrics:read" not in request.auth.scopes:
-        raise Forbidden("stream tokens carry metrics:read, which you lack", "metrics:read")
+    scopes = [scope for scope in LIVE_SCOPES if scope in request.auth.scopes]
+    if not scopes:
+        raise Forbidden(
+            f"stream tokens carry {', '.join(LIVE_SCOPES)}, and you have none", "metrics:read"
+        )
     if isinstance(user, UserPrincipal):
         subject, streams = f"user:{user.info.id}", None
     elif isinstance(user, KeyUser):
         subject, streams = f"key:{user.info.prefix}", user.info.streams
     else:
         raise Forbidden("a stream token cannot make another", "metrics:read")
-    token, expires_in = _identity(request).access.issue_stream(subject, ["metrics:read"], streams)
+    token, expires_in = _identity(request).access.issue_stream(subject, scopes, streams)
     return JSONResponse(
         {"stream_token": token, "expires_in": expires_in}, headers={"Cache-Control": "no-store"}
     )

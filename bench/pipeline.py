@@ -32,7 +32,7 @@ from bench.workload import now_ms
 from control.bootstrap import ADMIN_KEY_FILE, ensure_admin_key
 from control.keys import key_store
 from riverbed.core.settings import Settings
-from riverbed.embedded import free_port, start_kafka, start_redis, wait_for
+from riverbed.embedded import free_port, start_clickhouse, start_kafka, start_redis, wait_for
 from riverbed.supervisor import Supervisor
 
 
@@ -44,23 +44,28 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def embedded_stack() -> Iterator[tuple[str, dict[str, int], dict[str, str]]]:
+def embedded_stack(
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, dict[str, int], dict[str, str]]]:
     """Engines + pipeline processes in a temp dir; yields the base URL, process pids and the
     headers that authenticate (an admin key, minted as `riverbed up` mints it)."""
     with tempfile.TemporaryDirectory(prefix="riverbed-bench-") as tmp:
         data_dir = Path(tmp)
         kafka, redis = start_kafka(data_dir), start_redis(data_dir)
+        clickhouse = start_clickhouse(data_dir)
         port = free_port()
         env = {
             "KAFKA_BOOTSTRAP": kafka.url,
             "REDIS_URL": redis.url,
+            "CLICKHOUSE_URL": clickhouse.url,
             "RIVERBED_DATA_DIR": str(data_dir),
             "RIVERBED_API_PORT": str(port),
+            **(extra_env or {}),
         }
         admin = ensure_admin_key(key_store(Settings(data_dir=data_dir)), data_dir, force=True)
         assert admin is not None
         supervisor = Supervisor(data_dir / "logs", env)
-        for component in ("api", "agents", "flow", "sink-redis"):
+        for component in ("api", "agents", "flow", "sink-redis", "sink-clickhouse"):
             supervisor.add(component)
         base = f"http://127.0.0.1:{port}"
         try:
@@ -68,10 +73,15 @@ def embedded_stack() -> Iterator[tuple[str, dict[str, int], dict[str, str]]]:
             if not ready:
                 raise SystemExit(f"the stack did not become ready; logs in {data_dir / 'logs'}")
             pids = {c.name: c.process.pid for c in supervisor.children if c.process}
-            pids |= {"tansu": kafka.process.pid, "valkey": redis.process.pid}
+            pids |= {
+                "tansu": kafka.process.pid,
+                "valkey": redis.process.pid,
+                "clickhouse": clickhouse.process.pid,
+            }
             yield base, pids, {"Authorization": f"Bearer {admin.key}"}
         finally:
             supervisor.stop()
+            clickhouse.stop()
             redis.stop()
             kafka.stop()
 

@@ -24,6 +24,7 @@ SCOPES: dict[str, str] = {
     "reference:write": "change reference-table entries",
     "metrics:read": "read metrics and follow them live",
     "metrics:admin": "declare and remove metrics",
+    "alerts:read": "follow alerts live",
     "query:sql": "run read-only SQL over ClickHouse",
     "registry:read": "read the schema registry",
     "registry:write": "register schemas, delete versions, set compatibility",
@@ -44,11 +45,12 @@ ROLES: dict[str, frozenset[str]] = {
             "events:read",
             "dlq:read",
             "metrics:read",
+            "alerts:read",
             "query:sql",
             "registry:read",
             "reference:read",
         }
     ),
     "producer": frozenset({"streams:read", "events:write", "dlq:read"}),
-    "viewer": frozenset({"streams:read", "metrics:read"}),
+    "viewer": frozenset({"streams:read", "metrics:read", "alerts:read"}),
 }

@@ -46,12 +46,14 @@ class SinkRunner:
         writer: BatchWriter,
         batch_size: int,
         batch_timeout: float,
+        eager: bool = False,
     ) -> None:
         self.config = config
         self.topics = topics
         self.writer = writer
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
+        self.eager = eager
         self._stop = threading.Event()
         self.written = 0
         self.last_error: str | None = None
@@ -77,7 +79,18 @@ class SinkRunner:
             consumer.close()
 
     def _next_batch(self, consumer: Consumer) -> list[Message]:
-        messages = consumer.consume(self.batch_size, self.batch_timeout)
+        """Up to ``batch_size`` records. librdkafka's ``consume`` waits out its timeout unless
+        the batch fills; an eager runner (live values) instead waits for the first record only
+        and takes what else has already arrived, so a quiet moment adds no latency and a busy
+        one still batches."""
+        if self.eager:
+            first = consumer.poll(self.batch_timeout)
+            if first is None:
+                return []
+            rest = consumer.consume(self.batch_size - 1, 0) if self.batch_size > 1 else []
+            messages = [first, *rest]
+        else:
+            messages = consumer.consume(self.batch_size, self.batch_timeout)
         batch = []
         for m in messages:
             error = m.error()

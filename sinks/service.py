@@ -53,13 +53,15 @@ def redis_runner(settings: Settings, registry: SchemaRegistry) -> SinkRunner:
         settings.recent_series_length,
         settings.live_history_length,
     )
-    # Live values want latency, not big batches: hand over whatever arrived within 100 ms.
+    # Live values want latency, not big batches: write each record as soon as it arrives,
+    # with whatever arrived alongside it.
     return SinkRunner(
         consumer_config(settings, REDIS_SINK_GROUP),
         list(REDIS_SINK_TOPICS),
         writer,
         settings.sink_batch_size,
-        0.1,
+        0.5,
+        eager=True,
     )
 
 

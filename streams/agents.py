@@ -34,7 +34,8 @@ from riverbed.core.errors import RiverbedError
 from riverbed.core.first_copies import FirstCopies, source_position
 from riverbed.core.kafka import AsyncProducer, OutgoingRecord
 from riverbed.core.lifecycle import EXIT_RESTART
-from riverbed.core.topology import clean_topic, dlq_topic, events_topic, stats_key
+from riverbed.core.live_log import append
+from riverbed.core.topology import TAIL_CHANNEL, clean_topic, dlq_topic, events_topic, stats_key
 from schemas import codec
 from schemas.catalog import StreamNotFound, StreamSpec
 from schemas.registry import SchemaRegistry
@@ -49,6 +50,7 @@ from streams.processing import (
     no_references,
 )
 from streams.reference_store import ReferenceStore
+from streams.tail import TailSampler
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class RoutedBatch:
     duplicates: int = 0
     dead_letters: int = 0
     routed: int = 0
+    tail: list[dict[str, Any]] = field(default_factory=list)  # a sample for the live tail
 
 
 @dataclass
@@ -82,6 +85,8 @@ class AgentContext:
     dedup_horizon_seconds: int
     references: ReferenceStore | None = None
     instance: int = 0  # which replica of the agents this worker is (RIVERBED_INSTANCE)
+    tail: TailSampler | None = None
+    live_history: int = 50_000
 
     def __post_init__(self) -> None:
         self._copies = FirstCopies(self.redis, self.dedup_horizon_seconds)
@@ -124,16 +129,20 @@ class AgentContext:
                 routed.dead_letters += 1
         verdicts = await self._first_copies(spec, candidates)
         routes = compile_routes(spec.routes, tuple(f["name"] for f in spec.clean_schema["fields"]))
+        clean: list[dict[str, Any]] = []
         for (event, record), clean_id, first in zip(candidates, clean_ids, verdicts, strict=True):
             if not first:
                 routed.duplicates += 1
                 continue
+            clean.append(record)
             value = codec.encode(self.registry, clean_id, record)
             key = event.message.key
             routed.outgoing.append(OutgoingRecord(clean_topic(spec.name), key, value))
             for topic in matching_topics(routes, record):
                 routed.outgoing.append(OutgoingRecord(topic, key, value))
                 routed.routed += 1
+        if self.tail is not None:
+            routed.tail = self.tail.take(spec.name, clean, time.monotonic())
         return routed
 
     async def deliver(self, spec: StreamSpec, routed: RoutedBatch) -> None:
@@ -149,7 +158,12 @@ class AgentContext:
                 f"{len(failed)} outputs of {spec.name} not acknowledged: {failed[0]}"
             )
         await self._count(
-            spec, len(routed.events), routed.duplicates, routed.dead_letters, routed.routed
+            spec,
+            len(routed.events),
+            routed.duplicates,
+            routed.dead_letters,
+            routed.routed,
+            routed.tail,
         )
         for event in routed.events:
             event.ack()
@@ -172,9 +186,21 @@ class AgentContext:
         return [int(v) for v in verdicts]
 
     async def _count(
-        self, spec: StreamSpec, seen: int, duplicates: int, dead: int, routed: int = 0
+        self,
+        spec: StreamSpec,
+        seen: int,
+        duplicates: int,
+        dead: int,
+        routed: int = 0,
+        tail: Sequence[dict[str, Any]] = (),
     ) -> None:
+        """The stream's counters, and its sample for the live tail: both after the broker
+        acknowledged the batch, so the tail shows processed events only (a batch re-read
+        after a crash may show some twice there)."""
         async with self.redis.pipeline(transaction=False) as pipe:
+            for record in tail:
+                message = {"stream": spec.name, "event": record}
+                append(pipe, TAIL_CHANNEL, message, self.live_history)
             pipe.hincrby(stats_key(spec.name), "processed", seen)
             # Per replica too, so scaling out can be seen (and tested) to share the work.
             pipe.hincrby(stats_key(spec.name), f"processed:{self.instance}", seen)

@@ -14,14 +14,16 @@ from riverbed.core.settings import Settings
 from riverbed.core.topology import AGENTS_GROUP
 from schemas.bootstrap import join_catalog
 from streams.agents import AgentContext, install_agents, reference_tables
+from streams.fast_fetch import FastFetchApp
 from streams.processing import ProcessingRules
 from streams.reference_store import ReferenceStore
+from streams.tail import TailSampler
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> faust.App:
-    return faust.App(
+    return FastFetchApp(
         AGENTS_GROUP,
         broker=f"kafka://{settings.require_kafka()}",
         store="memory://",
@@ -59,6 +61,8 @@ def build_worker(settings: Settings) -> faust.App:
         dedup_horizon_seconds=settings.dedup_horizon_seconds,
         references=references,
         instance=settings.instance,
+        tail=TailSampler(settings.live_tail_events_per_second),
+        live_history=settings.live_history_length,
     )
     install_agents(app, context)
     return app

@@ -12,24 +12,23 @@ The fan-out, resume and slow-client rules are :mod:`api.live.hub`'s; the respons
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
 from starlette.requests import Request
+from starlette.staticfiles import StaticFiles
 
-from api.live.hub import Filter
+from api.live.hub import FieldFilter, Filter
 from api.live.snapshots import Snapshot
 from api.live.stream import EventStream
 from api.services import Services
-from riverbed.core.topology import LIVE_CHANNEL
+from riverbed.core.topology import ALERTS_CHANNEL, LIVE_CHANNEL, TAIL_CHANNEL
 
+LIVE_PAGE = Path(__file__).resolve().parent.parent / "static" / "live"
 RETRY_MS = 2000  # how long EventSource waits before it reconnects
 
 
 def matcher(filters: dict[str, str]) -> Filter:
-    def matches(update: dict[str, Any]) -> bool:
-        return all(str(update.get(k)) == v for k, v in filters.items())
-
-    return matches
+    return FieldFilter(filters)
 
 
 def last_event_id(request: Request) -> str | None:
@@ -82,3 +81,35 @@ async def live_metrics(request: Request) -> EventStream:
         return await services.live.stream_snapshot(streams)
 
     return await follow(request, LIVE_CHANNEL, filters, snapshot, "streams:" + ",".join(streams))
+
+
+async def no_snapshot() -> list[bytes | str]:
+    """Channels of happenings (events, alerts) have no current value: ``ready`` comes first."""
+    return []
+
+
+def _filters(request: Request, names: tuple[str, ...]) -> dict[str, str]:
+    services: Services = request.app.state.services
+    filters = {k: request.query_params[k] for k in names if k in request.query_params}
+    if "stream" in filters:
+        services.stream(filters["stream"])  # 404 for an unknown stream instead of silence
+    return filters
+
+
+async def live_events(request: Request) -> EventStream:
+    """A sample of the events the agents processed (``tail``), at most
+    ``RIVERBED_LIVE_TAIL_EVENTS_PER_SECOND`` per stream and agent process."""
+    filters = _filters(request, ("stream",))
+    return await follow(request, TAIL_CHANNEL, filters, no_snapshot, "none")
+
+
+async def live_alerts(request: Request) -> EventStream:
+    """Alerts as they fire and resolve (``alert``), as the alert rules write them."""
+    filters = _filters(request, ("stream", "rule"))
+    return await follow(request, ALERTS_CHANNEL, filters, no_snapshot, "none")
+
+
+def live_page() -> StaticFiles:
+    """The browser page (``/live/``): static files only; what it shows comes from the routes
+    above, with the caller's own credential."""
+    return StaticFiles(directory=LIVE_PAGE, html=True)

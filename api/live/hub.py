@@ -48,13 +48,18 @@ from api.live.stream import Message
 from api.live.subscription import Catchup, Subscription
 from riverbed.core.errors import Unavailable
 from riverbed.core.redis import as_text
-from riverbed.core.topology import LIVE_CHANNEL, RESULTS_CHANNEL
+from riverbed.core.topology import ALERTS_CHANNEL, LIVE_CHANNEL, RESULTS_CHANNEL, TAIL_CHANNEL
 
 log = logging.getLogger(__name__)
 ENTRY_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 REPLAY_PAGE = 1000  # entries read per XRANGE while replaying
 # The SSE event name of each log's messages.
-LOG_EVENTS = {LIVE_CHANNEL: "metric", RESULTS_CHANNEL: "metric"}
+LOG_EVENTS = {
+    LIVE_CHANNEL: "metric",
+    RESULTS_CHANNEL: "metric",
+    TAIL_CHANNEL: "tail",
+    ALERTS_CHANNEL: "alert",
+}
 
 
 class LiveUnavailable(Unavailable):
@@ -92,6 +97,26 @@ class Entry:
 Filter = Callable[[dict[str, Any]], bool]
 
 
+class FieldFilter:
+    """Entries whose fields equal these values. Equal filters compare and hash equal, so the
+    reader tests an entry once per distinct filter, not once per client: ten thousand
+    dashboards on one stream cost one test per update."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.items = tuple(sorted(fields.items()))
+
+    def __call__(self, update: dict[str, Any]) -> bool:
+        return all(str(update.get(name)) == value for name, value in self.items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FieldFilter) and other.items == self.items
+
+    def __hash__(self) -> int:
+        return hash(self.items)
+
+
 class Subscriber:
     """One client's place in a log: its filter, its bounded queue, and why it was closed, if
     it was. Compared and hashed by identity: each is one client."""
@@ -106,7 +131,8 @@ class Subscriber:
         self.waiter: asyncio.Future[None] | None = None
 
     def offer(self, entry: Entry) -> None:
-        if self.closed or not self.matches(entry.update):
+        """Queue an entry that matches this subscriber's filter."""
+        if self.closed:
             return
         if len(self.queue) >= self.size:
             self.close(
@@ -146,7 +172,9 @@ class LogReader:
         self.key = key
         self.event = event
         self.idle_seconds = idle_seconds
-        self.subscribers: set[Subscriber] = set()
+        # Subscribers by filter: an entry is tested once per distinct filter.
+        self.groups: dict[Filter, set[Subscriber]] = {}
+        self.count = 0
         self._task: asyncio.Task[None] | None = None
         # Set while the task reads from a known position: a subscriber registered before it
         # is set is offered every entry after ``position``, the newest entry the task read.
@@ -157,14 +185,14 @@ class LogReader:
     async def add(self, subscriber: Subscriber, timeout: float = 5.0) -> None:
         """Register ``subscriber`` and wait until the task reads; raises
         :class:`LiveUnavailable` if it cannot (Redis down)."""
-        self.subscribers.add(subscriber)
+        self.register(subscriber)
         if self._task is None or self._task.done():
             self.reading.clear()
             self._task = asyncio.create_task(self._run(), name=f"live-log {self.key}")
         try:
             await asyncio.wait_for(self.reading.wait(), timeout)
         except TimeoutError:
-            self.subscribers.discard(subscriber)
+            self.remove(subscriber)
             raise LiveUnavailable("live updates cannot be followed now: no live log") from None
 
     @property
@@ -172,8 +200,30 @@ class LogReader:
         """Whether the task runs (it may still be finding its position)."""
         return self._task is not None and not self._task.done()
 
+    def register(self, subscriber: Subscriber) -> None:
+        """Offer ``subscriber`` every matching entry read from now on."""
+        group = self.groups.setdefault(subscriber.matches, set())
+        if subscriber not in group:
+            group.add(subscriber)
+            self.count += 1
+
     def remove(self, subscriber: Subscriber) -> None:
-        self.subscribers.discard(subscriber)
+        group = self.groups.get(subscriber.matches)
+        if group is not None and subscriber in group:
+            group.discard(subscriber)
+            self.count -= 1
+            if not group:
+                del self.groups[subscriber.matches]
+
+    @property
+    def subscribers(self) -> list[Subscriber]:
+        return [subscriber for group in self.groups.values() for subscriber in group]
+
+    def offer(self, entry: Entry) -> None:
+        for matches, group in list(self.groups.items()):
+            if matches(entry.update):
+                for subscriber in list(group):
+                    subscriber.offer(entry)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -189,7 +239,7 @@ class LogReader:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                if not self.subscribers:
+                if not self.count:
                     idle_since = idle_since or loop.time()
                     if loop.time() - idle_since > self.idle_seconds:
                         return
@@ -204,7 +254,7 @@ class LogReader:
                 except redis.RedisError as exc:
                     self.reading.clear()
                     self.failing = True
-                    for subscriber in list(self.subscribers):
+                    for subscriber in self.subscribers:
                         subscriber.close("error", f"lost the live log: {exc}")
                     position = "$"
                     await asyncio.sleep(1.0)
@@ -213,10 +263,8 @@ class LogReader:
                     for entry_id, fields in entries:
                         entry = Entry.of(entry_id, fields, self.event)
                         position = self.position = as_text(entry_id)
-                        if entry is None:
-                            continue
-                        for subscriber in list(self.subscribers):
-                            subscriber.offer(entry)
+                        if entry is not None:
+                            self.offer(entry)
         finally:
             await client.aclose()
 
@@ -284,7 +332,7 @@ class Hub:
         """End every subscription with a ``shutdown`` event: the process is stopping, and a
         server waits for open responses to end before it stops."""
         for reader in self._readers.values():
-            for subscriber in list(reader.subscribers):
+            for subscriber in reader.subscribers:
                 subscriber.close(
                     "shutdown", "this API process is stopping; reconnect with Last-Event-ID"
                 )

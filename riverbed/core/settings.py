@@ -115,7 +115,9 @@ class Settings(BaseSettings):
 
     window_seconds: int = 60
     allowed_lateness_seconds: int = 10
-    live_emit_interval_seconds: float = 1.0
+    # At most this long between a change of an open window and its running value going out
+    # (a quiet window is not re-emitted): what dashboards wait, against flow and Redis work.
+    live_emit_interval_seconds: float = Field(default=0.1, gt=0)
     # How long a group may be quiet before its windows close by the clock; longer than any
     # restart of an upstream process, so events it held up are not treated as late.
     window_idle_grace_seconds: float = 30.0
@@ -137,6 +139,8 @@ class Settings(BaseSettings):
     recent_series_length: int = 120
     # Updates each live log keeps for reconnecting clients (Last-Event-ID), about.
     live_history_length: int = Field(default=50_000, ge=100)
+    # Processed events per second and stream the agents copy to the live tail (0: none).
+    live_tail_events_per_second: float = Field(default=20.0, ge=0)
     # Updates an SSE client may fall behind before it is cut (it reconnects and catches up),
     # and live connections one key, user or address may hold per API process.
     live_queue_length: int = Field(default=1000, ge=10)

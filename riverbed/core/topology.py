@@ -111,10 +111,12 @@ REGISTRY_PREFIX = "riverbed:registry"  # the schema registry's own keys live und
 HEARTBEAT_PREFIX = "riverbed:heartbeat"  # + ":{component}:{host}:{pid}", with a TTL
 ENGINES_KEY = "riverbed:engines"  # hash: embedded engine -> JSON of its restarts (/readyz)
 
-#: Pub/sub channels the Redis sink publishes on and the API's SSE handlers subscribe to.
-# Live logs: Redis Streams of every applied metric update (sinks.redis_writer -> api.live.hub).
-LIVE_CHANNEL = "riverbed:live:metrics"
-RESULTS_CHANNEL = "riverbed:live:metric_results"
+# Live logs: Redis Streams the API's live hub serves (api.live.hub), one per channel; each
+# entry is one JSON message (riverbed.core.live_log).
+LIVE_CHANNEL = "riverbed:live:metrics"  # every applied built-in metric update (Redis sink)
+RESULTS_CHANNEL = "riverbed:live:metric_results"  # every applied declared-metric update
+TAIL_CHANNEL = "riverbed:live:tail"  # a sample of processed events (the agents)
+ALERTS_CHANNEL = "riverbed:live:alerts"  # alerts as they fire and resolve
 
 
 def stats_key(stream: str) -> str:

@@ -1,7 +1,8 @@
 """The flow's operator for a stream's built-in metrics: tumbling windows per group.
 
 Every clean event updates two groups: its ``group_by`` value and the stream-wide total ``*``.
-Running values of open windows are emitted every ``live_emit_interval_seconds`` and the final
+Running values of an open window go out at most ``live_emit_interval_seconds`` after it
+changed (changes meanwhile are coalesced; a quiet window is not re-emitted), and the final
 value once the watermark passes the window end. The window engine is the declared metrics'
 (``streams.metrics.state``), on a generated declaration (``streams.windows``); this drives
 one :class:`WindowState` per (stream, group) key inside Bytewax.

@@ -105,3 +105,21 @@ def test_stopping_the_api_ends_its_streams_with_a_shutdown_event(
         assert process.wait(timeout=15) is not None
     finally:
         supervisor.stop()
+
+
+def test_the_live_page_is_served_from_this_origin_under_the_strict_policy(
+    api: tuple[str, str],
+) -> None:
+    base, _ = api
+    page = httpx.get(f"{base}/live/", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert '<script src="live.js"' in page.text  # no inline script: the policy forbids them
+    script = httpx.get(f"{base}/live/live.js", timeout=10)
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    # What producers send (group names, stream names) reaches the page as text, never markup,
+    # and the page talks to its own origin only.
+    assert "innerHTML" not in script.text and "insertAdjacentHTML" not in script.text
+    assert "http://" not in script.text and "https://" not in script.text
+    assert "new EventSource(" in script.text and "last_event_id" in script.text

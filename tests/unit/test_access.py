@@ -26,13 +26,15 @@ from schemas.catalog import load_catalog
 from tests.conftest import bearer
 from tests.helpers.keys import make_identity, new_key
 
-#: The only routes an anonymous caller may use: liveness, readiness, the API's description,
+#: The only routes an anonymous caller may use: liveness, readiness, the API's description, the
+#: live page (static files; its data comes with its own credential),
 #: and the three that carry a credential of their own (a password, a refresh token).
 PUBLIC_ROUTES = {
     "healthz",
     "readyz",
     "openapi",
     "docs",
+    "live_page",
     "login",
     "refresh",
     "logout",

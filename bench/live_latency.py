@@ -1,0 +1,245 @@
+"""POST -> SSE latency under load: how soon a dashboard sees a posted event.
+
+Starts the embedded stack, posts a steady background load (``--rate`` events/s, in batches
+every 20 ms, spread over ``--groups`` pages), and meanwhile ``--probes`` probe events, one per
+probe group, ten a second. A dashboard follows ``/v1/live/metrics`` for the stream; a probe's
+latency is from just before its POST to the first update of its group on the stream. Prints
+p50/p99, the floor (POST -> 202, durable in Kafka), and what running values cost: metric
+updates written per second and the CPU of the flow and the Redis sink over the run.
+
+    .venv/bin/python -m bench.live_latency --rate 1000 --emit-interval 0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from bench.pipeline import embedded_stack, percentile
+from bench.workload import now_ms
+from riverbed.core.topology import LIVE_CHANNEL
+from schemas import codec
+from schemas.registry import SchemaRegistry
+
+STREAM_URL = "/v1/streams/pageviews/events"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
+
+
+def event(page: str, i: int) -> dict[str, Any]:
+    return {"user_id": f"u{i % 997}", "page": page, "load_ms": float(i % 500), "ts": now_ms()}
+
+
+async def background(client: httpx.AsyncClient, rate: int, groups: int, stop: asyncio.Event) -> int:
+    """``rate`` events/s until ``stop``; returns how many were accepted."""
+    per_tick = max(1, rate // 50)
+    sent = 0
+    next_at = time.monotonic()
+    while not stop.is_set():
+        batch = [event(f"/load/{(sent + k) % groups}", sent + k) for k in range(per_tick)]
+        response = await client.post(STREAM_URL, json=batch)
+        if response.status_code != 202:
+            raise SystemExit(f"ingest failed: {response.status_code} {response.text[:300]}")
+        sent += per_tick
+        next_at += 0.02
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))  # pacing of the load
+    return sent
+
+
+async def watch(
+    base: str, headers: dict[str, str], prefix: str, seen: dict[str, float], ready: asyncio.Event
+) -> None:
+    """Follow the stream's live metrics; stamp the first update of each probe group."""
+    url = f"{base}/v1/live/metrics?stream=pageviews&field=*"
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=None) as client,
+        client.stream("GET", url) as response,
+    ):
+        async for line in response.aiter_lines():
+            if line.startswith("event: ready"):
+                ready.set()
+            elif line.startswith("data:") and prefix in line:
+                group = json.loads(line[5:])["group"]
+                seen.setdefault(group, time.time() * 1000)
+
+
+async def measure(
+    base: str, headers: dict[str, str], rate: int, groups: int, probes: int
+) -> dict[str, Any]:
+    prefix = f"/probe/{uuid.uuid4().hex[:6]}/"
+    seen: dict[str, float] = {}
+    ready = asyncio.Event()
+    watcher = asyncio.create_task(watch(base, headers, prefix, seen, ready))
+    await asyncio.wait_for(ready.wait(), 30)
+    stop = asyncio.Event()
+    sent: dict[str, float] = {}
+    accepted: list[float] = []
+    async with (
+        httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as load_client,
+        httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as probe_client,
+    ):
+        load = asyncio.create_task(background(load_client, rate, groups, stop))
+        await asyncio.sleep(5)  # warm-up: windows open, the flow runs at the load's pace
+        for i in range(probes):
+            page = f"{prefix}{i}"
+            sent[page] = time.time() * 1000
+            response = await probe_client.post(STREAM_URL, json=event(page, i))
+            accepted.append(time.time() * 1000 - sent[page])
+            response.raise_for_status()
+            await asyncio.sleep(0.1)  # ten probes a second
+        deadline = time.monotonic() + 30
+        while len(seen) < probes and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        stop.set()
+        total = await load
+    watcher.cancel()
+    delays = [seen[p] - sent[p] for p in sent if p in seen]
+    return {
+        "events": total,
+        "sse_ms": delays,
+        "accepted_ms": accepted,
+        "missing": probes - len(delays),
+        "sent": sent,
+        "seen": seen,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=1000, help="background events/s")
+    parser.add_argument("--groups", type=int, default=50, help="pages the load spreads over")
+    parser.add_argument("--probes", type=int, default=300)
+    parser.add_argument("--emit-interval", type=float, help="live_emit_interval_seconds")
+    args = parser.parse_args()
+    env = {"RIVERBED_RATE_LIMITS": "false", "RIVERBED_LOG_LEVEL": "WARNING"}
+    if args.emit_interval is not None:
+        env["RIVERBED_LIVE_EMIT_INTERVAL_SECONDS"] = str(args.emit_interval)
+    with embedded_stack(env) as (base, pids, headers):
+        url = f"redis://127.0.0.1:{_redis_port(pids)}/0"
+        log = redis.Redis.from_url(url)
+        cpu_before = {n: cpu_seconds(pids[n]) for n in ("flow", "sink-redis", "valkey")}
+        added_before = _entries_added(log)
+        started = time.monotonic()
+        result = asyncio.run(measure(base, headers, args.rate, args.groups, args.probes))
+        elapsed = time.monotonic() - started
+        cpu = {n: (cpu_seconds(pids[n]) - cpu_before[n]) / elapsed for n in cpu_before}
+        updates = (_entries_added(log) - added_before) / elapsed
+        hops = breakdown(kafka_url(pids), log, result["sent"], result["seen"])
+    sse, floor = result["sse_ms"], result["accepted_ms"]
+    emit = args.emit_interval if args.emit_interval is not None else "default"
+    print(f"load: {result['events'] / elapsed:,.0f} events/s over {elapsed:.0f} s, emit {emit}")
+    print(
+        f"POST -> SSE update: p50 {percentile(sse, 0.5):.0f} ms, p99 {percentile(sse, 0.99):.0f}"
+        f" ms, max {max(sse):.0f} ms (n={len(sse)}, missing {result['missing']})"
+    )
+    print(
+        f"floor, POST -> 202 (durable): p50 {percentile(floor, 0.5):.1f} ms, "
+        f"p99 {percentile(floor, 0.99):.1f} ms"
+    )
+    print(
+        f"cost: {updates:,.0f} metric updates/s written; CPU (cores): flow {cpu['flow']:.2f}, "
+        f"sink-redis {cpu['sink-redis']:.2f}, valkey {cpu['valkey']:.2f}"
+    )
+    print("where the time goes (each hop's p50 / p99, ms; Kafka record timestamps):")
+    for name, samples in hops.items():
+        if samples:
+            print(f"  {name:<38} {percentile(samples, 0.5):7.0f} {percentile(samples, 0.99):7.0f}")
+
+
+def breakdown(
+    bootstrap: str, log: redis.Redis, sent: dict[str, float], seen: dict[str, float]
+) -> dict[str, list[float]]:
+    """Per probe, when each stage wrote it: the raw event (API), the clean event (agents), its
+    group's first metric record (flow), its first live-log entry (Redis sink), and the SSE
+    receipt; the differences are the hops."""
+    registry = SchemaRegistry(log)
+    stamps: dict[str, dict[str, float]] = {page: {"post": at} for page, at in sent.items()}
+
+    def read(topic: str, name: str, page_of: Any) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        quiet = 0
+        while quiet < 20:
+            batch = consumer.consume(5000, 0.1)
+            quiet = quiet + 1 if not batch else 0
+            for message in batch:
+                if message.error() or not message.value():
+                    continue
+                record = codec.decode(registry, message.value())[1]
+                page = page_of(record)
+                if page in stamps:
+                    stamps[page].setdefault(name, float(message.timestamp()[1]))
+        consumer.close()
+
+    read("events.pageviews", "raw", lambda r: r.get("page"))
+    read("clean.pageviews", "clean", lambda r: r.get("page"))
+    read("metrics", "metric", lambda r: r.get("group") if r.get("field") == "*" else None)
+    for entry_id, fields in log.xrange(LIVE_CHANNEL):
+        update = json.loads(fields[b"u"])
+        if update.get("field") == "*" and update.get("group") in stamps:
+            stamps[update["group"]].setdefault("log", float(entry_id.split(b"-")[0]))
+    for page, at in seen.items():
+        stamps[page]["sse"] = at
+    order = ["post", "raw", "clean", "metric", "log", "sse"]
+    names = {
+        "raw": "POST -> raw event in Kafka (API)",
+        "clean": "raw -> clean event (agents)",
+        "metric": "clean -> metric record (flow)",
+        "log": "metric -> live log (Redis sink)",
+        "sse": "live log -> SSE receipt (API hub)",
+    }
+    return {
+        names[b]: [t[b] - t[a] for t in stamps.values() if a in t and b in t]
+        for a, b in itertools.pairwise(order)
+    }
+
+
+def kafka_url(pids: dict[str, int]) -> str:
+    """tansu's address, from the API's environment (the stack hands it to every process)."""
+    env = Path(f"/proc/{pids['api']}/environ").read_bytes().split(b"\0")
+    for item in env:
+        if item.startswith(b"KAFKA_BOOTSTRAP="):
+            return item.split(b"=", 1)[1].decode()
+    raise SystemExit("KAFKA_BOOTSTRAP not found")
+
+
+def _redis_port(pids: dict[str, int]) -> int:
+    """valkey's port, from its process title ("valkey-server 127.0.0.1:PORT")."""
+    title = Path(f"/proc/{pids['valkey']}/cmdline").read_bytes().replace(b"\0", b" ")
+    found = re.search(rb"127\.0\.0\.1:(\d+)", title)
+    if found is None:
+        raise SystemExit(f"valkey's port not found in {title!r}")
+    return int(found.group(1))
+
+
+def _entries_added(client: redis.Redis) -> int:
+    try:
+        return int(client.xinfo_stream(LIVE_CHANNEL)["entries-added"])
+    except redis.ResponseError:
+        return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Entries of the live logs: Redis Streams whose entries the API's live hub sends as SSE
+messages (``api.live.hub``), the entry id being the message id.
+
+An entry is always one field, :data:`FIELD`, holding the message's JSON, and every log is
+bounded by ``MAXLEN ~ history``: a reconnect older than that gets ``reset``. Writers append
+through :func:`append` (the agents' event tail, the alerts); the Redis sink's Lua script
+writes its metric updates the same way, atomically with the values they update.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import json
+import uuid
+from typing import Any
+
+FIELD = "u"
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what Avro decodes to beyond JSON's types."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def entry(message: dict[str, Any]) -> dict[str, str]:
+    """The fields of one log entry carrying ``message``."""
+    return {FIELD: json.dumps(message, separators=(",", ":"), default=_plain)}
+
+
+def append(client: Any, key: str, message: dict[str, Any], history: int) -> Any:
+    """XADD ``message`` to the log ``key``, trimmed to about ``history`` entries; ``client`` is
+    a Redis client or pipeline, sync or async (what it returns, the caller awaits or not)."""
+    return client.xadd(key, entry(message), maxlen=history, approximate=True)
