@@ -303,6 +303,17 @@ METRIC_ROUTES = (
         media=SSE, tag="metrics",
     ),
     Endpoint(
+        "/v1/live/status", GET, live.live_status, "follow_status", AUTHENTICATED,
+        "Server-sent events: a `snapshot` per component of the pipeline's processes, `ready`, "
+        "then `status` as processes start, stop or crash and embedded engines restart; "
+        "resumable",
+        {200: "An event stream", 429: "Too many live connections",
+         503: "Redis does not answer"},
+        params=(Param("component", "only this component (api, agents, flow, ...)"),
+                LAST_EVENT_ID_PARAM, STREAM_TOKEN_PARAM),
+        media=SSE, tag="operations",
+    ),
+    Endpoint(
         "/live", GET, live.live_page(), "live_page", PUBLIC,
         "A page that follows live metrics in a browser (this origin; it signs in with a "
         "session or an API key, then uses the routes above)",

@@ -45,14 +45,20 @@ def component_argv(component: str) -> list[str]:
 
 
 class Supervisor:
-    """Start children, watch them, restart crashed ones; ``report`` prints to the console."""
+    """Start children, watch them, restart crashed ones; ``report`` prints to the console and
+    ``on_crash(name, exit code, seconds until the restart)`` tells whoever else listens."""
 
     def __init__(
-        self, log_dir: Path, env: dict[str, str], report: Callable[[str], None] = print
+        self,
+        log_dir: Path,
+        env: dict[str, str],
+        report: Callable[[str], None] = print,
+        on_crash: Callable[[str, int, float], None] | None = None,
     ) -> None:
         self.log_dir = log_dir
         self.env = env
         self.report = report
+        self.on_crash = on_crash
         self.children: list[Child] = []
         self._stop = threading.Event()
         self._paused = threading.Event()
@@ -98,6 +104,8 @@ class Supervisor:
                     f"! {child.name} exited with code {code}; restarting in {delay:.1f}s "
                     f"(log: {child.log_path})"
                 )
+                if self.on_crash is not None:
+                    self.on_crash(child.name, code, delay)
             elif now >= child.next_start:
                 child.restarts += 1
                 child.next_start = 0.0

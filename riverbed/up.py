@@ -20,6 +20,8 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
+import redis
+
 from control.bootstrap import AdminKey, ensure_admin_key
 from control.db import control_sessions
 from control.keys import ApiKeys
@@ -29,6 +31,7 @@ from control.tokens import MissingSecret, signing_keys
 from control.users import Users
 from riverbed.components import instances
 from riverbed.core.errors import RiverbedError
+from riverbed.core.live_log import crash_recorder, record_status
 from riverbed.core.settings import Settings
 from riverbed.core.topology import ENGINES_KEY
 from riverbed.demo import DEMO_METRICS, DemoTraffic
@@ -210,8 +213,15 @@ def _start_engines(stack: Stack) -> None:
         print(f"  clickhouse  {_without_password(settings.clickhouse_url)}")
 
 
+def _status_client(stack: Stack) -> redis.Redis:
+    return redis.Redis.from_url(
+        stack.env.get("REDIS_URL") or stack.settings.require_redis(), socket_timeout=5
+    )
+
+
 def _run(stack: Stack, demo: bool, demo_rate: float) -> None:
-    supervisor = Supervisor(stack.data_dir / "logs", stack.env)
+    redis_url = stack.env.get("REDIS_URL") or stack.settings.require_redis()
+    supervisor = Supervisor(stack.data_dir / "logs", stack.env, on_crash=crash_recorder(redis_url))
     for name, instance in instances(stack.settings):
         supervisor.add(name, instance)
     stop = threading.Event()
@@ -300,14 +310,12 @@ def _watch_engines(stack: Stack, supervisor: Supervisor) -> EngineWatcher:
             supervisor.resume()
 
     def record(watched: WatchedEngine, code: int) -> None:
-        import redis
-
-        url = stack.env.get("REDIS_URL") or stack.settings.require_redis()
+        client = _status_client(stack)
         try:
-            client = redis.Redis.from_url(url, socket_timeout=5)
             client.hset(ENGINES_KEY, watched.name, engine_record(watched, code))
         except redis.RedisError as exc:
             print(f"! could not record the restart of {watched.label} for /readyz: {exc}")
+        record_status(client, "engine", engine=watched.name, state="restarted", code=code)
 
     watcher = EngineWatcher(stack.engines, print, before_restart, after_restart, record)
     threading.Thread(target=watcher.run, name="engine-watch", daemon=True).start()

@@ -21,6 +21,7 @@ import redis
 
 from control.bootstrap import ensure_admin_key
 from control.keys import key_store
+from riverbed.core.live_log import crash_recorder
 from riverbed.core.settings import Settings
 from riverbed.embedded import Engine, free_port, start_clickhouse, start_kafka, start_redis
 from riverbed.supervisor import Supervisor
@@ -173,6 +174,7 @@ def start_components(
         },
         report=print,
         engines=engines,
+        on_crash=crash_recorder(env["REDIS_URL"]) if "REDIS_URL" in env else None,
     )
     for component in components:
         name, _, replica = component.partition("#")  # "agents#2": a second agents worker

@@ -21,7 +21,7 @@ from api.live.hub import FieldFilter, Filter
 from api.live.snapshots import Snapshot
 from api.live.stream import EventStream
 from api.services import Services
-from riverbed.core.topology import ALERTS_CHANNEL, LIVE_CHANNEL, TAIL_CHANNEL
+from riverbed.core.topology import ALERTS_CHANNEL, LIVE_CHANNEL, STATUS_CHANNEL, TAIL_CHANNEL
 
 LIVE_PAGE = Path(__file__).resolve().parent.parent / "static" / "live"
 RETRY_MS = 2000  # how long EventSource waits before it reconnects
@@ -107,6 +107,16 @@ async def live_alerts(request: Request) -> EventStream:
     """Alerts as they fire and resolve (``alert``), as the alert rules write them."""
     filters = _filters(request, ("stream", "rule"))
     return await follow(request, ALERTS_CHANNEL, filters, no_snapshot, "none")
+
+
+async def live_status(request: Request) -> EventStream:
+    """The pipeline's processes (``snapshot``, from their heartbeats), then each change
+    (``status``): a process started, stopped or crashed, an embedded engine restarted."""
+    services: Services = request.app.state.services
+    filters = _filters(request, ("component",))
+    return await follow(
+        request, STATUS_CHANNEL, filters, services.live.process_snapshot, "processes"
+    )
 
 
 def live_page() -> StaticFiles:

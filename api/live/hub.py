@@ -48,7 +48,13 @@ from api.live.stream import Message
 from api.live.subscription import Catchup, Subscription
 from riverbed.core.errors import Unavailable
 from riverbed.core.redis import as_text
-from riverbed.core.topology import ALERTS_CHANNEL, LIVE_CHANNEL, RESULTS_CHANNEL, TAIL_CHANNEL
+from riverbed.core.topology import (
+    ALERTS_CHANNEL,
+    LIVE_CHANNEL,
+    RESULTS_CHANNEL,
+    STATUS_CHANNEL,
+    TAIL_CHANNEL,
+)
 
 log = logging.getLogger(__name__)
 ENTRY_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
@@ -59,6 +65,7 @@ LOG_EVENTS = {
     RESULTS_CHANNEL: "metric",
     TAIL_CHANNEL: "tail",
     ALERTS_CHANNEL: "alert",
+    STATUS_CHANNEL: "status",
 }
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from riverbed.core.redis import as_text
 from riverbed.core.topology import (
+    HEARTBEAT_PREFIX,
     latest_key,
     results_latest_key,
     results_series_key,
@@ -52,3 +54,22 @@ class LiveValues:
 
     async def metric_snapshot(self, metric: str) -> list[bytes | str]:
         return list((await self.redis.hgetall(results_latest_key(metric))).values())
+
+    async def process_snapshot(self) -> list[bytes | str]:
+        """The pipeline's processes by component, from the heartbeats still alive: what the
+        status channel shows before its changes."""
+        now = time.time()
+        found: dict[str, dict[str, Any]] = {}
+        async for key in self.redis.scan_iter(f"{HEARTBEAT_PREFIX}:*", count=500):
+            raw = await self.redis.get(key)
+            if raw is None:
+                continue
+            component = as_text(key)[len(HEARTBEAT_PREFIX) + 1 :].split(":", 1)[0]
+            entry = found.setdefault(
+                component,
+                {"kind": "process", "component": component, "instances": 0, "oldest_beat_s": 0.0},
+            )
+            entry["instances"] += 1
+            age = round(now - json.loads(raw)["at"], 1)
+            entry["oldest_beat_s"] = max(entry["oldest_beat_s"], age)
+        return [json.dumps(entry) for _, entry in sorted(found.items())]

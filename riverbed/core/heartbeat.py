@@ -1,4 +1,5 @@
-"""Liveness of every pipeline process, visible to the API's ``/readyz``.
+"""Liveness of every pipeline process, visible to the API's ``/readyz`` and, as it starts and
+stops, to ``/v1/live/status``.
 
 Each process refreshes a short-lived Redis key; a process that stops beating (crashed, hung,
 partitioned away) disappears from the report within the TTL. Keys are per instance, so scaled-out
@@ -17,6 +18,7 @@ from typing import Any
 
 import redis
 
+from riverbed.core.live_log import record_status
 from riverbed.core.redis import as_text
 from riverbed.core.topology import HEARTBEAT_PREFIX
 
@@ -32,6 +34,7 @@ class Heartbeat:
         self, client: redis.Redis, component: str, interval: float = 2.0, ttl: int = 10
     ) -> None:
         self.client = client
+        self.component = component
         self.key = instance_key(component)
         self.interval = interval
         self.ttl = ttl
@@ -42,7 +45,14 @@ class Heartbeat:
 
     def start(self) -> Heartbeat:
         self._thread.start()
+        self._status("started")
         return self
+
+    def _status(self, state: str) -> None:
+        process = self.key[len(HEARTBEAT_PREFIX) + len(self.component) + 2 :]  # host:pid
+        record_status(
+            self.client, "process", component=self.component, process=process, state=state
+        )
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -56,6 +66,7 @@ class Heartbeat:
         self._stop.set()
         with contextlib.suppress(redis.RedisError):  # it expires on its own anyway
             self.client.delete(self.key)
+        self._status("stopped")
 
 
 def start_heartbeat(redis_url: str, component: str) -> Heartbeat:

@@ -13,8 +13,18 @@ import base64
 import datetime
 import decimal
 import json
+import logging
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
+
+import redis
+
+from riverbed.core.topology import STATUS_CHANNEL
+
+log = logging.getLogger(__name__)
+STATUS_HISTORY = 10_000  # status changes kept for reconnecting clients
 
 FIELD = "u"
 
@@ -39,3 +49,32 @@ def append(client: Any, key: str, message: dict[str, Any], history: int) -> Any:
     """XADD ``message`` to the log ``key``, trimmed to about ``history`` entries; ``client`` is
     a Redis client or pipeline, sync or async (what it returns, the caller awaits or not)."""
     return client.xadd(key, entry(message), maxlen=history, approximate=True)
+
+
+def record_status(client: redis.Redis, kind: str, **fields: Any) -> None:
+    """Append a change of the system's state to the status log (``/v1/live/status``): a
+    process started, stopped or crashed, an engine restarted. Best effort: a Redis that does
+    not answer must not stop what is being reported (the heartbeats and ``/readyz`` say it
+    too)."""
+    message = {"kind": kind, "at": round(time.time(), 3), **fields}
+    try:
+        append(client, STATUS_CHANNEL, message, STATUS_HISTORY)
+    except redis.RedisError as exc:
+        log.warning("could not record %s in the status log: %s", message, exc)
+
+
+def crash_recorder(redis_url: str) -> Callable[[str, int, float], None]:
+    """What a supervisor calls when a process it runs exits unasked (its ``on_crash``)."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+
+    def crashed(component: str, code: int, restart_in: float) -> None:
+        record_status(
+            client,
+            "process",
+            component=component,
+            state="crashed",
+            code=code,
+            restart_in_s=restart_in,
+        )
+
+    return crashed

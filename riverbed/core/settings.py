@@ -115,8 +115,8 @@ class Settings(BaseSettings):
 
     window_seconds: int = 60
     allowed_lateness_seconds: int = 10
-    # At most this long between a change of an open window and its running value going out
-    # (a quiet window is not re-emitted): what dashboards wait, against flow and Redis work.
+    # A changed open window goes out at once after a quiet interval, else at most this long
+    # after the change (coalesced): what dashboards wait, against flow and Redis work.
     live_emit_interval_seconds: float = Field(default=0.1, gt=0)
     # How long a group may be quiet before its windows close by the clock; longer than any
     # restart of an upstream process, so events it held up are not treated as late.

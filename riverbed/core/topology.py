@@ -117,6 +117,7 @@ LIVE_CHANNEL = "riverbed:live:metrics"  # every applied built-in metric update (
 RESULTS_CHANNEL = "riverbed:live:metric_results"  # every applied declared-metric update
 TAIL_CHANNEL = "riverbed:live:tail"  # a sample of processed events (the agents)
 ALERTS_CHANNEL = "riverbed:live:alerts"  # alerts as they fire and resolve
+STATUS_CHANNEL = "riverbed:live:status"  # processes starting, stopping, crashing; engines
 
 
 def stats_key(stream: str) -> str:

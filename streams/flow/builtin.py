@@ -1,8 +1,8 @@
 """The flow's operator for a stream's built-in metrics: tumbling windows per group.
 
 Every clean event updates two groups: its ``group_by`` value and the stream-wide total ``*``.
-Running values of an open window go out at most ``live_emit_interval_seconds`` after it
-changed (changes meanwhile are coalesced; a quiet window is not re-emitted), and the final
+Running values of an open window go out when it changes: at once after a quiet interval, else
+coalesced to the end of ``live_emit_interval_seconds`` (:mod:`streams.throttle`); the final
 value once the watermark passes the window end. The window engine is the declared metrics'
 (``streams.metrics.state``), on a generated declaration (``streams.windows``); this drives
 one :class:`WindowState` per (stream, group) key inside Bytewax.
@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import bytewax.operators as op
 
+from streams.throttle import EmitThrottle
 from streams.windows import WindowState
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,10 @@ class WindowLogic(op.StatefulLogic[list[Item], Output, WindowState]):
         self.lateness_ms = lateness_ms
         self.emit_interval_ms = emit_interval_ms
         self.idle_grace_ms = idle_grace_ms
-        self.next_flush: int | None = None
+        self.throttle = EmitThrottle(emit_interval_ms)
         if state is not None and state.dirty:
             # Updates emitted after the snapshot may not have reached Kafka before the crash.
-            self.next_flush = _now_ms() + emit_interval_ms
+            self.throttle.postpone(_now_ms())
 
     def on_item(self, value: list[Item]) -> tuple[list[Output], bool]:
         now = _now_ms()
@@ -86,7 +87,7 @@ class WindowLogic(op.StatefulLogic[list[Item], Output, WindowState]):
                 late_dedup_ms=self.late_dedup_ms,
             )
         state = self.state
-        late: list[Output] = []
+        out: list[Output] = []
         for item in value:
             if not state.add(item.event_time, item.values, now, item.event_key, item.source_mark):
                 log.debug(
@@ -101,16 +102,18 @@ class WindowLogic(op.StatefulLogic[list[Item], Output, WindowState]):
                 )
                 # The stream-wide group speaks for the event: one dead letter per late event.
                 if item.group == ALL_GROUPS:
-                    late.append(("late", item))
-        if self.next_flush is None:
-            self.next_flush = now + self.emit_interval_ms
-        return late, op.StatefulLogic.RETAIN
+                    out.append(("late", item))
+        if self.throttle.changed(now):
+            self.throttle.emitted(now)
+            out += [("metric", u) for u in state.flush(now)]
+        return out, op.StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Output], bool]:
         if self.state is None:
             return [], op.StatefulLogic.DISCARD
-        updates: list[Output] = [("metric", u) for u in self.state.flush(_now_ms())]
-        self.next_flush = None
+        now = _now_ms()
+        updates: list[Output] = [("metric", u) for u in self.state.flush(now)]
+        self.throttle.emitted(now)
         # Retained even with no open window: a fresh state would know no watermark and let a
         # late event reopen (and overwrite) a window that closed.
         return updates, op.StatefulLogic.RETAIN
@@ -118,7 +121,7 @@ class WindowLogic(op.StatefulLogic[list[Item], Output, WindowState]):
     def notify_at(self) -> datetime | None:
         if self.state is None:
             return None
-        candidates = [t for t in (self.next_flush, self.state.next_close_wall()) if t is not None]
+        candidates = [t for t in (self.throttle.due, self.state.next_close_wall()) if t is not None]
         if not candidates:
             return None
         return datetime.fromtimestamp(min(candidates) / 1000, tz=UTC)

@@ -20,6 +20,7 @@ import bytewax.operators as op
 from schemas.expressions import Expression
 from streams.metrics.definition import Metric
 from streams.metrics.state import MetricWindows
+from streams.throttle import EmitThrottle
 from streams.watermark import RecentlyClosed, Watermark
 
 PROCESSED_AT = "processed_at"
@@ -107,7 +108,7 @@ class MetricLogic(op.StatefulLogic[list[MetricItem], MetricOutput, MetricWindows
         self.is_live = is_live
         self.emit_interval_ms = emit_interval_ms
         self.idle_grace_ms = idle_grace_ms
-        self.next_flush: int | None = None
+        self.throttle = EmitThrottle(emit_interval_ms)
         if state is not None:
             state.clock.resumed(_now_ms())
             # Windows may have been emitted after the snapshot was taken; if a replayed event
@@ -115,7 +116,7 @@ class MetricLogic(op.StatefulLogic[list[MetricItem], MetricOutput, MetricWindows
             # (Retracting a row that was never written is harmless.)
             state.emitted |= set(state.windows)
             if state.dirty or state.retracted:
-                self.next_flush = _now_ms() + emit_interval_ms
+                self.throttle.postpone(_now_ms())
 
     def on_item(self, value: list[MetricItem]) -> tuple[list[MetricOutput], bool]:
         now = _now_ms()
@@ -130,7 +131,7 @@ class MetricLogic(op.StatefulLogic[list[MetricItem], MetricOutput, MetricWindows
                 closed_keys=RecentlyClosed(self.late_dedup_ms),
             )
         state = self.state
-        late: list[MetricOutput] = []
+        out: list[MetricOutput] = []
         for item in value:
             accepted = state.add(
                 item.event_time,
@@ -141,22 +142,26 @@ class MetricLogic(op.StatefulLogic[list[MetricItem], MetricOutput, MetricWindows
                 item.source_mark,
             )
             if not accepted:
-                late.append(("late_metric", item))
-        if self.next_flush is None:
-            self.next_flush = now + self.emit_interval_ms
-        return late, op.StatefulLogic.RETAIN
+                out.append(("late_metric", item))
+        if self.throttle.changed(now) and self.is_live(state.metric.name, state.metric.generation):
+            self.throttle.emitted(now)
+            out += [("result", u) for u in state.flush(now)]
+        elif self.throttle.due is None:
+            self.throttle.postpone(now)  # a metric being dropped: its notify discards it
+        return out, op.StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[MetricOutput], bool]:
         state = self.state
         if state is None or not self.is_live(state.metric.name, state.metric.generation):
             return [], op.StatefulLogic.DISCARD
-        self.next_flush = None
-        return [("result", u) for u in state.flush(_now_ms())], op.StatefulLogic.RETAIN
+        now = _now_ms()
+        self.throttle.emitted(now)
+        return [("result", u) for u in state.flush(now)], op.StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         if self.state is None:
             return None
-        candidates = [t for t in (self.next_flush, self.state.next_close_wall()) if t]
+        candidates = [t for t in (self.throttle.due, self.state.next_close_wall()) if t]
         if not candidates:
             # Nothing open: look again later only to notice a deleted metric.
             candidates = [_now_ms() + 60_000]

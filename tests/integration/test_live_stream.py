@@ -4,6 +4,9 @@ place back, idle streams get heartbeats, and stopping the API ends every stream 
 
 from __future__ import annotations
 
+import itertools
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -14,7 +17,7 @@ import pytest
 
 from riverbed.supervisor import Supervisor
 from tests.conftest import Engines, admin_key, bearer, start_components
-from tests.helpers.sse import messages
+from tests.helpers.sse import Message, messages
 from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.integration
@@ -22,7 +25,9 @@ PER_CALLER = 3
 
 
 @pytest.fixture(scope="module")
-def api(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def stack(
+    engines: Engines, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, Supervisor]]:
     data_dir = tmp_path_factory.mktemp("live-stream")
     env = {
         "KAFKA_BOOTSTRAP": engines.kafka.url,
@@ -32,9 +37,14 @@ def api(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     }
     supervisor, base = start_components(data_dir, env, ["api"], timeout=90)
     try:
-        yield base, admin_key(data_dir)
+        yield base, admin_key(data_dir), supervisor
     finally:
         supervisor.stop()
+
+
+@pytest.fixture()
+def api(stack: tuple[str, str, Supervisor]) -> tuple[str, str]:
+    return stack[0], stack[1]
 
 
 def open_stream(base: str, key: str) -> socket.socket:
@@ -123,3 +133,29 @@ def test_the_live_page_is_served_from_this_origin_under_the_strict_policy(
     assert "innerHTML" not in script.text and "insertAdjacentHTML" not in script.text
     assert "http://" not in script.text and "https://" not in script.text
     assert "new EventSource(" in script.text and "last_event_id" in script.text
+
+
+def test_the_status_channel_shows_processes_then_their_starts_and_crashes(
+    stack: tuple[str, str, Supervisor],
+) -> None:
+    base, key, supervisor = stack
+    url = f"{base}/v1/live/status?component=sink-redis"
+    with httpx.stream("GET", f"{base}/v1/live/status", headers=bearer(key), timeout=30) as r:
+        first = list(itertools.takewhile(lambda m: m.event != "ready", messages(r)))
+    assert "api" in {m.json()["component"] for m in first if m.event == "snapshot"}
+    with httpx.stream("GET", url, headers=bearer(key), timeout=60) as response:
+        stream = messages(response)
+        assert next(m for m in stream if m.event == "ready")
+        child = supervisor.add("sink-redis")
+        assert child.process is not None
+        pid = child.process.pid
+
+        def ours(message: Message) -> bool:
+            return message.event == "status" and message.json()["process"].endswith(f":{pid}")
+
+        started = next(m for m in stream if ours(m))
+        assert started.json()["state"] == "started" and started.id
+        os.kill(pid, signal.SIGKILL)
+        crashed = next(m for m in stream if m.json().get("state") == "crashed")
+    assert crashed.json()["component"] == "sink-redis"
+    assert crashed.json()["code"] == -signal.SIGKILL

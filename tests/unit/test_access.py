@@ -21,6 +21,7 @@ from api.endpoint import AUTHENTICATED, PUBLIC, Endpoint
 from api.openapi import build_openapi
 from api.routes import ROUTES
 from control.scopes import GRANTABLE, ROLES, SCOPES
+from control.users import UserInfo
 from riverbed.core.settings import Settings
 from schemas.catalog import load_catalog
 from tests.conftest import bearer
@@ -61,7 +62,13 @@ KEYS = IDENTITY.keys
 APP = create_app(Settings(), identity=IDENTITY)
 CLIENT = TestClient(APP, raise_server_exceptions=False, base_url="http://127.0.0.1")
 VIEWER = IDENTITY.users.create("viewer", "a long enough password", ["viewer"])
-VIEWER_TOKEN, _ = IDENTITY.access.issue(VIEWER)
+
+
+def token(user: UserInfo) -> str:
+    """A fresh access token: issued when the test runs, so a long suite cannot outlive it."""
+    return IDENTITY.access.issue(user)[0]
+
+
 PROTECTED = [e for e in ROUTES if e.scope != PUBLIC]
 #: Routes that need a scope beyond being someone (``authenticated``).
 SCOPED = [e for e in PROTECTED if e.scope != AUTHENTICATED]
@@ -129,25 +136,22 @@ def test_a_key_without_the_routes_scope_is_a_403_naming_it(endpoint: Endpoint) -
 def test_a_key_with_the_routes_scope_gets_through(endpoint: Endpoint) -> None:
     """A key with just that scope; for the routes about oneself, a person's login."""
     credential = (
-        VIEWER_TOKEN if endpoint.scope == AUTHENTICATED else new_key(KEYS, {endpoint.scope})
+        token(VIEWER) if endpoint.scope == AUTHENTICATED else new_key(KEYS, {endpoint.scope})
     )
     status = call(endpoint, bearer(credential), **stream_param(endpoint, "pageviews"))
     assert status not in (401, 403)
 
 
 #: One login per role: the walk below is every route times every role.
-ROLE_TOKENS = {
-    role: IDENTITY.access.issue(
-        IDENTITY.users.create(f"as-{role}", "a long enough password", [role])
-    )[0]
-    for role in ROLES
+ROLE_USERS = {
+    role: IDENTITY.users.create(f"as-{role}", "a long enough password", [role]) for role in ROLES
 }
 
 
 @pytest.mark.parametrize("role", sorted(ROLES))
 @pytest.mark.parametrize("endpoint", SCOPED, ids=lambda e: e.name)
 def test_a_login_gets_what_its_role_grants_and_nothing_else(endpoint: Endpoint, role: str) -> None:
-    status = call(endpoint, bearer(ROLE_TOKENS[role]), **stream_param(endpoint, "pageviews"))
+    status = call(endpoint, bearer(token(ROLE_USERS[role])), **stream_param(endpoint, "pageviews"))
     if endpoint.scope in ROLES[role]:
         assert status not in (401, 403)
     else:
