@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import re
 import time
 import uuid
 from pathlib import Path
@@ -128,9 +127,8 @@ def main() -> None:
     env = {"RIVERBED_RATE_LIMITS": "false", "RIVERBED_LOG_LEVEL": "WARNING"}
     if args.emit_interval is not None:
         env["RIVERBED_LIVE_EMIT_INTERVAL_SECONDS"] = str(args.emit_interval)
-    with embedded_stack(env) as (base, pids, headers):
-        url = f"redis://127.0.0.1:{_redis_port(pids)}/0"
-        log = redis.Redis.from_url(url)
+    with embedded_stack(env) as (base, pids, headers, stack_env):
+        log = redis.Redis.from_url(stack_env["REDIS_URL"])
         cpu_before = {n: cpu_seconds(pids[n]) for n in ("flow", "sink-redis", "valkey")}
         added_before = _entries_added(log)
         started = time.monotonic()
@@ -138,7 +136,7 @@ def main() -> None:
         elapsed = time.monotonic() - started
         cpu = {n: (cpu_seconds(pids[n]) - cpu_before[n]) / elapsed for n in cpu_before}
         updates = (_entries_added(log) - added_before) / elapsed
-        hops = breakdown(kafka_url(pids), log, result["sent"], result["seen"])
+        hops = breakdown(stack_env["KAFKA_BOOTSTRAP"], log, result["sent"], result["seen"])
     sse, floor = result["sse_ms"], result["accepted_ms"]
     emit = args.emit_interval if args.emit_interval is not None else "default"
     print(f"load: {result['events'] / elapsed:,.0f} events/s over {elapsed:.0f} s, emit {emit}")
@@ -214,24 +212,6 @@ def breakdown(
         names[b]: [t[b] - t[a] for t in stamps.values() if a in t and b in t]
         for a, b in itertools.pairwise(order)
     }
-
-
-def kafka_url(pids: dict[str, int]) -> str:
-    """tansu's address, from the API's environment (the stack hands it to every process)."""
-    env = Path(f"/proc/{pids['api']}/environ").read_bytes().split(b"\0")
-    for item in env:
-        if item.startswith(b"KAFKA_BOOTSTRAP="):
-            return item.split(b"=", 1)[1].decode()
-    raise SystemExit("KAFKA_BOOTSTRAP not found")
-
-
-def _redis_port(pids: dict[str, int]) -> int:
-    """valkey's port, from its process title ("valkey-server 127.0.0.1:PORT")."""
-    title = Path(f"/proc/{pids['valkey']}/cmdline").read_bytes().replace(b"\0", b" ")
-    found = re.search(rb"127\.0\.0\.1:(\d+)", title)
-    if found is None:
-        raise SystemExit(f"valkey's port not found in {title!r}")
-    return int(found.group(1))
 
 
 def _entries_added(client: redis.Redis) -> int:

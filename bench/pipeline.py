@@ -46,9 +46,10 @@ def percentile(values: list[float], q: float) -> float:
 @contextmanager
 def embedded_stack(
     extra_env: dict[str, str] | None = None,
-) -> Iterator[tuple[str, dict[str, int], dict[str, str]]]:
-    """Engines + pipeline processes in a temp dir; yields the base URL, process pids and the
-    headers that authenticate (an admin key, minted as `riverbed up` mints it)."""
+) -> Iterator[tuple[str, dict[str, int], dict[str, str], dict[str, str]]]:
+    """Engines + pipeline processes in a temp dir; yields the base URL, process pids, the
+    headers that authenticate (an admin key, minted as `riverbed up` mints it) and the
+    environment the processes were given (the engines' URLs)."""
     with tempfile.TemporaryDirectory(prefix="riverbed-bench-") as tmp:
         data_dir = Path(tmp)
         kafka, redis = start_kafka(data_dir), start_redis(data_dir)
@@ -78,7 +79,7 @@ def embedded_stack(
                 "valkey": redis.process.pid,
                 "clickhouse": clickhouse.process.pid,
             }
-            yield base, pids, {"Authorization": f"Bearer {admin.key}"}
+            yield base, pids, {"Authorization": f"Bearer {admin.key}"}, env
         finally:
             supervisor.stop()
             clickhouse.stop()
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         headers = {"Authorization": f"Bearer {key}"}
         result = run(args.url, headers, {}, args.events, args.batch, args.clients, args.probes)
     else:
-        with embedded_stack() as (base, pids, headers):
+        with embedded_stack() as (base, pids, headers, _):
             result = run(base, headers, pids, args.events, args.batch, args.clients, args.probes)
     result["machine"] = f"{os.cpu_count()} cores, python {sys.version.split()[0]}"
     print(json.dumps(result, indent=2))

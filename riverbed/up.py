@@ -61,6 +61,11 @@ class Stack:
     def base_url(self) -> str:
         return f"http://{self.settings.host}:{self.settings.api_port}"
 
+    @property
+    def redis_url(self) -> str:
+        """The embedded valkey's, or the configured server's."""
+        return self.env.get("REDIS_URL") or self.settings.require_redis()
+
 
 def up(settings: Settings, demo: bool = False, demo_rate: float = 50.0) -> int:
     """Run until SIGINT/SIGTERM; the exit status is 0, or 1/2 when nothing could start."""
@@ -213,15 +218,10 @@ def _start_engines(stack: Stack) -> None:
         print(f"  clickhouse  {_without_password(settings.clickhouse_url)}")
 
 
-def _status_client(stack: Stack) -> redis.Redis:
-    return redis.Redis.from_url(
-        stack.env.get("REDIS_URL") or stack.settings.require_redis(), socket_timeout=5
-    )
-
-
 def _run(stack: Stack, demo: bool, demo_rate: float) -> None:
-    redis_url = stack.env.get("REDIS_URL") or stack.settings.require_redis()
-    supervisor = Supervisor(stack.data_dir / "logs", stack.env, on_crash=crash_recorder(redis_url))
+    supervisor = Supervisor(
+        stack.data_dir / "logs", stack.env, on_crash=crash_recorder(stack.redis_url)
+    )
     for name, instance in instances(stack.settings):
         supervisor.add(name, instance)
     stop = threading.Event()
@@ -275,8 +275,7 @@ def _stop(stack: Stack, supervisor: Supervisor, traffic: DemoTraffic | None) -> 
     if traffic:
         traffic.stop()
     if stack.settings.embedded_kafka and "KAFKA_BOOTSTRAP" in stack.env:
-        redis_url = stack.env.get("REDIS_URL") or stack.settings.require_redis()
-        _drain_embedded(supervisor, stack.env["KAFKA_BOOTSTRAP"], redis_url)
+        _drain_embedded(supervisor, stack.env["KAFKA_BOOTSTRAP"], stack.redis_url)
     supervisor.stop()
     for watched in reversed(stack.engines):
         watched.engine.stop()
@@ -310,7 +309,7 @@ def _watch_engines(stack: Stack, supervisor: Supervisor) -> EngineWatcher:
             supervisor.resume()
 
     def record(watched: WatchedEngine, code: int) -> None:
-        client = _status_client(stack)
+        client = redis.Redis.from_url(stack.redis_url, socket_timeout=5)
         try:
             client.hset(ENGINES_KEY, watched.name, engine_record(watched, code))
         except redis.RedisError as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.staticfiles import StaticFiles
 
-from api.live.hub import FieldFilter, Filter
+from api.live.hub import FieldFilter
 from api.live.snapshots import Snapshot
 from api.live.stream import EventStream
 from api.services import Services
@@ -25,10 +25,6 @@ from riverbed.core.topology import ALERTS_CHANNEL, LIVE_CHANNEL, STATUS_CHANNEL,
 
 LIVE_PAGE = Path(__file__).resolve().parent.parent / "static" / "live"
 RETRY_MS = 2000  # how long EventSource waits before it reconnects
-
-
-def matcher(filters: dict[str, str]) -> Filter:
-    return FieldFilter(filters)
 
 
 def last_event_id(request: Request) -> str | None:
@@ -57,7 +53,7 @@ async def follow(
     services: Services = request.app.state.services
     subscription = await services.hub.follow(
         channel,
-        matcher(filters),
+        FieldFilter(filters),
         snapshot,
         last_event_id(request),
         caller_of(request),
@@ -66,15 +62,19 @@ async def follow(
     return EventStream(subscription.batches(), subscription.close, RETRY_MS)
 
 
+def query_filters(request: Request, names: tuple[str, ...]) -> dict[str, str]:
+    """The filters of a live route among its query parameters; 404 for an unknown stream
+    instead of a stream that stays silent."""
+    services: Services = request.app.state.services
+    filters = {k: request.query_params[k] for k in names if k in request.query_params}
+    if "stream" in filters:
+        services.stream(filters["stream"])
+    return filters
+
+
 async def live_metrics(request: Request) -> EventStream:
     services: Services = request.app.state.services
-    filters = {
-        k: request.query_params[k]
-        for k in ("stream", "field", "group")
-        if k in request.query_params
-    }
-    if "stream" in filters:
-        services.stream(filters["stream"])  # 404 for an unknown stream instead of silence
+    filters = query_filters(request, ("stream", "field", "group"))
     streams = [filters["stream"]] if "stream" in filters else services.catalog.names()
 
     async def snapshot() -> list[bytes | str]:
@@ -88,24 +88,16 @@ async def no_snapshot() -> list[bytes | str]:
     return []
 
 
-def _filters(request: Request, names: tuple[str, ...]) -> dict[str, str]:
-    services: Services = request.app.state.services
-    filters = {k: request.query_params[k] for k in names if k in request.query_params}
-    if "stream" in filters:
-        services.stream(filters["stream"])  # 404 for an unknown stream instead of silence
-    return filters
-
-
 async def live_events(request: Request) -> EventStream:
     """A sample of the events the agents processed (``tail``), at most
     ``RIVERBED_LIVE_TAIL_EVENTS_PER_SECOND`` per stream and agent process."""
-    filters = _filters(request, ("stream",))
+    filters = query_filters(request, ("stream",))
     return await follow(request, TAIL_CHANNEL, filters, no_snapshot, "none")
 
 
 async def live_alerts(request: Request) -> EventStream:
     """Alerts as they fire and resolve (``alert``), as the alert rules write them."""
-    filters = _filters(request, ("stream", "rule"))
+    filters = query_filters(request, ("stream", "rule"))
     return await follow(request, ALERTS_CHANNEL, filters, no_snapshot, "none")
 
 
@@ -113,7 +105,7 @@ async def live_status(request: Request) -> EventStream:
     """The pipeline's processes (``snapshot``, from their heartbeats), then each change
     (``status``): a process started, stopped or crashed, an embedded engine restarted."""
     services: Services = request.app.state.services
-    filters = _filters(request, ("component",))
+    filters = query_filters(request, ("component",))
     return await follow(
         request, STATUS_CHANNEL, filters, services.live.process_snapshot, "processes"
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from riverbed.core.heartbeat import summarise
 from riverbed.core.redis import as_text
 from riverbed.core.topology import (
     HEARTBEAT_PREFIX,
@@ -58,18 +59,12 @@ class LiveValues:
     async def process_snapshot(self) -> list[bytes | str]:
         """The pipeline's processes by component, from the heartbeats still alive: what the
         status channel shows before its changes."""
-        now = time.time()
-        found: dict[str, dict[str, Any]] = {}
-        async for key in self.redis.scan_iter(f"{HEARTBEAT_PREFIX}:*", count=500):
-            raw = await self.redis.get(key)
-            if raw is None:
-                continue
-            component = as_text(key)[len(HEARTBEAT_PREFIX) + 1 :].split(":", 1)[0]
-            entry = found.setdefault(
-                component,
-                {"kind": "process", "component": component, "instances": 0, "oldest_beat_s": 0.0},
-            )
-            entry["instances"] += 1
-            age = round(now - json.loads(raw)["at"], 1)
-            entry["oldest_beat_s"] = max(entry["oldest_beat_s"], age)
-        return [json.dumps(entry) for _, entry in sorted(found.items())]
+        beats = [
+            (key, await self.redis.get(key))
+            async for key in self.redis.scan_iter(f"{HEARTBEAT_PREFIX}:*", count=500)
+        ]
+        report = summarise(beats, time.time())
+        return [
+            json.dumps({"kind": "process", "component": component, **entry})
+            for component, entry in sorted(report.items())
+        ]

@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -75,14 +76,18 @@ def start_heartbeat(redis_url: str, component: str) -> Heartbeat:
 
 def live_components(client: redis.Redis) -> dict[str, dict[str, Any]]:
     """``{component: {"instances": n, "oldest_beat_s": age}}`` from the keys still alive."""
-    now = time.time()
+    beats = ((key, client.get(key)) for key in client.scan_iter(f"{HEARTBEAT_PREFIX}:*", count=500))
+    return summarise(beats, time.time())
+
+
+def summarise(beats: Iterable[tuple[Any, Any]], now: float) -> dict[str, dict[str, Any]]:
+    """Heartbeat keys and their values (None: expired meanwhile) by component, as
+    :func:`live_components` reports them; shared with readers on an asyncio client."""
     report: dict[str, dict[str, Any]] = {}
-    for key in client.scan_iter(f"{HEARTBEAT_PREFIX}:*", count=500):
-        name = as_text(key)
-        component = name[len(HEARTBEAT_PREFIX) + 1 :].split(":", 1)[0]
-        raw = client.get(key)
+    for key, raw in beats:
         if raw is None:
             continue
+        component = as_text(key)[len(HEARTBEAT_PREFIX) + 1 :].split(":", 1)[0]
         age = round(now - json.loads(raw)["at"], 1)
         entry = report.setdefault(component, {"instances": 0, "oldest_beat_s": 0.0})
         entry["instances"] += 1

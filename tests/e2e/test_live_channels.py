@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -21,20 +20,9 @@ from riverbed.core.live_log import append
 from riverbed.core.settings import Settings
 from riverbed.core.topology import ALERTS_CHANNEL
 from tests.conftest import Pipeline, bearer
-from tests.helpers.sse import Message, messages
+from tests.helpers.sse import Message, messages, read_until
 
 pytestmark = pytest.mark.e2e
-
-
-def read_until(
-    stream: Iterator[Message], done: Callable[[Message], bool], deadline: float
-) -> list[Message]:
-    got: list[Message] = []
-    for message in stream:
-        got.append(message)
-        if done(message) or time.monotonic() > deadline:
-            break
-    return got
 
 
 def test_the_tail_shows_processed_events_of_the_stream(pipeline: Pipeline) -> None:
@@ -49,17 +37,17 @@ def test_the_tail_shows_processed_events_of_the_stream(pipeline: Pipeline) -> No
         assert next(stream).event == "ready"
         seen: list[Message] = []
         deadline = time.monotonic() + 60
+
+        def ours(message: Message) -> bool:
+            return message.event == "tail" and message.json()["event"].get("page") == page
+
         # The tail is a sample: post until one of this test's events shows (the first does,
         # unless another test used up this second's share).
         while not seen and time.monotonic() < deadline:
             event = {"user_id": "u1", "page": page, "load_ms": 1.0, "ts": int(time.time() * 1000)}
             client.post("/v1/streams/pageviews/events", json=event).raise_for_status()
-            got = read_until(
-                stream,
-                lambda m: m.event == "tail" and m.json()["event"].get("page") == page,
-                time.monotonic() + 5,
-            )
-            seen = [m for m in got if m.event == "tail" and m.json()["event"].get("page") == page]
+            got = read_until(stream, lambda got: ours(got[-1]), time.monotonic() + 5)
+            seen = [m for m in got if ours(m)]
     assert seen, "no event of this test reached the tail"
     tail = seen[0]
     assert tail.id and tail.json()["stream"] == "pageviews"

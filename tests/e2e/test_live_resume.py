@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
 from tests.conftest import WINDOW_SECONDS, Pipeline
-from tests.helpers.sse import Message, messages
+from tests.helpers.sse import messages, read_until
 
 pytestmark = pytest.mark.e2e
 WINDOW_MS = WINDOW_SECONDS * 1000
@@ -30,17 +29,6 @@ def next_window() -> int:
     clock) for the whole test, so its count goes 3, then 7."""
     now = time.time_ns() // 1_000_000
     return now - now % WINDOW_MS + WINDOW_MS
-
-
-def read_until(
-    stream: Iterator[Message], done: Callable[[list[Message]], bool], deadline: float
-) -> list[Message]:
-    got: list[Message] = []
-    for message in stream:
-        got.append(message)
-        if done(got) or time.monotonic() > deadline:
-            break
-    return got
 
 
 def test_a_reconnect_with_last_event_id_gets_exactly_what_it_missed(pipeline: Pipeline) -> None:

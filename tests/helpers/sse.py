@@ -4,7 +4,8 @@ lines into messages, as EventSource does."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,3 +44,15 @@ def messages(response: httpx.Response) -> Iterator[Message]:
             entry_id = value
         elif name == "retry":
             retry = int(value)
+
+
+def read_until(
+    stream: Iterator[Message], done: Callable[[list[Message]], bool], deadline: float
+) -> list[Message]:
+    """Messages until ``done(the messages so far)`` or the (monotonic) deadline passes."""
+    got: list[Message] = []
+    for message in stream:
+        got.append(message)
+        if done(got) or time.monotonic() > deadline:
+            break
+    return got

@@ -16,10 +16,12 @@ class CountingKeys:
     def __init__(self, answer: Any) -> None:
         self.answer = answer
         self.lookups = 0
+        self.started = threading.Event()
         self.release = threading.Event()
 
     def verify(self, key: str) -> Any:
         self.lookups += 1
+        self.started.set()
         self.release.wait(5)
         return self.answer
 
@@ -28,7 +30,9 @@ def crowd(keys: CountingKeys, key: str, size: int) -> list[Any]:
     async def scenario() -> list[Any]:
         cache = KeyCache(cast(ApiKeys, keys))
         waiting = [asyncio.create_task(cache.verify(key)) for _ in range(size)]
-        await asyncio.sleep(0)  # every request is now waiting on a lookup
+        # Once a lookup runs, every request has passed the cache (they all ran before the
+        # loop came back here) and waits on a lookup.
+        assert await asyncio.to_thread(keys.started.wait, 5)
         keys.release.set()
         return await asyncio.gather(*waiting)
 
