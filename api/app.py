@@ -29,6 +29,7 @@ from api.endpoint import Endpoint
 from api.engine_relay import EngineRelay, Slots
 from api.heap import keep_frozen
 from api.ingest.batch import LateCheck
+from api.ingest.journal import JournalJanitor, replay
 from api.ingest.service import Ingestor
 from api.live.hub import Hub
 from api.middleware import ResponseHeaders, allowed_hosts
@@ -46,6 +47,7 @@ from riverbed.core.breaker import CircuitBreaker
 from riverbed.core.clickhouse import connect
 from riverbed.core.first_copies import FirstCopies
 from riverbed.core.heartbeat import start_heartbeat
+from riverbed.core.journal import Journal, JournalWriter
 from riverbed.core.kafka import AsyncProducer, producer_config
 from riverbed.core.settings import Settings
 from schemas.bootstrap import bootstrap_catalog
@@ -53,6 +55,39 @@ from streams.metrics.store import MetricStore
 from streams.reference_store import ReferenceStore
 
 log = logging.getLogger(__name__)
+
+
+def open_journal(settings: Settings) -> JournalWriter:
+    """The ingest journal of ``settings``' data dir, written by this (the only) API process."""
+    return JournalWriter(
+        Journal(
+            settings.journal_dir,
+            segment_bytes=settings.journal_segment_bytes,
+            segment_seconds=settings.journal_segment_seconds,
+            max_bytes=settings.journal_max_bytes,
+        )
+    )
+
+
+async def start_journal(app: Starlette, services: Services) -> asyncio.Task[None] | None:
+    """With a journal: replay it into a new broker before ingest opens, then keep deleting
+    the segments whose events are stored (the janitor's task, returned)."""
+    writer = services.ingestor.journal
+    if writer is None:
+        return None
+    settings = services.settings
+    replayed = await replay(
+        settings, writer.journal, services.producer, services.ingestor.first_copies
+    )
+    app.state.journal_janitor = janitor = JournalJanitor(
+        writer.journal,
+        services.clickhouse,
+        settings.clickhouse_database,
+        settings.journal_retention_seconds,
+        lambda: services.catalog.specs().keys(),
+    )
+    janitor.replayed = replayed
+    return asyncio.create_task(janitor.run())
 
 
 def build_services(settings: Settings) -> Services:
@@ -85,6 +120,7 @@ def build_services(settings: Settings) -> Services:
             late=LateCheck(
                 settings.window_seconds * 1000, settings.allowed_lateness_seconds * 1000
             ),
+            journal=open_journal(settings) if settings.journal else None,
         ),
         events=EventStore(engine, database),
         dead_letters=DeadLetterStore(engine, database, sync_redis),
@@ -142,6 +178,7 @@ def create_app(
             app.state.identity = await anyio.to_thread.run_sync(build_identity, settings)
         services = await anyio.to_thread.run_sync(build_services, settings)
         app.state.services = services
+        janitor = await start_journal(app, services)
         if settings.rate_limits:
             app.state.rate_limiter = RateLimiter(services.redis, settings)
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, services.ingestor.close)
@@ -150,12 +187,16 @@ def create_app(
         try:
             yield
         finally:
+            if janitor is not None:
+                janitor.cancel()
             follower.cancel()
             heartbeat.stop()
             services.reference.close()
             await services.relay.aclose()
             await services.hub.close()
             services.producer.close()
+            if services.ingestor.journal is not None:
+                services.ingestor.journal.close()
             services.catalog.stop()
             await services.redis.aclose()
             services.clickhouse.close()

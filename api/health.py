@@ -93,6 +93,7 @@ async def readyz(request: Request) -> JSONResponse:
     engines = {
         as_text(k): json.loads(v) for k, v in (await services.redis.hgetall(ENGINES_KEY)).items()
     }
+    janitor = getattr(request.app.state, "journal_janitor", None)
     return JSONResponse(
         {
             "ready": ready,
@@ -100,6 +101,7 @@ async def readyz(request: Request) -> JSONResponse:
             "components": results,
             "processes": pipeline,
             "engine_restarts": engines,
+            "journal": janitor.status() if janitor is not None else None,
             "streams": streams,
         },
         status_code=200 if ready else 503,

@@ -146,8 +146,12 @@ class SseWatcher:
                     if self.stop.is_set():
                         return
                     if line.startswith("data:"):
-                        group = json.loads(line[5:])["group"]
-                        if group.startswith(self.prefix) and group not in self.first_seen:
+                        group = json.loads(line[5:]).get("group")  # updates, not `ready`
+                        if (
+                            isinstance(group, str)
+                            and group.startswith(self.prefix)
+                            and group not in self.first_seen
+                        ):
                             self.first_seen[group] = now_ms()
         except httpx.HTTPError:
             if not self.stop.is_set():
@@ -235,6 +239,53 @@ def run(
     }
 
 
+def journal_ceiling(events: int, batch: int) -> float:
+    """Events/s the journal alone takes (encode, write, fsync; 8 writers), on this disk."""
+    from riverbed.core.journal import Journal, JournalRecord, JournalWriter
+
+    value = json.dumps(page_view("/ceiling", 1)).encode()
+    records = [
+        JournalRecord("events.pageviews", b"u1", value, f"e{i}", now_ms()) for i in range(batch)
+    ]
+
+    async def write_all(writer: JournalWriter) -> None:
+        queue = list(range(0, events, batch))
+
+        async def one() -> None:
+            while queue:
+                queue.pop()
+                await writer.write(records)
+
+        await asyncio.gather(*(one() for _ in range(8)))
+
+    with tempfile.TemporaryDirectory(prefix="riverbed-journal-") as tmp:
+        writer = JournalWriter(Journal(Path(tmp)))
+        started = time.perf_counter()
+        asyncio.run(write_all(writer))
+        elapsed = time.perf_counter() - started
+        writer.close()
+    return events / elapsed
+
+
+def compare_journal(args: argparse.Namespace) -> int:
+    """One stack without the journal, one with it, the same load; and the journal alone."""
+    rows = []
+    for label, env in (("off", {}), ("on", {"RIVERBED_JOURNAL": "true"})):
+        with embedded_stack(env) as (base, pids, headers, _):
+            result = run(base, headers, pids, args.events, args.batch, args.clients, args.probes)
+        rows.append((label, result))
+    ceiling = journal_ceiling(args.events, args.batch)
+    print(f"\n{'journal':<8} {'ingest ev/s':>12} {'POST->CH p50':>13} {'p99':>7}")
+    for label, result in rows:
+        lat = result["post_to_clickhouse_ms"]
+        print(
+            f"{label:<8} {result['ingest_events_per_s']:>12} {lat['p50']:>10.0f} ms "
+            f"{lat['p99']:>4.0f} ms"
+        )
+    print(f"journal alone (encode + write + fsync, 8 writers): {ceiling:,.0f} events/s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="base URL of a running Riverbed (default: start one)")
@@ -245,14 +296,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--probes", type=int, default=100)
+    parser.add_argument(
+        "--journal",
+        choices=("off", "on", "both"),
+        default="off",
+        help="the ingest journal (riverbed up turns it on); both: one stack each, compared",
+    )
     args = parser.parse_args(argv)
     if args.url:
         key = args.key or os.environ.get("RIVERBED_API_KEY")
         key = key or (Settings().data_dir / ADMIN_KEY_FILE).read_text().strip()
         headers = {"Authorization": f"Bearer {key}"}
         result = run(args.url, headers, {}, args.events, args.batch, args.clients, args.probes)
+    elif args.journal == "both":
+        return compare_journal(args)
     else:
-        with embedded_stack() as (base, pids, headers, _):
+        env = {"RIVERBED_JOURNAL": "true"} if args.journal == "on" else {}
+        with embedded_stack(env) as (base, pids, headers, _):
             result = run(base, headers, pids, args.events, args.batch, args.clients, args.probes)
     result["machine"] = f"{os.cpu_count()} cores, python {sys.version.split()[0]}"
     print(json.dumps(result, indent=2))

@@ -181,12 +181,17 @@ def _start_engines(stack: Stack) -> None:
                 "kafka (tansu)",
                 kafka,
                 partial(start_kafka, data_dir, port),
-                lost_on_restart="its topics were in memory: records no stage had processed yet "
-                "are lost",
+                lost_on_restart="its topics were in memory: the API replays the journal of "
+                "accepted events into the new broker; open windows are computed again",
             )
         )
         stack.env["KAFKA_BOOTSTRAP"] = kafka.url
-        print(f"  kafka    {kafka.url}  (embedded tansu, in-memory)")
+        # Its acks are not durable: the API journals what it accepts and refills the broker.
+        stack.env["RIVERBED_JOURNAL"] = "true"
+        print(
+            f"  kafka    {kafka.url}  (embedded tansu, in-memory; journal in "
+            f"{settings.journal_dir})"
+        )
     else:
         print(f"  kafka    {settings.kafka_bootstrap}")
     if settings.embedded_redis:

@@ -27,6 +27,7 @@ from riverbed.core.topology import (
     events_table,
     stream_of_topic,
 )
+from riverbed.core.window_versions import stored_version
 from schemas import codec, wire
 from schemas.registry import SchemaRegistry
 from schemas.registry_errors import SchemaNotFound
@@ -124,10 +125,10 @@ class ClickHouseWriter:
         raw = message.value() or b""
         if topic == METRICS_TOPIC:
             schema_id, record = codec.decode(self.registry, raw)
-            return METRICS_TABLE, self._converter(schema_id)(record)
+            return METRICS_TABLE, _ranked(self._converter(schema_id)(record))
         if topic == METRIC_RESULTS_TOPIC:
             schema_id, record = codec.decode(self.registry, raw)
-            row = self._converter(schema_id)(record)
+            row = _ranked(self._converter(schema_id)(record))
             return METRIC_RESULTS_TABLE, {**row, "deleted": int(record["deleted"])}
         if topic == AUDIT_TOPIC:
             schema_id, record = codec.decode(self.registry, raw)
@@ -171,3 +172,8 @@ class ClickHouseWriter:
             message.key(),
             codec.event_id_of(self.registry, message.value() or b""),
         )
+
+
+def _ranked(row: dict[str, Any]) -> dict[str, Any]:
+    """A window row whose ``version`` ranks a first final above everything after it."""
+    return {**row, "version": stored_version(int(row["version"]), bool(row["final"]))}

@@ -1,8 +1,8 @@
 """Live metric values in Redis: latest per metric, a bounded recent series, and a live log.
 
-Each update is applied by a Lua script that keeps only the highest version per window, so a
-re-delivered or re-computed update never moves a value backwards, and logs only what it
-applied. Keys (all under ``riverbed:``):
+Each update is applied by a Lua script that keeps only the highest version per window, and a
+window's first final value for good, so a re-delivered or re-computed update never moves a value
+backwards, and logs only what it applied. Keys (all under ``riverbed:``):
 
 - ``latest:{stream}`` hash, field ``{field}|{group}`` -> JSON of the newest window's update
 - ``series:{stream}:{field}:{group}`` sorted set by window start, the last N windows
@@ -44,7 +44,10 @@ local series, latest, log = KEYS[1], KEYS[2], KEYS[3]
 local member, update, start, version = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local current = redis.call('ZRANGEBYSCORE', series, start, start)
 if #current > 0 then
-  if tonumber(cjson.decode(current[1])['version']) >= version then return 0 end
+  local stored = cjson.decode(current[1])
+  -- A final value is never replaced (riverbed.core.window_versions says why).
+  if stored['final'] == true then return 0 end
+  if tonumber(stored['version']) >= version then return 0 end
   redis.call('ZREMRANGEBYSCORE', series, start, start)
 end
 if ARGV[7] == '1' then

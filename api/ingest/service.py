@@ -12,6 +12,7 @@ later one Kafka record can carry a batch of events without touching validation o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,9 +22,10 @@ from typing import Any
 import anyio.to_thread
 from redis.exceptions import RedisError
 
-from api.ingest.batch import DuplicateEvent, LateCheck, PreparedBatch, prepare_batch
+from api.ingest.batch import AcceptedEvent, DuplicateEvent, LateCheck, PreparedBatch, prepare_batch
 from riverbed.core.errors import Invalid, Unavailable
 from riverbed.core.first_copies import FirstCopies, source_position
+from riverbed.core.journal import JournalFailed, JournalRecord, JournalWriter
 from riverbed.core.kafka import AsyncProducer, Delivery, KafkaUnavailable, OutgoingRecord
 from riverbed.core.topology import dlq_topic, events_topic
 from schemas import codec
@@ -147,8 +149,10 @@ class Ingestor:
         max_future_ms: int | None = 300_000,
         first_copies: FirstCopies | None = None,
         late: LateCheck | None = None,
+        journal: JournalWriter | None = None,
     ) -> None:
         self.late = late
+        self.journal = journal
         self.catalog = catalog
         self.first_copies = first_copies
         self.registry = registry
@@ -196,13 +200,37 @@ class Ingestor:
         duplicates. Raises :class:`NotAcknowledged`."""
         self.catalog.check_open(spec.name)  # a stream being deleted takes nothing more
         batch = await self._set_aside_earlier_copies(spec, batch)
+        if self.journal is not None:
+            self.journal.journal.check_room()  # full: refuse before anything is sent
         records = await anyio.to_thread.run_sync(self.records, spec, batch, writer_id)
         try:
-            deliveries = await self._deliver(records)
+            deliveries = await self._deliver_durably(spec, batch, records)
         except KafkaUnavailable as exc:
             event_ids = [e.event_id for e in batch.accepted]
             raise NotAcknowledged(exc.detail, event_ids, exc.retry_after) from None
         return await self._claim_first_copies(spec, batch, deliveries[: len(batch.accepted)])
+
+    async def _deliver_durably(
+        self, spec: StreamSpec, batch: PreparedBatch, records: list[OutgoingRecord]
+    ) -> list[Delivery]:
+        """Kafka's acks and, with a journal, its fsync of the accepted events, side by side:
+        an in-memory broker's ack alone does not make an event durable."""
+        if self.journal is None or not batch.accepted:
+            return await self._deliver(records)
+        journaled = [
+            JournalRecord(r.topic, r.key, r.value or b"", e.event_id, _event_time(spec, e))
+            for r, e in zip(records, batch.accepted, strict=False)
+        ]
+        delivered, written = await asyncio.gather(
+            self._deliver(records), self.journal.write(journaled), return_exceptions=True
+        )
+        if isinstance(delivered, BaseException):
+            raise delivered
+        if isinstance(written, BaseException):
+            if isinstance(written, JournalFailed):
+                written.event_ids = [e.event_id for e in batch.accepted]
+            raise written
+        return delivered
 
     async def _set_aside_earlier_copies(
         self, spec: StreamSpec, batch: PreparedBatch
@@ -311,6 +339,12 @@ class Ingestor:
                 "with the same event_ids, duplicates are dropped"
             )
         return deliveries
+
+
+def _event_time(spec: StreamSpec, event: AcceptedEvent) -> int:
+    """The ``event_time`` the stored row will have: the time field, else the ingest time."""
+    value = event.datum.get(spec.time_field) if spec.time_field else None
+    return value if isinstance(value, int) else int(event.datum["ingested_at"])
 
 
 def _as_duplicates(batch: PreparedBatch, indexes: set[int]) -> PreparedBatch:

@@ -7,10 +7,12 @@ from typing import Any
 from api.stores.events import PLAIN_INTEGERS
 from riverbed.core.clickhouse import ClickHouse, quote
 from riverbed.core.topology import METRIC_RESULTS_TABLE
+from riverbed.core.window_versions import SHOWN_VERSION_SQL
 
 COLUMNS = (
     "group_key, `group`, toUnixTimestamp64Milli(window_start) AS window_start,"
-    " toUnixTimestamp64Milli(window_end) AS window_end, count, `values`, final, version"
+    " toUnixTimestamp64Milli(window_end) AS window_end, count, `values`, final, "
+    + SHOWN_VERSION_SQL
 )
 
 

@@ -132,6 +132,16 @@ class Settings(BaseSettings):
         "what the stream accepted before answering 503 (repeat the DELETE to finish).",
     )
     dedup_horizon_seconds: int = 24 * 3600
+    # The ingest journal (riverbed.core.journal): accepted events fsync'd in the data dir
+    # before the 202, produced again into a broker that restarted empty. ``riverbed up`` turns
+    # it on for its in-memory broker; a real Kafka cluster is durable and needs none.
+    journal: bool = False
+    journal_max_bytes: int = Field(default=4 * 1024**3, ge=1024 * 1024)
+    journal_segment_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
+    journal_segment_seconds: float = Field(default=30.0, gt=0)
+    # A segment is deleted once its events are in ClickHouse and it is older than this, so
+    # that the windows open when a broker died can be computed again from it.
+    journal_retention_seconds: float = Field(default=900.0, ge=0)
     max_future_skew_seconds: int = 300
 
     sink_batch_size: int = 5000
@@ -217,6 +227,10 @@ class Settings(BaseSettings):
     @property
     def metrics_path(self) -> Path:
         return self.metrics_file or self.data_dir / "metrics.yaml"
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.data_dir / "journal"
 
     @property
     def flow_recovery_dir(self) -> Path:

@@ -27,6 +27,8 @@ CLEAN_PATTERN = r"^clean\..+"
 DLQ_PATTERN = r"^dlq\..+"
 
 #: A routing rule may not send events into a topic Riverbed owns.
+# Created once the ingest journal was replayed into a broker: missing, the broker is new.
+JOURNAL_MARKER_TOPIC = "_riverbed_journal"
 RESERVED_TOPIC_PREFIXES = (EVENTS_PREFIX, CLEAN_PREFIX, DLQ_PREFIX, REFERENCE_PREFIX, "_", "__")
 RESERVED_TOPICS = frozenset({METRICS_TOPIC, METRIC_RESULTS_TOPIC, AUDIT_TOPIC})
 

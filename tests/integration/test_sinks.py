@@ -19,11 +19,13 @@ from riverbed.core.redis import as_text
 from riverbed.core.settings import Settings
 from riverbed.core.topology import (
     LIVE_CHANNEL,
+    METRICS_TOPIC,
     clean_topic,
     dlq_topic,
     latest_key,
     series_key,
 )
+from riverbed.core.window_versions import SHOWN_VERSION_SQL
 from riverbed.embedded import start_kafka
 from schemas import codec
 from schemas.bootstrap import pipeline_topics
@@ -69,6 +71,19 @@ def test_redis_upsert_keeps_the_highest_version_of_a_window(
     assert applied == [True, False]
     (value,) = metrics_writer.client.zrange(series_key(stream, "*", "g"), 0, -1)
     assert json.loads(value)["count"] == 20
+
+
+def test_redis_keeps_a_windows_first_final_value(metrics_writer: RedisMetricsWriter) -> None:
+    """A window computed again later, from part of its events (a broker refilled from the
+    journal), must not replace the final value the complete window had."""
+    stream = f"s{uuid.uuid4().hex[:6]}"
+    final = {**update(stream, "g", 0, 5, 10), "final": True}
+    applied = metrics_writer.apply(
+        [final, update(stream, "g", 0, 9, 3), {**update(stream, "g", 0, 10, 4), "final": True}]
+    )
+    assert applied == [True, False, False]
+    (value,) = metrics_writer.client.zrange(series_key(stream, "*", "g"), 0, -1)
+    assert (json.loads(value)["count"], json.loads(value)["version"]) == (10, 5)
 
 
 def test_redis_latest_never_moves_back_to_an_older_window(
@@ -337,3 +352,32 @@ def test_query_parameters_carry_hostile_text_and_arrays_as_values(sink_setup: di
         {"ids": ids, "one": "'); DROP TABLE x; --", "n": -(2**63)},
     )
     assert result.rows == [[ids, "'); DROP TABLE x; --", -(2**63)]]
+
+
+def test_clickhouse_keeps_a_windows_first_final_value_and_shows_its_version(
+    sink_setup: dict,
+) -> None:
+    """Running values give way to newer ones and to the final; a later final (a window
+    computed again from part of its events) gives way to the first."""
+    registry: SchemaRegistry = sink_setup["registry"]
+    metrics_id = sink_setup["catalog"].metrics_id
+    stream = f"s{uuid.uuid4().hex[:6]}"
+    rows = [
+        update(stream, "g", 0, 3, 6),
+        {**update(stream, "g", 0, 5, 10), "final": True},
+        update(stream, "g", 0, 9, 3),
+        {**update(stream, "g", 0, 10, 4), "final": True},
+        update(stream, "g", 60_000, 7, 2),
+        update(stream, "g", 60_000, 8, 5),
+    ]
+    values = [codec.encode(registry, metrics_id, row) for row in rows]
+    messages = produce_and_consume(sink_setup["kafka"], METRICS_TOPIC, values)
+    writer: ClickHouseWriter = sink_setup["writer"]
+    for message in messages:  # one batch each, in order, as a sink meets them over time
+        writer.write([message])
+    engine: ChdbEngine = sink_setup["engine"]
+    kept = engine.query(
+        f"SELECT toUnixTimestamp64Milli(window_start), count, final, {SHOWN_VERSION_SQL} "
+        f"FROM sinkdb.metrics FINAL WHERE stream = '{stream}' ORDER BY window_start"
+    )
+    assert [tuple(r) for r in kept.rows] == [(0, 10, True, 5), (60_000, 5, False, 8)]

@@ -1,0 +1,99 @@
+"""The journal's janitor against a real ClickHouse (chdb): a segment goes only once every event
+in it is stored and it is older than the retention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from api.ingest.journal import JournalJanitor
+from riverbed.core.clickhouse import ChdbEngine
+from riverbed.core.journal import Journal, JournalRecord, encode_entry
+from sinks.ddl import create_dead_letters_table
+
+pytestmark = pytest.mark.integration
+
+NOW = 1_800_000_000_000
+
+
+def _events(ids: list[str], stream: str = "s") -> list[JournalRecord]:
+    return [JournalRecord(f"events.{stream}", None, b"v", i, NOW - 5_000) for i in ids]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> ChdbEngine:
+    engine = ChdbEngine(tmp_path_factory.mktemp("janitor-chdb"))
+    engine.command("CREATE DATABASE IF NOT EXISTS jdb")
+    engine.command(
+        "CREATE TABLE jdb.events_s (event_time DateTime64(3, 'UTC'), event_id String) "
+        "ENGINE = ReplacingMergeTree ORDER BY (event_time, event_id)"
+    )
+    engine.command(create_dead_letters_table("jdb"))
+    return engine
+
+
+def _store(engine: ChdbEngine, ids: list[str]) -> None:
+    engine.insert_json_rows(
+        "jdb", "events_s", [{"event_time": (NOW - 5_000) / 1000, "event_id": i} for i in ids]
+    )
+
+
+def _janitor(journal: Journal, engine: ChdbEngine, clock: list[int]) -> JournalJanitor:
+    return JournalJanitor(journal, engine, "jdb", 60, lambda: ["s"], clock_ms=lambda: clock[0])
+
+
+def test_a_segment_stays_until_each_of_its_events_is_stored(
+    tmp_path: Path, engine: ChdbEngine
+) -> None:
+    journal = Journal(tmp_path)
+    journal.append([encode_entry(_events(["a1", "a2", "a3"]), NOW)])
+    journal.roll()
+    clock = [NOW + 61_000]
+    janitor = _janitor(journal, engine, clock)
+    _store(engine, ["a1", "a2"])
+    assert janitor.sweep() == 0
+    assert "not stored yet" in janitor.waiting_on and "'s': 1" in janitor.waiting_on
+    engine.insert_json_rows(
+        "jdb",
+        "dead_letters",
+        [
+            {
+                "dlq_id": "x",
+                "stream": "s",
+                "stage": "agents",
+                "error": "e",
+                "original": "",
+                "event_id": "a3",
+                "failed_at": NOW / 1000,
+            }
+        ],
+    )
+    assert janitor.sweep() == 1  # a dead letter is stored too
+    assert journal.segments() == []
+
+
+def test_a_stored_segment_stays_for_the_retention_and_the_active_one_always(
+    tmp_path: Path, engine: ChdbEngine
+) -> None:
+    journal = Journal(tmp_path)
+    journal.append([encode_entry(_events(["b1"]), NOW)])
+    journal.roll()
+    journal.append([encode_entry(_events(["b2"]), NOW)])  # the active segment
+    _store(engine, ["b1", "b2"])
+    clock = [NOW + 30_000]
+    janitor = _janitor(journal, engine, clock)
+    assert janitor.sweep() == 0
+    assert "within the retention" in janitor.waiting_on
+    clock[0] = NOW + 61_000
+    assert janitor.sweep() == 1
+    assert len(journal.segments()) == 1  # the one still written to
+
+
+def test_events_of_a_deleted_stream_do_not_hold_the_journal(
+    tmp_path: Path, engine: ChdbEngine
+) -> None:
+    journal = Journal(tmp_path)
+    journal.append([encode_entry(_events(["c1"], stream="gone"), NOW)])
+    journal.roll()
+    assert _janitor(journal, engine, [NOW + 61_000]).sweep() == 1
