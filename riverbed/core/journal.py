@@ -286,7 +286,9 @@ class JournalWriter:
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
-        self._pending: list[tuple[bytes, asyncio.Future[None], asyncio.AbstractEventLoop]] = []
+        self._pending: list[
+            tuple[Sequence[JournalRecord], asyncio.Future[None], asyncio.AbstractEventLoop]
+        ] = []
         self._cond = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
@@ -298,11 +300,10 @@ class JournalWriter:
         self.journal.check_room()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        entry = encode_entry(records, time.time_ns() // 1_000_000)
         with self._cond:
             if self._stopped:
                 raise JournalFailed("the journal is closed")
-            self._pending.append((entry, future, loop))
+            self._pending.append((records, future, loop))
             self._cond.notify()
         await future
 
@@ -324,10 +325,11 @@ class JournalWriter:
                     return
             error: BaseException | None = None
             try:
-                self.journal.append([entry for entry, _, _ in batch])
-            except OSError as exc:
-                log.error("journal write failed: %s", exc)
-                error = JournalFailed(str(exc))
+                now = time.time_ns() // 1_000_000  # encoded here, off the event loop
+                self.journal.append([encode_entry(records, now) for records, _, _ in batch])
+            except Exception as exc:  # the writer thread must outlive any one batch
+                log.exception("journal write failed")
+                error = JournalFailed(f"{type(exc).__name__}: {exc}")
             for _, future, loop in batch:
                 loop.call_soon_threadsafe(_settle, future, error)
 
