@@ -38,6 +38,7 @@ from api.ratelimit import RateLimiter
 from api.reference import declared_tables
 from api.routes import ROUTES, starlette_routes
 from api.services import Services
+from api.slow_clients import header_timeout_protocol
 from api.stores.audit import AuditStore
 from api.stores.dead_letters import DeadLetterStore
 from api.stores.events import EventStore
@@ -264,6 +265,7 @@ def run(settings: Settings) -> None:
         # limit in the hub, inside this one).
         timeout_keep_alive=5,
         limit_concurrency=settings.max_connections + settings.live_max_connections,
+        http=header_timeout_protocol(settings.header_read_timeout_seconds),
     )
     ApiServer(config, app).run()
 

@@ -246,6 +246,7 @@ def pipeline(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "RIVERBED_ALLOWED_LATENESS_SECONDS": str(LATENESS_SECONDS),
         "RIVERBED_WINDOW_IDLE_GRACE_SECONDS": "1",
         "RIVERBED_BODY_READ_TIMEOUT_SECONDS": "2",  # so a test can be a slow client
+        "RIVERBED_HEADER_READ_TIMEOUT_SECONDS": "2",
         "RIVERBED_LOG_LEVEL": "WARNING",
         "RIVERBED_SQL_MAX_RESULT_ROWS": "1000000",  # so a test can go past it
         "RIVERBED_SQL_ROLE_LIMITS": '{"admin": {"max_result_rows": 3000000}}',

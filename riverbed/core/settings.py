@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     max_event_bytes: int = 900_000
     max_json_body_bytes: int = 1024 * 1024  # the body of every other route that takes one
     body_read_timeout_seconds: float = 30.0  # a client slower than this gets 408
+    # The request line and headers must arrive within this (else 408, connection closed).
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0)
     # Open connections before new ones get 503: for requests, and on top of it for live
     # (SSE) streams, so viewers never take the room producers and probes need.
     max_connections: int = 1000

@@ -77,6 +77,46 @@ def test_a_client_that_stops_sending_its_body_gets_408(pipeline: Pipeline) -> No
     assert answer.startswith("HTTP/1.1 408"), answer
 
 
+@pytest.mark.parametrize(
+    "head",
+    [b"", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "],
+    ids=["nothing", "half-a-header"],
+)
+def test_a_client_that_stops_sending_its_request_head_gets_408(
+    pipeline: Pipeline, head: bytes
+) -> None:
+    url = urlparse(pipeline.base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=20) as sock:
+        sock.sendall(head)
+        answer = sock.recv(4096).decode(errors="replace")
+        closed = sock.recv(4096) == b""
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert "application/problem+json" in answer and closed
+
+
+def test_a_header_trickled_a_byte_at_a_time_gets_408(pipeline: Pipeline) -> None:
+    """Each byte arrives well within any idle timeout; the head as a whole does not."""
+    url = urlparse(pipeline.base_url)
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 1000
+    started = time.monotonic()
+    with socket.create_connection((url.hostname, url.port), timeout=20) as sock:
+        sock.setblocking(False)
+        answer = b""
+        for byte in head:
+            try:
+                sock.sendall(bytes([byte]))
+                answer += sock.recv(4096)
+            except BlockingIOError:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if answer:
+                break
+            time.sleep(0.05)  # pacing the attacker, not waiting for the server
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert time.monotonic() - started < 10
+
+
 def test_gzip_and_zstd_bodies_are_accepted(pipeline: Pipeline) -> None:
     events = json.dumps([page_view(page="/gz") for _ in range(20)]).encode()
     with pipeline.client() as client:
