@@ -22,7 +22,8 @@ from starlette.responses import JSONResponse, Response
 from api.bodies import json_body
 from api.problems import Problem
 from api.services import Services
-from riverbed.core.kafka import KafkaUnavailable, OutgoingRecord
+from riverbed.core.journal import JournalRecord, alongside
+from riverbed.core.kafka import Delivery, KafkaUnavailable, OutgoingRecord
 from schemas.catalog import load_reference_tables
 from schemas.reference import MAX_KEY_BYTES, ReferenceTable
 
@@ -56,6 +57,15 @@ def _check_key(key: str) -> None:
         )
 
 
+async def _deliver(services: Services, record: OutgoingRecord) -> list[Delivery]:
+    """Produce an entry; with the ingest journal (an in-memory broker), journal it too, so that
+    a broker that comes back empty gets it again."""
+    journaled = [JournalRecord(record.topic, record.key, record.value)]
+    return await alongside(
+        services.producer.deliver([record]), services.ingestor.journal, journaled
+    )
+
+
 async def put_entry(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     table = _table(services, request.path_params["table"])
@@ -64,7 +74,7 @@ async def put_entry(request: Request) -> JSONResponse:
     body = await json_body(request)
     attributes = table.attributes(body)  # InvalidAttributes: 422 naming every member
     value = json.dumps(attributes, sort_keys=True, separators=(",", ":")).encode()
-    (written,) = await services.producer.deliver([OutgoingRecord(table.topic, key.encode(), value)])
+    (written,) = await _deliver(services, OutgoingRecord(table.topic, key.encode(), value))
     if written.error:
         raise KafkaUnavailable(f"{table.topic} did not acknowledge the entry: {written.error}")
     services.reference.remember(table.name, key, attributes, written.partition, written.offset)
@@ -97,7 +107,7 @@ async def delete_entry(request: Request) -> Response:
     table = _table(services, request.path_params["table"])
     key = request.path_params["key"]
     _check_key(key)
-    (written,) = await services.producer.deliver([OutgoingRecord(table.topic, key.encode(), None)])
+    (written,) = await _deliver(services, OutgoingRecord(table.topic, key.encode(), None))
     if written.error:
         raise KafkaUnavailable(f"{table.topic} did not acknowledge the delete: {written.error}")
     services.reference.remember(table.name, key, None, written.partition, written.offset)

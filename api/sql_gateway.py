@@ -55,6 +55,7 @@ from api.clickhouse_protocol import (
     split_request,
 )
 from api.engine_relay import EngineRelay, Slots
+from api.slow_clients import header_timeout_protocol
 from api.sql_fence import QueryRefused, Reader, fence_with_format
 from api.sql_limits import LIMITS, fixed_settings
 from control.db import control_sessions
@@ -316,6 +317,7 @@ def run(settings: Settings) -> None:
             port=settings.sql_port,
             log_level="warning",
             timeout_graceful_shutdown=5,
+            http=header_timeout_protocol(settings.header_read_timeout_seconds),
         )
     finally:
         heartbeat.stop()

@@ -13,8 +13,10 @@ from part of its events cannot undo it.
 
 **Deletion.** A closed segment is deleted once it is older than the retention (the windows
 still open when a broker dies can be computed again from it) and every event it holds is in
-ClickHouse, as a row of its stream or as a dead letter. ClickHouse is asked, not Kafka's
-offsets: stored is the promise, and a broker's offsets die with it.
+ClickHouse, as a row of its stream or as a dead letter. Reference entries it holds are folded
+into the journal's snapshot first (the newest value per key), which a replay produces first.
+ClickHouse is asked, not Kafka's offsets: stored is the promise, and a broker's offsets die
+with it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
@@ -32,13 +35,14 @@ from redis.exceptions import RedisError
 
 from riverbed.core.clickhouse import ClickHouse, ClickHouseError, quote
 from riverbed.core.first_copies import FirstCopies
-from riverbed.core.journal import Entry, Journal, Segment, read_segment
+from riverbed.core.journal import Entry, Journal, JournalRecord, Segment, read_segment
 from riverbed.core.kafka import AsyncProducer, KafkaUnavailable, OutgoingRecord, ensure_topics
 from riverbed.core.settings import Settings
 from riverbed.core.topology import (
     DEAD_LETTERS_TABLE,
     EVENTS_PREFIX,
     JOURNAL_MARKER_TOPIC,
+    REFERENCE_PREFIX,
     events_table,
 )
 
@@ -115,18 +119,41 @@ async def _produce(
     return len(records)
 
 
-def segment_events(segment: Segment) -> tuple[dict[str, set[str]], int, int, int]:
-    """``({stream: event ids}, lowest event time, highest event time, written at)`` of a
-    segment; times in ms."""
-    ids: dict[str, set[str]] = defaultdict(set)
-    low, high, written = 2**63, 0, 0
+@dataclass
+class SegmentContents:
+    """What the janitor needs of a segment: its events by stream, their event-time span, when
+    it was last written (ms), and the records that must outlive it."""
+
+    events: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    low: int = 2**63
+    high: int = 0
+    written: int = 0
+    kept: list[JournalRecord] = field(default_factory=list)
+
+
+def segment_contents(segment: Segment) -> SegmentContents:
+    contents = SegmentContents()
     for entry in read_segment(segment.path):
-        written = max(written, entry.written_at_ms)
+        contents.written = max(contents.written, entry.written_at_ms)
         for record in entry.records:
-            if record.event_id and record.topic.startswith(EVENTS_PREFIX):
-                ids[record.topic.removeprefix(EVENTS_PREFIX)].add(record.event_id)
-                low, high = min(low, record.event_time_ms), max(high, record.event_time_ms)
-    return ids, low, high, written
+            if record.topic.startswith(REFERENCE_PREFIX):
+                contents.kept.append(record)
+            elif record.event_id and record.topic.startswith(EVENTS_PREFIX):
+                contents.events[record.topic.removeprefix(EVENTS_PREFIX)].add(record.event_id)
+                contents.low = min(contents.low, record.event_time_ms)
+                contents.high = max(contents.high, record.event_time_ms)
+    return contents
+
+
+def fold_into_snapshot(journal: Journal, records: list[JournalRecord]) -> None:
+    """Reference entries live in a compacted topic, not in ClickHouse: before their segment
+    goes, the newest value of each key joins the snapshot (a deleted key leaves it)."""
+    if not records:
+        return
+    newest = {(r.topic, r.key): r for r in journal.snapshot()}
+    for record in records:
+        newest[(record.topic, record.key)] = record
+    journal.write_snapshot([r for r in newest.values() if r.value is not None])
 
 
 def missing_events(
@@ -197,18 +224,21 @@ class JournalJanitor:
         deleted = 0
         known = set(self.streams())
         for segment in self.journal.closed_segments():
-            ids, low, high, written = segment_events(segment)
-            if written and self.clock_ms() - written < self.retention_ms:
+            contents = segment_contents(segment)
+            if contents.written and self.clock_ms() - contents.written < self.retention_ms:
                 self.waiting_on = f"segment {segment.sequence} is within the retention"
                 break
             missing = {
-                stream: missing_events(self.clickhouse, self.database, stream, wanted, low, high)
-                for stream, wanted in ids.items()
+                stream: missing_events(
+                    self.clickhouse, self.database, stream, wanted, contents.low, contents.high
+                )
+                for stream, wanted in contents.events.items()
                 if stream in known  # a deleted stream's events are no longer wanted
             }
             if any(missing.values()):
                 self.waiting_on = f"segment {segment.sequence}: events not stored yet {missing}"
                 break
+            fold_into_snapshot(self.journal, contents.kept)
             self.journal.delete(segment)
             deleted += 1
         else:

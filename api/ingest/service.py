@@ -12,7 +12,6 @@ later one Kafka record can carry a batch of events without touching validation o
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ from redis.exceptions import RedisError
 from api.ingest.batch import AcceptedEvent, DuplicateEvent, LateCheck, PreparedBatch, prepare_batch
 from riverbed.core.errors import Invalid, Unavailable
 from riverbed.core.first_copies import FirstCopies, source_position
-from riverbed.core.journal import JournalFailed, JournalRecord, JournalWriter
+from riverbed.core.journal import JournalFailed, JournalRecord, JournalWriter, alongside
 from riverbed.core.kafka import AsyncProducer, Delivery, KafkaUnavailable, OutgoingRecord
 from riverbed.core.topology import dlq_topic, events_topic
 from schemas import codec
@@ -215,22 +214,15 @@ class Ingestor:
     ) -> list[Delivery]:
         """Kafka's acks and, with a journal, its fsync of the accepted events, side by side:
         an in-memory broker's ack alone does not make an event durable."""
-        if self.journal is None or not batch.accepted:
-            return await self._deliver(records)
         journaled = [
-            JournalRecord(r.topic, r.key, r.value or b"", e.event_id, _event_time(spec, e))
+            JournalRecord(r.topic, r.key, r.value, e.event_id, _event_time(spec, e))
             for r, e in zip(records, batch.accepted, strict=False)
         ]
-        delivered, written = await asyncio.gather(
-            self._deliver(records), self.journal.write(journaled), return_exceptions=True
-        )
-        if isinstance(delivered, BaseException):
-            raise delivered
-        if isinstance(written, BaseException):
-            if isinstance(written, JournalFailed):
-                written.event_ids = [e.event_id for e in batch.accepted]
-            raise written
-        return delivered
+        try:
+            return await alongside(self._deliver(records), self.journal, journaled)
+        except JournalFailed as exc:
+            exc.event_ids = [e.event_id for e in batch.accepted]
+            raise
 
     async def _set_aside_earlier_copies(
         self, spec: StreamSpec, batch: PreparedBatch

@@ -27,10 +27,10 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from riverbed.core.errors import Unavailable
 
@@ -38,9 +38,11 @@ log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
 _ENTRY_HEAD = struct.Struct("<QI")  # written at (ms), number of records
-_RECORD_HEAD = struct.Struct("<HiIHq")  # topic, key (-1: none), value, event id, event time
+# topic, key (-1: none), value (-1: a tombstone), event id, event time
+_RECORD_HEAD = struct.Struct("<HiiHq")
 _SUFFIX = ".seg"
 MAX_ENTRY_BYTES = 1 << 30
+T = TypeVar("T")
 
 
 class JournalFull(Unavailable):
@@ -79,7 +81,7 @@ class JournalRecord:
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (a deleted reference entry)
     event_id: str = ""
     event_time_ms: int = 0
 
@@ -98,12 +100,11 @@ def encode_entry(records: Sequence[JournalRecord], written_at_ms: int) -> bytes:
     for record in records:
         topic, event_id = record.topic.encode(), record.event_id.encode()
         key_len = -1 if record.key is None else len(record.key)
+        value_len = -1 if record.value is None else len(record.value)
         parts.append(
-            _RECORD_HEAD.pack(
-                len(topic), key_len, len(record.value), len(event_id), record.event_time_ms
-            )
+            _RECORD_HEAD.pack(len(topic), key_len, value_len, len(event_id), record.event_time_ms)
         )
-        parts += [topic, record.key or b"", record.value, event_id]
+        parts += [topic, record.key or b"", record.value or b"", event_id]
     payload = b"".join(parts)
     return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
@@ -120,8 +121,8 @@ def decode_payload(payload: bytes) -> Entry:
         at += topic_len
         key = None if key_len < 0 else payload[at : at + key_len]
         at += max(key_len, 0)
-        value = payload[at : at + value_len]
-        at += value_len
+        value = None if value_len < 0 else payload[at : at + value_len]
+        at += max(value_len, 0)
         event_id = payload[at : at + id_len].decode()
         at += id_len
         records.append(JournalRecord(topic, key, value, event_id, event_time))
@@ -234,9 +235,31 @@ class Journal:
             self._closed_bytes = max(0, self._closed_bytes - segment.size)
 
     def entries(self) -> Iterator[Entry]:
-        """Every whole entry of every segment, oldest first."""
+        """The snapshot's records, then every whole entry of every segment, oldest first."""
+        if self.snapshot_path.exists():
+            yield from read_segment(self.snapshot_path)
         for segment in self.segments():
             yield from read_segment(segment.path)
+
+    @property
+    def snapshot_path(self) -> Path:
+        """Records that outlive their segments (reference entries), folded to their newest."""
+        return self.directory / "snapshot.records"
+
+    def snapshot(self) -> list[JournalRecord]:
+        if not self.snapshot_path.exists():
+            return []
+        return [r for entry in read_segment(self.snapshot_path) for r in entry.records]
+
+    def write_snapshot(self, records: Sequence[JournalRecord]) -> None:
+        """Replace the snapshot at once: written beside it, fsync'd, renamed over it."""
+        temporary = self.snapshot_path.with_suffix(".tmp")
+        with temporary.open("wb") as file:
+            file.write(encode_entry(records, time.time_ns() // 1_000_000))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.snapshot_path)
+        _fsync_directory(self.directory)
 
     def close(self) -> None:
         self.roll()
@@ -332,6 +355,23 @@ class JournalWriter:
                 error = JournalFailed(f"{type(exc).__name__}: {exc}")
             for _, future, loop in batch:
                 loop.call_soon_threadsafe(_settle, future, error)
+
+
+async def alongside(
+    delivery: Awaitable[T], journal: JournalWriter | None, records: Sequence[JournalRecord]
+) -> T:
+    """Await ``delivery`` (the broker's acks) and, with a journal, the fsync of ``records``,
+    side by side; raise the broker's error first, then the journal's."""
+    if journal is None or not records:
+        return await delivery
+    delivered, written = await asyncio.gather(
+        delivery, journal.write(records), return_exceptions=True
+    )
+    if isinstance(delivered, BaseException):
+        raise delivered
+    if isinstance(written, BaseException):
+        raise written
+    return delivered
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

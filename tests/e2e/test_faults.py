@@ -217,8 +217,9 @@ def test_killed_engines_restart_and_a_broker_killed_mid_stream_loses_no_accepted
 
 
 def test_a_stop_without_drain_loses_nothing_after_the_next_up(tmp_path: Path) -> None:
-    """A second Ctrl-C skips the drain: the broker goes with what it held. The next
-    ``riverbed up`` on the same data dir refills it from the journal."""
+    """A second Ctrl-C skips the drain: the broker goes with what it held (events and
+    reference entries). The next ``riverbed up`` on the same data dir refills it from the
+    journal."""
     data_dir = tmp_path / "data"
     port = free_port()
     up = RiverbedUp(data_dir, port, demo=False)
@@ -231,6 +232,9 @@ def test_a_stop_without_drain_loses_nothing_after_the_next_up(tmp_path: Path) ->
         events = page_views(page, 1000)
         answer = api.post("/v1/streams/pageviews/events", json=events)
         assert answer.status_code == 202, answer.text
+        for key, category in (("kept", "tools"), ("gone", "toys")):
+            api.put(f"/v1/reference/products/{key}", json={"category": category}).raise_for_status()
+        assert api.delete("/v1/reference/products/gone").status_code == 204
     finally:
         os.killpg(up.process.pid, signal.SIGINT)
         wait_until(lambda: "draining" in up.output, 30, message="the drain to start")
@@ -245,6 +249,14 @@ def test_a_stop_without_drain_loses_nothing_after_the_next_up(tmp_path: Path) ->
         api = api_client(again.base, admin_key(data_dir))
         wait_until(lambda: stored_once(api, page, 1000), 180, message="all 1000 stored once")
         wait_until(lambda: counted(api, page) == 1000, 60, message="the windows' counts")
+        # Reference entries were in the dead broker's compacted topic only, and the journal.
+        kept = wait_until(
+            lambda: (r := api.get("/v1/reference/products/kept")).status_code == 200 and r,
+            60,
+            message="the reference entry back",
+        )
+        assert kept.json()["attributes"]["category"] == "tools"
+        assert api.get("/v1/reference/products/gone").status_code == 404
     finally:
         assert again.stop() == 0, again.output
     assert processes_using(data_dir) == []

@@ -97,3 +97,29 @@ def test_events_of_a_deleted_stream_do_not_hold_the_journal(
     journal.append([encode_entry(_events(["c1"], stream="gone"), NOW)])
     journal.roll()
     assert _janitor(journal, engine, [NOW + 61_000]).sweep() == 1
+
+
+def test_reference_entries_outlive_their_segment_in_the_snapshot(
+    tmp_path: Path, engine: ChdbEngine
+) -> None:
+    journal = Journal(tmp_path)
+    journal.write_snapshot([JournalRecord("ref.products", b"old", b"1")])
+    journal.append(
+        [
+            encode_entry(
+                [
+                    JournalRecord("ref.products", b"a", b"1"),
+                    JournalRecord("ref.products", b"a", b"2"),
+                    JournalRecord("ref.products", b"old", None),
+                    *_events(["d1"]),
+                ],
+                NOW,
+            )
+        ]
+    )
+    journal.roll()
+    _store(engine, ["d1"])
+    assert _janitor(journal, engine, [NOW + 61_000]).sweep() == 1
+    assert journal.snapshot() == [JournalRecord("ref.products", b"a", b"2")]
+    replayed = [r for entry in journal.entries() for r in entry.records]
+    assert replayed == [JournalRecord("ref.products", b"a", b"2")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -418,3 +419,11 @@ def test_limits_follow_the_role_a_key_was_created_with(pipeline: Pipeline, keys:
     with pipeline.client() as client:
         listed = {k["prefix"]: k for k in client.get("/v1/keys").json()["keys"]}
     assert listed[admin_info.prefix]["roles"] == ["admin"]
+
+
+def test_a_client_that_sends_no_request_head_gets_408(pipeline: Pipeline) -> None:
+    """The analysts' endpoint faces the same slow clients as the API."""
+    with socket.create_connection(("127.0.0.1", pipeline.sql_port), timeout=20) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        answer = sock.recv(4096).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 408"), answer

@@ -123,3 +123,16 @@ def test_writes_after_close_are_refused(tmp_path: Path) -> None:
 
     with pytest.raises(Exception, match="closed"):
         asyncio.run(late())
+
+
+def test_tombstones_and_the_snapshot_come_back_snapshot_first(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    tombstone = JournalRecord("ref.products", b"gone", None)
+    journal.append([encode_entry([tombstone, _record(1)], 1)])
+    journal.close()
+    kept = JournalRecord("ref.products", b"kept", b'{"category":"c"}')
+    journal.write_snapshot([kept])
+    entries = list(Journal(tmp_path).entries())
+    assert entries[0].records == [kept]
+    assert entries[1].records == [tombstone, _record(1)]
+    assert Journal(tmp_path).snapshot() == [kept]
