@@ -72,8 +72,9 @@ class Supervisor:
             {**os.environ, **self.env, "RIVERBED_INSTANCE": str(instance)},
             self.log_dir / f"{name.replace('#', '-')}.log",
         )
-        self.children.append(child)
         child.start()
+        # Listed once started: the watching thread may look at the list at any moment.
+        self.children.append(child)
         return child
 
     def signal(self, name: str, signum: int) -> None:
@@ -85,8 +86,9 @@ class Supervisor:
         if self._paused.is_set():
             return
         now = time.monotonic()
-        for child in self.children:
-            assert child.process is not None
+        for child in list(self.children):
+            if child.process is None:
+                continue  # never started (its start failed); nothing to watch
             code = child.process.poll()
             if code is None:
                 if child.restarts and now - child.started_at > 60:
