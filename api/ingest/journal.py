@@ -49,6 +49,10 @@ from riverbed.core.topology import (
 log = logging.getLogger(__name__)
 
 REPLAY_BATCH = 5_000  # records in flight at once while replaying
+# Past this share of its bound, the janitor deletes stored segments within the retention too:
+# windows older than what is left can then no longer be computed again after a broker dies,
+# which is better than refusing events (only segments not yet stored should fill the bound).
+PRESSURE = 0.8
 CHECK_BATCH = 1_000  # event ids per ClickHouse lookup
 
 
@@ -208,6 +212,11 @@ class JournalJanitor:
         self.clock_ms = clock_ms
         self.waiting_on = ""  # why the oldest segment is kept, for logs and /readyz
         self.replayed = 0  # records replayed into a new broker when this process started
+        self.retention_cut = 0  # stored segments deleted within the retention, under pressure
+
+    @property
+    def under_pressure(self) -> bool:
+        return self.journal.used_bytes >= self.journal.max_bytes * PRESSURE
 
     def status(self) -> dict[str, Any]:
         """What /readyz shows of the journal."""
@@ -217,15 +226,21 @@ class JournalJanitor:
             "segments": len(self.journal.segments()),
             "kept_because": self.waiting_on or None,
             "replayed_at_start": self.replayed,
+            "deleted_within_retention": self.retention_cut,
         }
 
     def sweep(self) -> int:
-        """Delete what may go; the number of segments deleted."""
+        """Delete what may go; the number of segments deleted. Under pressure (the journal
+        past ``PRESSURE`` of its bound), stored segments go even within the retention, oldest
+        first, until it is below again."""
         deleted = 0
         known = set(self.streams())
         for segment in self.journal.closed_segments():
             contents = segment_contents(segment)
-            if contents.written and self.clock_ms() - contents.written < self.retention_ms:
+            within = bool(contents.written) and (
+                self.clock_ms() - contents.written < self.retention_ms
+            )
+            if within and not self.under_pressure:
                 self.waiting_on = f"segment {segment.sequence} is within the retention"
                 break
             missing = {
@@ -241,14 +256,22 @@ class JournalJanitor:
             fold_into_snapshot(self.journal, contents.kept)
             self.journal.delete(segment)
             deleted += 1
+            if within:
+                self.retention_cut += 1
+                log.warning(
+                    "journal past %d%% of its bound: deleted stored segment %d within the "
+                    "retention (its windows cannot be computed again after a broker death)",
+                    PRESSURE * 100,
+                    segment.sequence,
+                )
         else:
             self.waiting_on = ""
         return deleted
 
-    async def run(self, interval: float = 30.0) -> None:
+    async def run(self, interval: float = 30.0, pressed_interval: float = 2.0) -> None:
         while True:
             try:
                 await anyio.to_thread.run_sync(self.sweep)
             except (ClickHouseError, OSError) as exc:
                 log.warning("journal janitor: %s (will retry)", exc)
-            await asyncio.sleep(interval)
+            await asyncio.sleep(pressed_interval if self.under_pressure else interval)

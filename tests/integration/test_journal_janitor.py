@@ -123,3 +123,23 @@ def test_reference_entries_outlive_their_segment_in_the_snapshot(
     assert journal.snapshot() == [JournalRecord("ref.products", b"a", b"2")]
     replayed = [r for entry in journal.entries() for r in entry.records]
     assert replayed == [JournalRecord("ref.products", b"a", b"2")]
+
+
+def test_under_pressure_stored_segments_go_within_the_retention_but_unstored_ones_stay(
+    tmp_path: Path, engine: ChdbEngine
+) -> None:
+    journal = Journal(tmp_path)
+    for batch in (["e1"], ["e2"], ["e3"], ["e4-not-stored"]):
+        journal.append([encode_entry(_events(batch), NOW)])
+        journal.roll()
+    _store(engine, ["e1", "e2", "e3"])
+    sizes = [s.size for s in journal.segments()]
+    journal.max_bytes = int(sum(sizes) / 0.8) - 1  # just past the pressure mark
+    janitor = _janitor(journal, engine, [NOW + 1_000])  # everything within the retention
+    assert janitor.under_pressure
+    assert janitor.sweep() == 1  # the oldest stored segment is enough to get below the mark
+    assert not janitor.under_pressure and janitor.retention_cut == 1
+    journal.max_bytes = 1  # far past it: every stored segment goes, the unstored one stays
+    assert janitor.sweep() == 2
+    assert "not stored yet" in janitor.waiting_on
+    assert [r.event_id for e in journal.entries() for r in e.records] == ["e4-not-stored"]
