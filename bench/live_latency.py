@@ -77,7 +77,7 @@ async def watch(
 
 
 async def measure(
-    base: str, headers: dict[str, str], rate: int, groups: int, probes: int
+    base: str, headers: dict[str, str], rate: int, groups: int, probes: int, warm_up: float
 ) -> dict[str, Any]:
     prefix = f"/probe/{uuid.uuid4().hex[:6]}/"
     seen: dict[str, float] = {}
@@ -92,7 +92,9 @@ async def measure(
         httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as probe_client,
     ):
         load = asyncio.create_task(background(load_client, rate, groups, stop))
-        await asyncio.sleep(5)  # warm-up: windows open, the flow runs at the load's pace
+        # Warm-up: the agents work off what arrived while they joined their group, windows
+        # open, the flow runs at the load's pace. Probes before that measure start-up.
+        await asyncio.sleep(warm_up)
         for i in range(probes):
             page = f"{prefix}{i}"
             sent[page] = time.time() * 1000
@@ -123,6 +125,9 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=50, help="pages the load spreads over")
     parser.add_argument("--probes", type=int, default=300)
     parser.add_argument("--emit-interval", type=float, help="live_emit_interval_seconds")
+    parser.add_argument(
+        "--warm-up", type=float, default=10.0, help="seconds of load before the first probe"
+    )
     args = parser.parse_args()
     env = {"RIVERBED_RATE_LIMITS": "false", "RIVERBED_LOG_LEVEL": "WARNING"}
     if args.emit_interval is not None:
@@ -132,14 +137,21 @@ def main() -> None:
         cpu_before = {n: cpu_seconds(pids[n]) for n in ("flow", "sink-redis", "valkey")}
         added_before = _entries_added(log)
         started = time.monotonic()
-        result = asyncio.run(measure(base, headers, args.rate, args.groups, args.probes))
+        result = asyncio.run(
+            measure(base, headers, args.rate, args.groups, args.probes, args.warm_up)
+        )
         elapsed = time.monotonic() - started
         cpu = {n: (cpu_seconds(pids[n]) - cpu_before[n]) / elapsed for n in cpu_before}
         updates = (_entries_added(log) - added_before) / elapsed
-        hops = breakdown(stack_env["KAFKA_BOOTSTRAP"], log, result["sent"], result["seen"])
+        hops = breakdown(
+            stack_env["KAFKA_BOOTSTRAP"], log, result["sent"], result["seen"], args.warm_up * 1000
+        )
     sse, floor = result["sse_ms"], result["accepted_ms"]
     emit = args.emit_interval if args.emit_interval is not None else "default"
-    print(f"load: {result['events'] / elapsed:,.0f} events/s over {elapsed:.0f} s, emit {emit}")
+    print(
+        f"load: {result['events'] / elapsed:,.0f} events/s over {elapsed:.0f} s, emit {emit}, "
+        f"probes after {args.warm_up:.0f} s of load"
+    )
     print(
         f"POST -> SSE update: p50 {percentile(sse, 0.5):.0f} ms, p99 {percentile(sse, 0.99):.0f}"
         f" ms, max {max(sse):.0f} ms (n={len(sse)}, missing {result['missing']})"
@@ -153,19 +165,35 @@ def main() -> None:
         f"sink-redis {cpu['sink-redis']:.2f}, valkey {cpu['valkey']:.2f}"
     )
     print("where the time goes (each hop's p50 / p99, ms; Kafka record timestamps):")
+    slow = hops.pop("slow by second")
     for name, samples in hops.items():
         if samples:
             print(f"  {name:<38} {percentile(samples, 0.5):7.0f} {percentile(samples, 0.99):7.0f}")
+    every = hops["raw -> clean, every event after warm-up"]
+    if every:
+        print(
+            f"agents, every event: p99.9 {percentile(every, 0.999):.0f} ms, max {max(every):.0f}"
+            f" ms, over 200 ms: {sum(d > 200 for d in every)} of {len(every)}"
+        )
+        print(
+            "  events over 200 ms, by second of the run: "
+            + ", ".join(f"{slow[i]:.0f}s: {slow[i + 1]:.0f}" for i in range(0, len(slow), 2))
+        )
 
 
 def breakdown(
-    bootstrap: str, log: redis.Redis, sent: dict[str, float], seen: dict[str, float]
+    bootstrap: str,
+    log: redis.Redis,
+    sent: dict[str, float],
+    seen: dict[str, float],
+    warm_up_ms: float,
 ) -> dict[str, list[float]]:
     """Per probe, when each stage wrote it: the raw event (API), the clean event (agents), its
     group's first metric record (flow), its first live-log entry (Redis sink), and the SSE
     receipt; the differences are the hops."""
     registry = SchemaRegistry(log)
     stamps: dict[str, dict[str, float]] = {page: {"post": at} for page, at in sent.items()}
+    every: dict[str, dict[str, float]] = {"raw": {}, "clean": {}}  # event id -> timestamp
 
     def read(topic: str, name: str, page_of: Any) -> None:
         consumer = Consumer(
@@ -186,9 +214,12 @@ def breakdown(
                 if message.error() or not message.value():
                     continue
                 record = codec.decode(registry, message.value())[1]
+                stamp = float(message.timestamp()[1])
+                if name in every and record.get("event_id"):
+                    every[name].setdefault(record["event_id"], stamp)
                 page = page_of(record)
                 if page in stamps:
-                    stamps[page].setdefault(name, float(message.timestamp()[1]))
+                    stamps[page].setdefault(name, stamp)
         consumer.close()
 
     read("events.pageviews", "raw", lambda r: r.get("page"))
@@ -208,10 +239,25 @@ def breakdown(
         "log": "metric -> live log (Redis sink)",
         "sse": "live log -> SSE receipt (API hub)",
     }
-    return {
+    hops = {
         names[b]: [t[b] - t[a] for t in stamps.values() if a in t and b in t]
         for a, b in itertools.pairwise(order)
     }
+    # The agents' hop for every event of the load, not only the probes: its tail, and in which
+    # seconds of the run the slow events were posted, to tell a period from a burst.
+    first = min(every["raw"].values(), default=0.0)
+    pairs = [
+        (every["clean"][e] - at, (at - first) / 1000)
+        for e, at in every["raw"].items()
+        if e in every["clean"] and at - first >= warm_up_ms
+    ]
+    hops["raw -> clean, every event after warm-up"] = [delay for delay, _ in pairs]
+    slow_seconds: dict[int, int] = {}
+    for delay, at_s in pairs:
+        if delay > 200:
+            slow_seconds[int(at_s)] = slow_seconds.get(int(at_s), 0) + 1
+    hops["slow by second"] = [float(v) for pair in sorted(slow_seconds.items()) for v in pair]
+    return hops
 
 
 def _entries_added(client: redis.Redis) -> int:
