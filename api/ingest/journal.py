@@ -31,7 +31,6 @@ from typing import Any
 
 import anyio.to_thread
 from confluent_kafka.admin import AdminClient
-from redis.exceptions import RedisError
 
 from riverbed.core.clickhouse import ClickHouse, ClickHouseError, quote
 from riverbed.core.first_copies import FirstCopies
@@ -71,21 +70,23 @@ async def replay(
 ) -> int:
     """Produce every journaled record again when the broker is new; the number replayed.
 
-    Raises ``KafkaUnavailable`` (the API then fails to start and is restarted) rather than
-    opening ingest with part of the journal missing from the broker.
+    Raises ``KafkaUnavailable`` or a ``RedisError`` (the API then fails to start and is
+    restarted, and replays again) rather than opening ingest with part of the journal missing
+    from the broker or bound to be dropped as duplicates.
     """
     if not await anyio.to_thread.run_sync(broker_is_new, settings):
         return 0
     total = sum(s.size for s in journal.segments())
     if total:
         report(f"journal: the broker is new; replaying {total / 1e6:.1f} MB of accepted events")
-    replayed, pending = 0, []
+    replayed, pending, pending_records = 0, [], 0
     started = time.monotonic()
     for entry in journal.entries():
         pending.append(entry)
-        if sum(len(e.records) for e in pending) >= REPLAY_BATCH:
+        pending_records += len(entry.records)
+        if pending_records >= REPLAY_BATCH:
             replayed += await _produce(pending, producer, first_copies)
-            pending = []
+            pending, pending_records = [], 0
             report(f"journal: {replayed} records replayed")
     replayed += await _produce(pending, producer, first_copies)
     await anyio.to_thread.run_sync(lambda: ensure_topics(settings, [JOURNAL_MARKER_TOPIC]))
@@ -105,15 +106,10 @@ async def _produce(
         for record in records:
             if record.event_id and record.topic.startswith(EVENTS_PREFIX):
                 by_stream[record.topic.removeprefix(EVENTS_PREFIX)].append(record.event_id)
-        try:
-            for stream, event_ids in by_stream.items():
-                await first_copies.release(stream, event_ids)
-        except RedisError as exc:  # the agents' own claim then decides; say so
-            log.warning(
-                "journal replay: first copies not released (%s); the agents may "
-                "drop replayed copies as duplicates",
-                exc,
-            )
+        # Not released, the agents would drop the replayed copies as duplicates of records in
+        # the dead broker: a RedisError fails the start (and the replay is tried again).
+        for stream, event_ids in by_stream.items():
+            await first_copies.release(stream, event_ids)
     deliveries = await producer.deliver([OutgoingRecord(r.topic, r.key, r.value) for r in records])
     failed = [d.error for d in deliveries if d.error]
     if failed:

@@ -196,7 +196,8 @@ class Ingestor:
     async def send(self, spec: StreamSpec, batch: PreparedBatch, writer_id: int) -> PreparedBatch:
         """Produce a prepared batch (its rejects as dead letters) and wait for Kafka's acks;
         the answer is ``batch`` with the copies of earlier requests' events moved to its
-        duplicates. Raises :class:`NotAcknowledged`."""
+        duplicates. Raises :class:`NotAcknowledged`, and with a journal ``JournalFull`` (before
+        anything is sent) or ``JournalFailed``."""
         self.catalog.check_open(spec.name)  # a stream being deleted takes nothing more
         batch = await self._set_aside_earlier_copies(spec, batch)
         if self.journal is not None:
@@ -214,6 +215,8 @@ class Ingestor:
     ) -> list[Delivery]:
         """Kafka's acks and, with a journal, its fsync of the accepted events, side by side:
         an in-memory broker's ack alone does not make an event durable."""
+        if self.journal is None:
+            return await self._deliver(records)
         journaled = [
             JournalRecord(r.topic, r.key, r.value, e.event_id, _event_time(spec, e))
             for r, e in zip(records, batch.accepted, strict=False)
