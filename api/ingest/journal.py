@@ -165,26 +165,25 @@ def missing_events(
     high_ms: int,
 ) -> int:
     """How many of ``event_ids`` are in neither the stream's table nor its dead letters."""
+    in_table = (
+        f"SELECT DISTINCT event_id FROM {quote(database)}.{quote(events_table(stream))} "
+        "WHERE event_time BETWEEN fromUnixTimestamp64Milli({low:Int64}) "
+        "AND fromUnixTimestamp64Milli({high:Int64}) AND event_id IN {ids:Array(String)}"
+    )
+    in_dead_letters = (
+        f"SELECT DISTINCT event_id FROM {quote(database)}.{quote(DEAD_LETTERS_TABLE)} "
+        "WHERE stream = {stream:String} AND event_id IN {ids:Array(String)}"
+    )
     remaining = set(event_ids)
-    ordered = sorted(remaining)
-    for at in range(0, len(ordered), CHECK_BATCH):
-        chunk = ordered[at : at + CHECK_BATCH]
-        found = clickhouse.query(
-            f"SELECT DISTINCT event_id FROM {quote(database)}.{quote(events_table(stream))} "
-            "WHERE event_time BETWEEN fromUnixTimestamp64Milli({low:Int64}) "
-            "AND fromUnixTimestamp64Milli({high:Int64}) AND event_id IN {ids:Array(String)}",
-            parameters={"low": low_ms, "high": high_ms, "ids": chunk},
-        )
-        remaining -= {row[0] for row in found.rows}
-    ordered = sorted(remaining)
-    for at in range(0, len(ordered), CHECK_BATCH):
-        chunk = ordered[at : at + CHECK_BATCH]
-        found = clickhouse.query(
-            f"SELECT DISTINCT event_id FROM {quote(database)}.{quote(DEAD_LETTERS_TABLE)} "
-            "WHERE stream = {stream:String} AND event_id IN {ids:Array(String)}",
-            parameters={"stream": stream, "ids": chunk},
-        )
-        remaining -= {row[0] for row in found.rows}
+    for sql, parameters in (
+        (in_table, {"low": low_ms, "high": high_ms}),
+        (in_dead_letters, {"stream": stream}),
+    ):
+        ordered = sorted(remaining)
+        for at in range(0, len(ordered), CHECK_BATCH):
+            chunk = ordered[at : at + CHECK_BATCH]
+            found = clickhouse.query(sql, parameters={**parameters, "ids": chunk})
+            remaining -= {row[0] for row in found.rows}
     return len(remaining)
 
 
@@ -209,6 +208,8 @@ class JournalJanitor:
         self.waiting_on = ""  # why the oldest segment is kept, for logs and /readyz
         self.replayed = 0  # records replayed into a new broker when this process started
         self.retention_cut = 0  # stored segments deleted within the retention, under pressure
+        # A closed segment never changes: the one a sweep stopped at is not read again.
+        self._read: tuple[int, SegmentContents] | None = None
 
     @property
     def under_pressure(self) -> bool:
@@ -232,7 +233,7 @@ class JournalJanitor:
         deleted = 0
         known = set(self.streams())
         for segment in self.journal.closed_segments():
-            contents = segment_contents(segment)
+            contents = self._contents(segment)
             within = bool(contents.written) and (
                 self.clock_ms() - contents.written < self.retention_ms
             )
@@ -263,6 +264,11 @@ class JournalJanitor:
         else:
             self.waiting_on = ""
         return deleted
+
+    def _contents(self, segment: Segment) -> SegmentContents:
+        if self._read is None or self._read[0] != segment.sequence:
+            self._read = (segment.sequence, segment_contents(segment))
+        return self._read[1]
 
     async def run(self, interval: float = 30.0, pressed_interval: float = 2.0) -> None:
         while True:
