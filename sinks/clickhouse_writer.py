@@ -40,6 +40,7 @@ from sinks.ddl import (
     create_metric_results_table,
     create_metrics_table,
     row_converter,
+    window_flow_version,
 )
 from sinks.dead_letters import DeadLetters
 from sinks.tables import sync_stream_table
@@ -83,6 +84,8 @@ class ClickHouseWriter:
         self.engine.command(f"CREATE DATABASE IF NOT EXISTS {quote(self.database)}")
         self.engine.command(create_metrics_table(self.database))
         self.engine.command(create_metric_results_table(self.database))
+        for table in (METRICS_TABLE, METRIC_RESULTS_TABLE):
+            self.engine.command(window_flow_version(self.database, table))
         self.engine.command(create_dead_letters_table(self.database))
         self.engine.command(create_audit_table(self.database))
         for name in self.catalog.names():
@@ -128,7 +131,7 @@ class ClickHouseWriter:
             return METRICS_TABLE, _ranked(self._converter(schema_id)(record))
         if topic == METRIC_RESULTS_TOPIC:
             schema_id, record = codec.decode(self.registry, raw)
-            row = _ranked(self._converter(schema_id)(record))
+            row = _ranked(self._converter(schema_id)(record), bool(record["deleted"]))
             return METRIC_RESULTS_TABLE, {**row, "deleted": int(record["deleted"])}
         if topic == AUDIT_TOPIC:
             schema_id, record = codec.decode(self.registry, raw)
@@ -174,6 +177,8 @@ class ClickHouseWriter:
         )
 
 
-def _ranked(row: dict[str, Any]) -> dict[str, Any]:
-    """A window row whose ``version`` ranks a first final above everything after it."""
-    return {**row, "version": stored_version(int(row["version"]), bool(row["final"]))}
+def _ranked(row: dict[str, Any], deleted: bool = False) -> dict[str, Any]:
+    """A window row whose ``version`` is its rank (``riverbed.core.window_versions``)."""
+    version = int(row["version"])
+    rank = stored_version(version, bool(row["final"]), int(row["count"]), deleted)
+    return {**row, "version": rank, "flow_version": version}

@@ -24,6 +24,7 @@ from riverbed.core.topology import (
     METRICS_TABLE,
     events_table,
 )
+from riverbed.core.window_versions import LEGACY_FLOW_VERSION_SQL
 
 Convert = Callable[[Any], Any]
 
@@ -232,8 +233,18 @@ ENGINE = ReplacingMergeTree
 ORDER BY (stream, failed_at, dlq_id)"""
 
 
+def window_flow_version(database: str, table: str) -> str:
+    """``flow_version`` on a window table created before it existed; its older rows read it
+    from their ``version`` (see ``riverbed.core.window_versions``)."""
+    return (
+        f"ALTER TABLE {quote(database)}.{quote(table)} ADD COLUMN IF NOT EXISTS "
+        f"`flow_version` Int64 DEFAULT {LEGACY_FLOW_VERSION_SQL}"
+    )
+
+
 def create_metrics_table(database: str) -> str:
-    """One row per (stream, field, group, window); the highest version (latest emission) wins."""
+    """One row per (stream, field, group, window); the highest ``version`` wins, which is a
+    rank, not the flow's version (``flow_version``): see ``riverbed.core.window_versions``."""
     return f"""CREATE TABLE IF NOT EXISTS {quote(database)}.{quote(METRICS_TABLE)} (
   `stream` LowCardinality(String),
   `group` String,
@@ -246,15 +257,17 @@ def create_metrics_table(database: str) -> str:
   `max` Nullable(Float64),
   `avg` Nullable(Float64),
   `final` Bool,
-  `version` Int64
+  `version` Int64,
+  `flow_version` Int64
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (stream, field, `group`, window_start)"""
 
 
 def create_metric_results_table(database: str) -> str:
-    """One row per (metric, generation, group, window). The highest version wins, and a row
-    with ``deleted = 1`` (a session merged into another) hides the window under ``FINAL``.
+    """One row per (metric, generation, group, window). The highest ``version`` (a rank, see
+    ``riverbed.core.window_versions``) wins, and a row with ``deleted = 1`` (a session merged
+    into another) hides the window under ``FINAL``.
     ``values`` holds each aggregation by its output name, e.g. ``values['p99_amount']``."""
     return f"""CREATE TABLE IF NOT EXISTS {quote(database)}.{quote(METRIC_RESULTS_TABLE)} (
   `metric` LowCardinality(String),
@@ -268,7 +281,8 @@ def create_metric_results_table(database: str) -> str:
   `values` Map(String, Float64),
   `final` Bool,
   `deleted` UInt8,
-  `version` Int64
+  `version` Int64,
+  `flow_version` Int64
 )
 ENGINE = ReplacingMergeTree(version, deleted)
 ORDER BY (metric, generation, group_key, window_start)"""

@@ -1,8 +1,9 @@
 """Live metric values in Redis: latest per metric, a bounded recent series, and a live log.
 
-Each update is applied by a Lua script that keeps only the highest version per window, and a
-window's first final value for good, so a re-delivered or re-computed update never moves a value
-backwards, and logs only what it applied. Keys (all under ``riverbed:``):
+Each update is applied by a Lua script that ranks a window's updates as ClickHouse does
+(``riverbed.core.window_versions``): running values by version, any final above them, finals by
+the events they count, a retraction above all. So a re-delivered or re-computed update never
+moves a value backwards, and the script logs only what it applied. Keys (all under ``riverbed:``):
 
 - ``latest:{stream}`` hash, field ``{field}|{group}`` -> JSON of the newest window's update
 - ``series:{stream}:{field}:{group}`` sorted set by window start, the last N windows
@@ -42,12 +43,22 @@ from schemas.registry import SchemaRegistry
 _UPSERT = """
 local series, latest, log = KEYS[1], KEYS[2], KEYS[3]
 local member, update, start, version = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local final, count = ARGV[9] == '1', tonumber(ARGV[10])
 local current = redis.call('ZRANGEBYSCORE', series, start, start)
 if #current > 0 then
   local stored = cjson.decode(current[1])
-  -- A final value is never replaced (riverbed.core.window_versions says why).
-  if stored['final'] == true then return 0 end
-  if tonumber(stored['version']) >= version then return 0 end
+  -- The ranking of riverbed.core.window_versions: a retraction replaces anything; a final
+  -- replaces a running value, and a final only one with fewer events (or as many, older).
+  if ARGV[7] ~= '1' then
+    if stored['final'] == true then
+      if not final then return 0 end
+      local stored_count = tonumber(stored['count'])
+      if count < stored_count then return 0 end
+      if count == stored_count and tonumber(stored['version']) >= version then return 0 end
+    elseif (not final) and tonumber(stored['version']) >= version then
+      return 0
+    end
+  end
   redis.call('ZREMRANGEBYSCORE', series, start, start)
 end
 if ARGV[7] == '1' then
@@ -154,6 +165,8 @@ class RedisMetricsWriter:
                     self.history,
                     "1" if deleted else "0",
                     generation,
+                    "1" if update["final"] else "0",
+                    update["count"],
                 ],
                 client=pipe,
             )

@@ -1,9 +1,18 @@
-"""Event-time progress of one keyed state: when may a window be called complete?
+"""Event-time progress of one keyed state: when is a window complete, when is an event late?
 
-The watermark is ``progress - allowed lateness``, where progress is the source's event time on
-every partition (the minimum of their maxima) when the flow knows it, else this key's newest
-event. While a key receives nothing it keeps advancing with the wall clock after an idle grace,
-so quiet groups still close their windows; it never steps back, so a closed window stays closed.
+Two marks, because they answer different questions:
+
+- The **event mark** is ``progress - allowed lateness``, where progress is the source's event
+  time on every partition (the minimum of their maxima; without source watermarks, this key's
+  newest event). It is data alone, the same for every key that has read the same items, so it
+  decides whether an event is late: an event the stream-wide group counts is never late in
+  its own group. Until every partition has delivered, the source's progress is unknown and
+  the watermark stands in for it (:meth:`Watermark.late_mark`).
+- The **watermark** (:meth:`Watermark.current`) is the event mark, or more: while a key
+  receives nothing it keeps advancing with the wall clock after an idle grace, so a quiet
+  group's windows still get their final values. It never steps back. A window it closes is
+  kept until the event mark passes it too, so an event that is not late amends it (a later
+  final with more events, which the sinks rank above the earlier one).
 """
 
 from __future__ import annotations
@@ -28,14 +37,38 @@ class Watermark:
     # The highest watermark ever observed: a new event resets the idle advance, and without
     # this floor the watermark would step back and let a closed window reopen.
     high: int | None = None
+    # The highest lateness mark a flush dropped windows by: it never steps back either.
+    late_floor: int | None = None
 
-    def current(self, now_ms: int) -> int | None:
+    def event_mark(self) -> int | None:
+        """Progress by the data alone: a window ending at or before it takes no more events."""
         if self.max_event_time is None:
             return None
         if self.source_watermarks:
-            event_mark = None if self.source_mark is None else self.source_mark - self.lateness_ms
-        else:
-            event_mark = self.max_event_time - self.lateness_ms
+            return None if self.source_mark is None else self.source_mark - self.lateness_ms
+        return self.max_event_time - self.lateness_ms
+
+    def late_mark(self, now_ms: int) -> int | None:
+        """A window ending at or before it takes no more events: the event mark, never lower
+        than before. While the source's progress is unknown (a partition of the stream has not
+        delivered yet) nothing else can tell, so the watermark decides, idle clock and all."""
+        mark = self.event_mark()
+        if mark is None and self.source_watermarks:
+            mark = self.current(now_ms)
+        if self.late_floor is not None and (mark is None or mark < self.late_floor):
+            return self.late_floor
+        return mark
+
+    def settle_late(self, now_ms: int) -> int | None:
+        """The lateness mark at a flush, remembered as the floor for later ones."""
+        self.late_floor = self.late_mark(now_ms)
+        return self.late_floor
+
+    def current(self, now_ms: int) -> int | None:
+        """The watermark: a window ending at or before it has its final value out."""
+        if self.max_event_time is None:
+            return None
+        event_mark = self.event_mark()
         idle = now_ms - self.max_seen_wall - self.idle_grace_ms
         clock_mark = self.max_event_time - self.lateness_ms + idle if idle > 0 else None
         marks = [m for m in (event_mark, clock_mark, self.high) if m is not None]

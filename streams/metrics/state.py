@@ -11,6 +11,13 @@ Pure data and picklable, so Bytewax snapshots it with the source offsets. Three 
 Every window remembers the event keys it counted, so a redelivered event is not counted twice.
 An event is either counted in all of its windows or, when any of them has closed, in none and
 reported late: partial counting would leave a window short with nothing saying why.
+
+Late is decided by the event mark (``streams.watermark``), not by the idle clock: each
+group has its own idle clock, and a quiet group's clock must not call late an event that the
+stream-wide group, busy and so not idle, still counts. A window the idle clock closed has its
+final value out but stays until the event mark passes it; an event for it then amends it and
+it goes out final again, with more events (the sinks rank finals by their count,
+``riverbed.core.window_versions``).
 """
 
 from __future__ import annotations
@@ -96,6 +103,9 @@ class MetricWindows:
     retracted: dict[int, int] = field(default_factory=dict)  # start -> end
     last_version: int = 0
     closed_keys: RecentlyClosed = field(default_factory=RecentlyClosed)
+    # The watermark at the last flush: windows ending by it have had their final value out.
+    # (Not the clock's own floor, which an event after a quiet spell raises between flushes.)
+    final_through: int | None = None
 
     def _starts(self, event_time: int) -> list[int]:
         kind = self.metric.window_type
@@ -120,7 +130,7 @@ class MetricWindows:
         recognised by its key within the ``closed_keys`` horizon and ignored (True).
         """
         self.clock.see_source(source_mark)
-        mark = self.clock.current(now_ms)
+        mark = self.clock.late_mark(now_ms)
         if self.metric.window_type == "session":
             touched = self._session(event_time, mark)
             if touched is None:
@@ -128,8 +138,8 @@ class MetricWindows:
         else:
             size = self.metric.window_ms("size")
             starts = self._starts(event_time)
-            if mark is not None and any(s + size <= mark and s not in self.windows for s in starts):
-                return event_key is not None and event_key in self.closed_keys
+            if mark is not None and any(s + size <= mark for s in starts):
+                return event_key is not None and self._counted(event_key, starts)
             touched = []
             for start in starts:
                 if start not in self.windows:
@@ -145,6 +155,13 @@ class MetricWindows:
             self.dirty.add(start)
         self.clock.advance(event_time, now_ms)
         return True
+
+    def _counted(self, event_key: int, starts: list[int]) -> bool:
+        """Whether a late event is a copy of one counted before (in a window not yet dropped,
+        or in one dropped within the ``closed_keys`` horizon)."""
+        if event_key in self.closed_keys:
+            return True
+        return any(s in self.windows and event_key in self.windows[s].acc.keys for s in starts)
 
     def _session(self, event_time: int, mark: int | None) -> list[int] | None:
         """The session this event belongs to, after merging; None when it is late."""
@@ -169,8 +186,15 @@ class MetricWindows:
         return [start]
 
     def flush(self, now_ms: int) -> list[dict[str, Any]]:
-        """Updates for changed windows (running), closed ones (final) and retracted sessions."""
+        """Updates for changed windows (running), closed ones (final) and retracted sessions.
+
+        A window goes out final once the watermark passes its end, and again only if an event
+        amends it before the event mark passes it too; then it is dropped.
+        """
+        before = self.final_through
         mark = self.clock.settle(now_ms)
+        self.final_through = mark
+        drop = self.clock.settle_late(now_ms)
         version = max(now_ms, self.last_version + 1)
         updates: list[dict[str, Any]] = [
             self._update(start, end, None, final=True, version=version, deleted=True)
@@ -180,10 +204,11 @@ class MetricWindows:
         for start in sorted(self.windows):
             window = self.windows[start]
             closed = mark is not None and window.end <= mark
-            if closed or start in self.dirty:
+            newly_closed = closed and (before is None or window.end > before)
+            if newly_closed or start in self.dirty:
                 updates.append(self._update(start, window.end, window.acc, closed, version))
                 self.emitted.add(start)
-            if closed:
+            if drop is not None and window.end <= drop:
                 self.closed_keys.remember(now_ms, self.windows.pop(start).acc.keys)
                 self.emitted.discard(start)
         self.closed_keys.prune(now_ms)
@@ -193,9 +218,12 @@ class MetricWindows:
         return updates
 
     def next_close_wall(self) -> int | None:
-        if not self.windows:
+        """When the earliest window without its final value gets it, if nothing arrives."""
+        done = self.final_through
+        ends = [w.end for w in self.windows.values() if done is None or w.end > done]
+        if not ends:
             return None
-        return self.clock.wall_time_reaching(min(w.end for w in self.windows.values()))
+        return self.clock.wall_time_reaching(min(ends))
 
     def _update(
         self,

@@ -135,7 +135,19 @@ def test_a_metric_posted_to_the_api_computes_exact_tumbling_windows(pipeline: Pi
         }
         assert any(latest[p]["window_start"] == newest for p in products)
 
-        # An event for a window that has closed is dead-lettered as late, naming the metric.
+        # Late is for the data to say, not the idle clock that closed these windows: move the
+        # stream's event time on (on every partition: many users; the flow has read them all
+        # once the built-in count of their group says so), then an event for the first window
+        # is late and dead-lettered, naming the metric.
+        pusher = f"api-{tag}-push"
+        ahead = max(time.time_ns() // 1_000_000, events[-1]["ts"] + 5000)
+        post(client, [purchase(f"u-push-{i}", pusher, 1.0, 1, ahead) for i in range(40)])
+
+        def pushed() -> bool:
+            latest = client.get("/v1/streams/purchases/metrics").json()["latest"]
+            return latest.get(f"*|{pusher}", {}).get("count") == 40
+
+        wait_until(pushed, 60, message="the flow to read the events that move time on")
         late = purchase("u-late", products[0], 5.0, 2, events[0]["ts"])
         post(client, [late])
         # (The built-in windows write a letter for it too; both are kept, one per stage.)

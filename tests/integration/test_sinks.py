@@ -19,10 +19,12 @@ from riverbed.core.redis import as_text
 from riverbed.core.settings import Settings
 from riverbed.core.topology import (
     LIVE_CHANNEL,
+    METRIC_RESULTS_TOPIC,
     METRICS_TOPIC,
     clean_topic,
     dlq_topic,
     latest_key,
+    results_series_key,
     series_key,
 )
 from riverbed.core.window_versions import SHOWN_VERSION_SQL
@@ -33,6 +35,7 @@ from schemas.catalog import BUNDLED_DIR, StreamSpec, load_catalog
 from schemas.registry import SchemaRegistry
 from schemas.stream_catalog import StreamCatalog
 from sinks.clickhouse_writer import ClickHouseWriter
+from sinks.ddl import create_metrics_table, window_flow_version
 from sinks.dead_letters import DeadLetters
 from sinks.redis_writer import RedisMetricsWriter
 from tests.conftest import Engines, wait_until
@@ -73,17 +76,56 @@ def test_redis_upsert_keeps_the_highest_version_of_a_window(
     assert json.loads(value)["count"] == 20
 
 
-def test_redis_keeps_a_windows_first_final_value(metrics_writer: RedisMetricsWriter) -> None:
-    """A window computed again later, from part of its events (a broker refilled from the
-    journal), must not replace the final value the complete window had."""
+def test_redis_ranks_finals_by_the_events_they_count(metrics_writer: RedisMetricsWriter) -> None:
+    """A later final with fewer events (a window computed again from part of its events, after
+    a broker refilled from the journal) must not replace the final value; one with more (a
+    window the idle clock closed, amended by an event that was not late) must."""
     stream = f"s{uuid.uuid4().hex[:6]}"
     final = {**update(stream, "g", 0, 5, 10), "final": True}
     applied = metrics_writer.apply(
-        [final, update(stream, "g", 0, 9, 3), {**update(stream, "g", 0, 10, 4), "final": True}]
+        [
+            final,
+            update(stream, "g", 0, 9, 3),  # a running value after the final
+            {**update(stream, "g", 0, 10, 4), "final": True},  # computed again, from part
+            {**update(stream, "g", 0, 11, 11), "final": True},  # amended
+            {**update(stream, "g", 0, 8, 11), "final": True},  # as many events, older
+        ]
     )
-    assert applied == [True, False, False]
+    assert applied == [True, False, False, True, False]
     (value,) = metrics_writer.client.zrange(series_key(stream, "*", "g"), 0, -1)
-    assert (json.loads(value)["count"], json.loads(value)["version"]) == (10, 5)
+    assert (json.loads(value)["count"], json.loads(value)["version"]) == (11, 11)
+
+
+def test_redis_lets_a_retraction_remove_a_final_session(
+    metrics_writer: RedisMetricsWriter,
+) -> None:
+    """A session the idle clock closed can merge into an earlier one when an event that is not
+    late bridges them: its final value must go."""
+    metric = f"m{uuid.uuid4().hex[:6]}"
+
+    def result(start: int, version: int, count: int, **more: bool) -> dict:
+        return {
+            "metric": metric,
+            "generation": "g1",
+            "stream": "s",
+            "group_key": "*",
+            "group": {},
+            "window_start": start,
+            "window_end": start + 1000,
+            "count": count,
+            "values": {},
+            "final": True,
+            "deleted": False,
+            "version": version,
+            **more,
+        }
+
+    applied = metrics_writer.apply_results(
+        [result(5000, 1, 2), result(5000, 2, 0, deleted=True), result(3000, 2, 3)]
+    )
+    assert applied == [True, True, True]
+    series = metrics_writer.client.zrange(results_series_key(metric, "*"), 0, -1)
+    assert [json.loads(v)["window_start"] for v in series] == [3000]
 
 
 def test_redis_latest_never_moves_back_to_an_older_window(
@@ -354,11 +396,12 @@ def test_query_parameters_carry_hostile_text_and_arrays_as_values(sink_setup: di
     assert result.rows == [[ids, "'); DROP TABLE x; --", -(2**63)]]
 
 
-def test_clickhouse_keeps_a_windows_first_final_value_and_shows_its_version(
+def test_clickhouse_ranks_finals_by_their_events_and_shows_the_flows_version(
     sink_setup: dict,
 ) -> None:
-    """Running values give way to newer ones and to the final; a later final (a window
-    computed again from part of its events) gives way to the first."""
+    """Running values give way to newer ones and to a final; a later final gives way to the
+    first if it counts fewer events (computed again from part of them) and replaces it if it
+    counts more (amended by an event that was not late)."""
     registry: SchemaRegistry = sink_setup["registry"]
     metrics_id = sink_setup["catalog"].metrics_id
     stream = f"s{uuid.uuid4().hex[:6]}"
@@ -369,6 +412,8 @@ def test_clickhouse_keeps_a_windows_first_final_value_and_shows_its_version(
         {**update(stream, "g", 0, 10, 4), "final": True},
         update(stream, "g", 60_000, 7, 2),
         update(stream, "g", 60_000, 8, 5),
+        {**update(stream, "g", 120_000, 5, 10), "final": True},
+        {**update(stream, "g", 120_000, 12, 11), "final": True},
     ]
     values = [codec.encode(registry, metrics_id, row) for row in rows]
     messages = produce_and_consume(sink_setup["kafka"], METRICS_TOPIC, values)
@@ -380,4 +425,65 @@ def test_clickhouse_keeps_a_windows_first_final_value_and_shows_its_version(
         f"SELECT toUnixTimestamp64Milli(window_start), count, final, {SHOWN_VERSION_SQL} "
         f"FROM sinkdb.metrics FINAL WHERE stream = '{stream}' ORDER BY window_start"
     )
-    assert [tuple(r) for r in kept.rows] == [(0, 10, True, 5), (60_000, 5, False, 8)]
+    assert [tuple(r) for r in kept.rows] == [
+        (0, 10, True, 5),
+        (60_000, 5, False, 8),
+        (120_000, 11, True, 12),
+    ]
+
+
+def test_clickhouse_retraction_hides_a_final_session(sink_setup: dict) -> None:
+    registry: SchemaRegistry = sink_setup["registry"]
+    results_id = sink_setup["catalog"].results_id
+    metric = f"m{uuid.uuid4().hex[:6]}"
+    base = {
+        "metric": metric,
+        "generation": "g1",
+        "stream": "s",
+        "group_key": "*",
+        "group": {},
+        "window_start": 5000,
+        "window_end": 6000,
+        "values": {},
+        "final": True,
+    }
+    rows = [
+        {**base, "count": 2, "deleted": False, "version": 1},
+        {**base, "count": 0, "deleted": True, "version": 2},
+    ]
+    values = [codec.encode(registry, results_id, row) for row in rows]
+    writer: ClickHouseWriter = sink_setup["writer"]
+    for message in produce_and_consume(sink_setup["kafka"], METRIC_RESULTS_TOPIC, values):
+        writer.write([message])
+    engine: ChdbEngine = sink_setup["engine"]
+    kept = engine.query(
+        f"SELECT count() FROM sinkdb.metric_results FINAL WHERE metric = '{metric}'"
+    )
+    assert int(kept.rows[0][0]) == 0
+    stored = engine.query(f"SELECT count() FROM sinkdb.metric_results WHERE metric = '{metric}'")
+    assert int(stored.rows[0][0]) == 2  # both were written: FINAL hid the window
+
+
+def test_a_window_table_from_before_flow_version_shows_its_old_rows_versions(
+    sink_setup: dict,
+) -> None:
+    """Tables created before ``flow_version`` get it added, and their old rows (a final stored
+    as ``2^62 - version``) read their own version from it."""
+    engine: ChdbEngine = sink_setup["engine"]
+    engine.command("CREATE DATABASE IF NOT EXISTS legacy")
+    legacy = create_metrics_table("legacy").replace(",\n  `flow_version` Int64", "")
+    assert "flow_version" not in legacy
+    engine.command(legacy)
+    engine.insert_json_rows(
+        "legacy",
+        "metrics",
+        [
+            {**update("s", "g", 0, 0, 4), "final": True, "version": (1 << 62) - 77},
+            update("s", "g", 1000, 88, 2),
+        ],
+    )
+    engine.command(window_flow_version("legacy", "metrics"))
+    kept = engine.query(
+        f"SELECT count, {SHOWN_VERSION_SQL} FROM legacy.metrics FINAL ORDER BY window_start"
+    )
+    assert [tuple(r) for r in kept.rows] == [(4, 77), (2, 88)]

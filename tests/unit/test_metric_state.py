@@ -220,3 +220,17 @@ def test_closed_window_keys_are_forgotten_after_the_horizon() -> None:
     closed.remember(30_000, {2})
     closed.prune(61_000)
     assert 1 not in closed and 2 in closed
+
+
+def test_a_session_the_idle_clock_closed_merges_with_an_event_that_is_not_late() -> None:
+    """A quiet group's session went out final by the idle clock; an event that the data say is
+    not late bridges it to a new one: both merge, and the absorbed final is retracted."""
+    m = metric({"type": "session", "gap": "5s"})
+    w = MetricWindows(m, "*", {}, Watermark(m.lateness_ms, idle_grace_ms=10_000))
+    assert w.add(10_000, {"price": 1.0}, {}, now_ms=0, event_key=1)
+    assert [(u["window_start"], u["final"]) for u in w.flush(20_000)] == [(10_000, True)]
+    assert w.add(14_000, {"price": 1.0}, {}, now_ms=20_000, event_key=2)  # within the gap
+    assert w.add(8_000, {"price": 1.0}, {}, now_ms=20_000, event_key=3)  # starts it earlier
+    out = by_start(w.flush(20_000))
+    assert out[10_000]["deleted"] and out[10_000]["final"]
+    assert (out[8_000]["count"], out[8_000]["final"], out[8_000]["deleted"]) == (3, True, False)

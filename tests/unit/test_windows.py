@@ -149,8 +149,20 @@ def test_closed_window_is_emitted_final_once_and_then_forgotten() -> None:
     windows = state()
     windows.add(1500, {}, now_ms=0)
     assert count_updates(windows.flush(now_ms=600)) == [(1000, 1, True)]
-    assert windows.windows == {}
     assert windows.flush(now_ms=700) == []
+    # Closed by the idle clock, it is kept until the events themselves pass its end.
+    assert sorted(windows.windows) == [1000]
+    windows.add(2100, {}, now_ms=800)
+    assert count_updates(windows.flush(now_ms=800)) == [(2000, 1, False)]
+    assert sorted(windows.windows) == [2000]
+
+
+def test_a_window_closed_by_the_event_mark_goes_at_once() -> None:
+    windows = state()
+    windows.add(1500, {}, now_ms=0)
+    windows.add(2100, {}, now_ms=0)
+    assert count_updates(windows.flush(now_ms=0)) == [(1000, 1, True), (2000, 1, False)]
+    assert sorted(windows.windows) == [2000]
 
 
 def test_watermark_is_unknown_before_the_first_event() -> None:
@@ -184,15 +196,31 @@ def test_out_of_order_event_within_the_allowed_lateness_is_accepted() -> None:
     assert count_updates(windows.flush(now_ms=0)) == [(1000, 1, False), (2000, 1, False)]
 
 
-def test_event_for_a_window_closed_while_idle_stays_late_after_a_newer_event() -> None:
+def test_an_event_within_the_lateness_amends_a_window_the_idle_clock_closed() -> None:
     windows = state(lateness_ms=2000)
     windows.add(8500, {}, now_ms=0)
     windows.add(8600, {}, now_ms=0)
     # Idle for 2.5 s: the watermark passes 9000 and [8000, 9000) is emitted final, count 2.
     assert count_updates(windows.flush(now_ms=2500)) == [(8000, 2, True)]
     assert windows.add(9100, {}, now_ms=2500) is True
-    # [8000, 9000) is closed: a straggler must not reopen it and replace its final count.
-    assert windows.add(8200, {}, now_ms=2500) is False
+    # The events say 7100: a straggler at 8200 is within the lateness, not late. It amends
+    # the window, which goes out final again with more events (ranked above the first).
+    assert windows.add(8200, {}, now_ms=2500) is True
+    assert count_updates(windows.flush(now_ms=2500)) == [(8000, 3, True), (9000, 1, False)]
+    # Once the events pass its end the window is gone, and an event for it is late.
+    assert windows.add(11_500, {}, now_ms=2600) is True
+    windows.flush(now_ms=2600)
+    assert 8000 not in windows.windows
+    assert windows.add(8300, {}, now_ms=2600) is False
+
+
+def test_a_copy_of_a_counted_event_is_not_late_while_its_window_is_kept() -> None:
+    windows = state()
+    windows.add(500, {}, now_ms=0, event_key=1)
+    windows.add(1500, {}, now_ms=0, event_key=2)  # the event mark passes [0, 1000)
+    assert windows.add(500, {}, now_ms=0, event_key=1)  # a copy: ignored, not late
+    assert not windows.add(600, {}, now_ms=0, event_key=3)  # a new event: late
+    assert count_updates(windows.flush(now_ms=0)) == [(0, 1, True), (1000, 1, False)]
 
 
 def test_versions_increase_strictly_even_when_flushes_share_a_millisecond() -> None:
@@ -326,12 +354,6 @@ def test_a_redelivered_copy_arriving_after_its_window_closed_is_ignored_not_late
     assert not s.add(600, {}, now_ms=10, event_key=9)  # a new event: late
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 9): each group keeps its own idle clock, so a quiet group's "
-    "windows can close before the stream-wide group's, and an event the stream-wide group "
-    "counts is then late, uncounted and not dead-lettered, in its own group",
-)
 def test_a_group_never_calls_late_an_event_the_stream_wide_group_counts() -> None:
     """Event time lags wall time (a backlog); one group goes quiet past the idle grace while
     others go on; then an event of the quiet group arrives."""
@@ -349,3 +371,28 @@ def test_a_group_never_calls_late_an_event_the_stream_wide_group_counts() -> Non
     counted_by_its_group = quiet.add(8_000, {}, now_ms=45_000, event_key=3, source_mark=8_000)
     assert counted_by_everyone
     assert counted_by_its_group
+    # The quiet group's idle clock had closed [0, 5000) too: it went out final with its one
+    # event, and the same window of the stream-wide group closes by the data, both exact.
+    assert [(u["window_start"], u["count"], u["final"]) for u in quiet.flush(45_000)] == [
+        (5_000, 1, True)
+    ]
+
+
+def test_an_event_late_by_the_data_is_late_in_every_group() -> None:
+    def state(group: str) -> WindowState:
+        return WindowState("s", group, 5_000, 2_000, idle_grace_ms=30_000, source_watermarks=True)
+
+    everyone, quiet = state("*"), state("/quiet")
+    for state_ in (everyone, quiet):
+        assert state_.add(0, {}, now_ms=0, event_key=1, source_mark=0)
+        assert not state_.add(1_000, {}, now_ms=0, event_key=2, source_mark=9_000)
+
+
+def test_a_window_the_idle_clock_passed_goes_out_final_even_if_an_event_came_first() -> None:
+    """An event after a quiet spell raises the clock's floor before the flush: the window the
+    idle advance passed must still get its final value."""
+    s = WindowState("st", "g", SIZE, lateness_ms=0, idle_grace_ms=1000)
+    s.add(500, {}, now_ms=0)
+    s.flush(now_ms=0)
+    s.add(3500, {}, now_ms=5000)  # quiet for 5 s: the clock passed [0, 1000) meanwhile
+    assert count_updates(s.flush(now_ms=5000)) == [(0, 1, True), (3000, 1, True)]
