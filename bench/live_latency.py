@@ -32,6 +32,7 @@ from schemas import codec
 from schemas.registry import SchemaRegistry
 
 STREAM_URL = "/v1/streams/pageviews/events"
+LIVE_PATH = ("tansu", "agents", "flow", "sink-redis", "valkey")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -124,6 +125,9 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000, help="background events/s")
     parser.add_argument("--groups", type=int, default=50, help="pages the load spreads over")
     parser.add_argument("--probes", type=int, default=300)
+    parser.add_argument(
+        "--idle", type=float, default=5.0, help="seconds of CPU measured before the load"
+    )
     parser.add_argument("--emit-interval", type=float, help="live_emit_interval_seconds")
     parser.add_argument(
         "--warm-up", type=float, default=10.0, help="seconds of load before the first probe"
@@ -134,7 +138,11 @@ def main() -> None:
         env["RIVERBED_LIVE_EMIT_INTERVAL_SECONDS"] = str(args.emit_interval)
     with embedded_stack(env) as (base, pids, headers, stack_env):
         log = redis.Redis.from_url(stack_env["REDIS_URL"])
-        cpu_before = {n: cpu_seconds(pids[n]) for n in ("flow", "sink-redis", "valkey")}
+        # What the live path costs with nothing to carry: its consumers' empty fetches.
+        idle_before = {n: cpu_seconds(pids[n]) for n in LIVE_PATH}
+        time.sleep(args.idle)  # the idle span measured, not a wait for anything
+        idle = {n: (cpu_seconds(pids[n]) - idle_before[n]) / args.idle for n in LIVE_PATH}
+        cpu_before = {n: cpu_seconds(pids[n]) for n in LIVE_PATH}
         added_before = _entries_added(log)
         started = time.monotonic()
         result = asyncio.run(
@@ -161,8 +169,12 @@ def main() -> None:
         f"p99 {percentile(floor, 0.99):.1f} ms"
     )
     print(
-        f"cost: {updates:,.0f} metric updates/s written; CPU (cores): flow {cpu['flow']:.2f}, "
-        f"sink-redis {cpu['sink-redis']:.2f}, valkey {cpu['valkey']:.2f}"
+        f"cost: {updates:,.0f} metric updates/s written; CPU (cores) under load: "
+        + ", ".join(f"{n} {cpu[n]:.2f}" for n in LIVE_PATH)
+    )
+    print(
+        f"idle ({args.idle:.0f} s before the load), CPU (cores): "
+        + ", ".join(f"{n} {idle[n]:.3f}" for n in LIVE_PATH)
     )
     print("where the time goes (each hop's p50 / p99, ms; Kafka record timestamps):")
     slow = hops.pop("slow by second")

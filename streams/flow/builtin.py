@@ -10,7 +10,6 @@ one :class:`WindowState` per (stream, group) key inside Bytewax.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from typing import Any, NamedTuple
 
 import bytewax.operators as op
 
+from streams.snapshots import freeze, thaw
 from streams.throttle import EmitThrottle
 from streams.windows import WindowState
 
@@ -44,7 +44,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class WindowLogic(op.StatefulLogic[list[Item], Output, WindowState]):
+class WindowLogic(op.StatefulLogic[list[Item], Output, bytes]):
     """Drives one :class:`WindowState`: folds events, flushes on a timer, releases when idle.
 
     Bytewax hands the builder only the resume state, not the key, so a fresh state is created
@@ -53,14 +53,14 @@ class WindowLogic(op.StatefulLogic[list[Item], Output, WindowState]):
 
     def __init__(
         self,
-        state: WindowState | None,
+        snapshot: WindowState | bytes | None,
         size_ms: Callable[[str], int],
         lateness_ms: int,
         emit_interval_ms: int,
         idle_grace_ms: int = 0,
         late_dedup_ms: int = 120_000,
     ) -> None:
-        self.state = state
+        self.state = state = thaw(snapshot)
         self.late_dedup_ms = late_dedup_ms
         if state is not None:
             state.resumed(_now_ms())
@@ -126,5 +126,5 @@ class WindowLogic(op.StatefulLogic[list[Item], Output, WindowState]):
             return None
         return datetime.fromtimestamp(min(candidates) / 1000, tz=UTC)
 
-    def snapshot(self) -> WindowState:
-        return copy.deepcopy(self.state)  # type: ignore[return-value]
+    def snapshot(self) -> bytes:
+        return freeze(self.state)

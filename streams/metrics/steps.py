@@ -8,7 +8,6 @@ the state never holds whole events.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import bytewax.operators as op
 from schemas.expressions import Expression
 from streams.metrics.definition import Metric
 from streams.metrics.state import MetricWindows
+from streams.snapshots import freeze, thaw
 from streams.throttle import EmitThrottle
 from streams.watermark import RecentlyClosed, Watermark
 
@@ -92,18 +92,18 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class MetricLogic(op.StatefulLogic[list[MetricItem], MetricOutput, MetricWindows]):
+class MetricLogic(op.StatefulLogic[list[MetricItem], MetricOutput, bytes]):
     """Drives one :class:`MetricWindows`; drops it once its metric is deleted or redefined."""
 
     def __init__(
         self,
-        state: MetricWindows | None,
+        snapshot: MetricWindows | bytes | None,
         is_live: Callable[[str, str], bool],
         emit_interval_ms: int,
         idle_grace_ms: int,
         late_dedup_ms: int = 120_000,
     ) -> None:
-        self.state = state
+        self.state = state = thaw(snapshot)
         self.late_dedup_ms = late_dedup_ms
         self.is_live = is_live
         self.emit_interval_ms = emit_interval_ms
@@ -167,5 +167,5 @@ class MetricLogic(op.StatefulLogic[list[MetricItem], MetricOutput, MetricWindows
             candidates = [_now_ms() + 60_000]
         return datetime.fromtimestamp(min(candidates) / 1000, tz=UTC)
 
-    def snapshot(self) -> MetricWindows:
-        return copy.deepcopy(self.state)  # type: ignore[return-value]
+    def snapshot(self) -> bytes:
+        return freeze(self.state)
