@@ -32,6 +32,7 @@ from api.ingest.batch import LateCheck
 from api.ingest.journal import JournalJanitor, replay
 from api.ingest.service import Ingestor
 from api.live.hub import Hub
+from api.live.stream import keep_server_send
 from api.middleware import ResponseHeaders, allowed_hosts
 from api.problems import EXCEPTION_HANDLERS
 from api.ratelimit import RateLimiter
@@ -255,7 +256,7 @@ def run(settings: Settings) -> None:
     raise_open_files_limit(settings.max_connections + settings.live_max_connections + 256)
     app = create_app(settings)
     config = uvicorn.Config(
-        app,
+        keep_server_send(app),
         host=settings.host,
         port=settings.api_port,
         log_level="warning",

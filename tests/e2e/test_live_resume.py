@@ -41,6 +41,9 @@ def test_a_reconnect_with_last_event_id_gets_exactly_what_it_missed(pipeline: Pi
         with client.stream("GET", url) as response:
             assert response.status_code == 200
             assert response.headers["x-accel-buffering"] == "no"
+            # The start went through the middlewares (the body goes past them, api.live.stream).
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["x-request-id"]
             stream = messages(response)
             first = read_until(stream, lambda got: got[-1].event == "ready", time.monotonic() + 30)
             assert first[0].retry is not None  # the reconnect delay hint
