@@ -96,6 +96,9 @@ class WindowState:
         """Wall-clock ms at which the earliest open window closes if nothing else arrives."""
         return self.engine.next_close_wall()
 
+    def begin_batch(self, now_ms: int) -> None:
+        self.engine.begin_batch(now_ms)
+
     def add(
         self,
         event_time: int,

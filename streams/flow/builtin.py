@@ -87,6 +87,7 @@ class WindowLogic(op.StatefulLogic[list[Item], Output, bytes]):
                 late_dedup_ms=self.late_dedup_ms,
             )
         state = self.state
+        state.begin_batch(now)
         out: list[Output] = []
         for item in value:
             if not state.add(item.event_time, item.values, now, item.event_key, item.source_mark):

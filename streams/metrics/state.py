@@ -106,6 +106,12 @@ class MetricWindows:
     # The watermark at the last flush: windows ending by it have had their final value out.
     # (Not the clock's own floor, which an event after a quiet spell raises between flushes.)
     final_through: int | None = None
+    # The lateness mark when the current batch began: a window ending by it is sealed. One
+    # that the mark passed within the batch still takes events until the next batch, because
+    # a backlog read in one batch (agents catching up after a restart) comes partition after
+    # partition. Every group of an event sees the batch begin at the same item, so an event
+    # the stream-wide group counts is never late in its own group.
+    sealed_through: int | None = None
 
     def _starts(self, event_time: int) -> list[int]:
         kind = self.metric.window_type
@@ -114,6 +120,10 @@ class MetricWindows:
         size, step = self.metric.window_ms("size"), self.metric.window_ms("step")
         last = window_start(event_time, step)
         return [last - k * step for k in range(size // step)]
+
+    def begin_batch(self, now_ms: int) -> None:
+        """Seal the windows the lateness mark has passed (call before each batch's events)."""
+        self.sealed_through = self.clock.late_mark(now_ms)
 
     def add(
         self,
@@ -138,7 +148,12 @@ class MetricWindows:
         else:
             size = self.metric.window_ms("size")
             starts = self._starts(event_time)
-            if mark is not None and any(s + size <= mark for s in starts):
+            sealed = self.sealed_through
+            if mark is not None and any(
+                s + size <= mark
+                and (s not in self.windows or (sealed is not None and s + size <= sealed))
+                for s in starts
+            ):
                 return event_key is not None and self._counted(event_key, starts)
             touched = []
             for start in starts:
@@ -157,8 +172,8 @@ class MetricWindows:
         return True
 
     def _counted(self, event_key: int, starts: list[int]) -> bool:
-        """Whether a late event is a copy of one counted before (in a window not yet dropped,
-        or in one dropped within the ``closed_keys`` horizon)."""
+        """Whether a late event is a copy of one counted before (in a window still held, or
+        in one dropped within the ``closed_keys`` horizon)."""
         if event_key in self.closed_keys:
             return True
         return any(s in self.windows and event_key in self.windows[s].acc.keys for s in starts)

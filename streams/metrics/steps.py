@@ -131,6 +131,7 @@ class MetricLogic(op.StatefulLogic[list[MetricItem], MetricOutput, bytes]):
                 closed_keys=RecentlyClosed(self.late_dedup_ms),
             )
         state = self.state
+        state.begin_batch(now)
         out: list[MetricOutput] = []
         for item in value:
             accepted = state.add(

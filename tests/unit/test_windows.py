@@ -214,13 +214,51 @@ def test_an_event_within_the_lateness_amends_a_window_the_idle_clock_closed() ->
     assert windows.add(8300, {}, now_ms=2600) is False
 
 
-def test_a_copy_of_a_counted_event_is_not_late_while_its_window_is_kept() -> None:
+def test_a_window_the_mark_passed_takes_events_until_the_flush_that_drops_it() -> None:
+    """A backlog read in one batch comes partition after partition: an event behind the mark
+    in that batch still counts, as long as its window has not been flushed away."""
     windows = state()
     windows.add(500, {}, now_ms=0, event_key=1)
     windows.add(1500, {}, now_ms=0, event_key=2)  # the event mark passes [0, 1000)
-    assert windows.add(500, {}, now_ms=0, event_key=1)  # a copy: ignored, not late
-    assert not windows.add(600, {}, now_ms=0, event_key=3)  # a new event: late
+    assert windows.add(600, {}, now_ms=0, event_key=3)  # same batch: counted
+    assert count_updates(windows.flush(now_ms=0)) == [(0, 2, True), (1000, 1, False)]
+    assert windows.add(500, {}, now_ms=0, event_key=1)  # a copy of a counted one: ignored
+    assert not windows.add(700, {}, now_ms=0, event_key=4)  # a new one: late
+
+
+def test_a_window_the_mark_passed_is_sealed_from_the_next_batch_on() -> None:
+    windows = state()
+    windows.begin_batch(now_ms=0)
+    windows.add(500, {}, now_ms=0, event_key=1)
+    windows.add(1500, {}, now_ms=0, event_key=2)  # the event mark passes [0, 1000)
+    windows.begin_batch(now_ms=0)  # not flushed yet, but a new batch
+    assert windows.add(500, {}, now_ms=0, event_key=1)  # a copy of a counted one: ignored
+    assert not windows.add(600, {}, now_ms=0, event_key=3)  # a new one: late
     assert count_updates(windows.flush(now_ms=0)) == [(0, 1, True), (1000, 1, False)]
+
+
+def test_every_group_of_an_event_seals_its_windows_at_the_same_item() -> None:
+    """The stream-wide group flushes often, a quiet group rarely: lateness must not depend on
+    when each flushed, or a group would drop silently what the stream-wide group counts."""
+
+    def state(group: str) -> WindowState:
+        return WindowState("s", group, 1_000, 0, idle_grace_ms=60_000, source_watermarks=True)
+
+    everyone, quiet = state("*"), state("/quiet")
+    batches = [[(500, 1, 500)], [(1_500, 2, 1_500), (900, 3, 1_500)], [(950, 4, 1_500)]]
+    for number, batch in enumerate(batches):
+        for state_ in (everyone, quiet):
+            state_.begin_batch(now_ms=number)
+        counted = [
+            (
+                everyone.add(t, {}, now_ms=number, event_key=k, source_mark=m),
+                quiet.add(t, {}, now_ms=number, event_key=k, source_mark=m),
+            )
+            for t, k, m in batch
+        ]
+        assert all(a == b for a, b in counted), (number, counted)
+        everyone.flush(number)  # only the stream-wide group flushes in between
+    assert [c for c, _ in counted] == [False]  # 950 came a batch after the mark passed 1000
 
 
 def test_versions_increase_strictly_even_when_flushes_share_a_millisecond() -> None:
@@ -385,7 +423,11 @@ def test_an_event_late_by_the_data_is_late_in_every_group() -> None:
     everyone, quiet = state("*"), state("/quiet")
     for state_ in (everyone, quiet):
         assert state_.add(0, {}, now_ms=0, event_key=1, source_mark=0)
-        assert not state_.add(1_000, {}, now_ms=0, event_key=2, source_mark=9_000)
+        assert state_.add(9_000, {}, now_ms=0, event_key=2, source_mark=9_000)
+    everyone.flush(0)  # the stream-wide group flushes often; the quiet one much later
+    quiet.flush(40_000)
+    for state_ in (everyone, quiet):
+        assert not state_.add(1_000, {}, now_ms=40_000, event_key=3, source_mark=9_000)
 
 
 def test_a_window_the_idle_clock_passed_goes_out_final_even_if_an_event_came_first() -> None:
