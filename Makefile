@@ -21,6 +21,7 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	sh tests/helpers/install-postgres
+	sh tests/helpers/install-chromium
 	npm --prefix tests/js ci --no-audit --no-fund --silent
 	$(BIN)/python -m pytest -ra --durations=10
 
