@@ -19,7 +19,7 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import redis
@@ -223,9 +223,10 @@ def breakdown(
             batch = consumer.consume(5000, 0.1)
             quiet = quiet + 1 if not batch else 0
             for message in batch:
-                if message.error() or not message.value():
+                value = message.value()
+                if message.error() or not value:
                     continue
-                record = codec.decode(registry, message.value())[1]
+                record = codec.decode(registry, value)[1]
                 stamp = float(message.timestamp()[1])
                 if name in every and record.get("event_id"):
                     every[name].setdefault(record["event_id"], stamp)
@@ -237,7 +238,8 @@ def breakdown(
     read("events.pageviews", "raw", lambda r: r.get("page"))
     read("clean.pageviews", "clean", lambda r: r.get("page"))
     read("metrics", "metric", lambda r: r.get("group") if r.get("field") == "*" else None)
-    for entry_id, fields in log.xrange(LIVE_CHANNEL):
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], log.xrange(LIVE_CHANNEL))
+    for entry_id, fields in entries:
         update = json.loads(fields[b"u"])
         if update.get("field") == "*" and update.get("group") in stamps:
             stamps[update["group"]].setdefault("log", float(entry_id.split(b"-")[0]))

@@ -196,8 +196,8 @@ def latency_probes(
         time.sleep(0.1)
     done.set()
     sse.stop.set()
-    ch = [visible[p] - sent[p] for p in sent if p in visible]
-    live = [sse.first_seen[p] - sent[p] for p in sent if p in sse.first_seen]
+    ch = [float(visible[p] - sent[p]) for p in sent if p in visible]
+    live = [float(sse.first_seen[p] - sent[p]) for p in sent if p in sse.first_seen]
     return ch, live
 
 

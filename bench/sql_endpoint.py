@@ -16,8 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 import httpx
@@ -81,11 +82,16 @@ def main() -> None:
                 timed(lambda client=client: client.query(SMALL), 20)  # warm up
                 small = timed(lambda client=client: client.query(SMALL), args.queries)
                 texts = iter(range(10**9))  # each text new: the fence decides every time
-                distinct = timed(
-                    lambda client=client, texts=texts: client.query(f"{SMALL} /* {next(texts)} */"),
-                    args.queries,
-                )
-                read = rate(lambda client=client: client.query(big).row_count)
+
+                def distinct_query(client: Any = client, texts: Iterator[int] = texts) -> Any:
+                    return client.query(f"{SMALL} /* {next(texts)} */")
+
+                distinct = timed(distinct_query, args.queries)
+
+                def big_read(client: Any = client) -> int:
+                    return int(client.query(big).row_count)
+
+                read = rate(big_read)
                 results[name] = (small, distinct, read)
         finally:
             gateway.terminate()
