@@ -18,6 +18,7 @@ import itertools
 import json
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,6 +39,11 @@ LIVE_PATH = ("tansu", "agents", "flow", "sink-redis", "valkey")
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
+
+
+def cpu_used(pids: dict[str, int], before: dict[str, float], seconds: float) -> dict[str, float]:
+    """Cores each of ``before``'s processes used since its reading ``before``."""
+    return {n: (cpu_seconds(pids[n]) - before[n]) / seconds for n in before}
 
 
 def event(page: str, i: int) -> dict[str, Any]:
@@ -141,7 +147,7 @@ def main() -> None:
         # What the live path costs with nothing to carry: its consumers' empty fetches.
         idle_before = {n: cpu_seconds(pids[n]) for n in LIVE_PATH}
         time.sleep(args.idle)  # the idle span measured, not a wait for anything
-        idle = {n: (cpu_seconds(pids[n]) - idle_before[n]) / args.idle for n in LIVE_PATH}
+        idle = cpu_used(pids, idle_before, args.idle)
         cpu_before = {n: cpu_seconds(pids[n]) for n in LIVE_PATH}
         added_before = _entries_added(log)
         started = time.monotonic()
@@ -149,9 +155,9 @@ def main() -> None:
             measure(base, headers, args.rate, args.groups, args.probes, args.warm_up)
         )
         elapsed = time.monotonic() - started
-        cpu = {n: (cpu_seconds(pids[n]) - cpu_before[n]) / elapsed for n in cpu_before}
+        cpu = cpu_used(pids, cpu_before, elapsed)
         updates = (_entries_added(log) - added_before) / elapsed
-        hops = breakdown(
+        hops, slow = breakdown(
             stack_env["KAFKA_BOOTSTRAP"], log, result["sent"], result["seen"], args.warm_up * 1000
         )
     sse, floor = result["sse_ms"], result["accepted_ms"]
@@ -177,7 +183,6 @@ def main() -> None:
         + ", ".join(f"{n} {idle[n]:.3f}" for n in LIVE_PATH)
     )
     print("where the time goes (each hop's p50 / p99, ms; Kafka record timestamps):")
-    slow = hops.pop("slow by second")
     for name, samples in hops.items():
         if samples:
             print(f"  {name:<38} {percentile(samples, 0.5):7.0f} {percentile(samples, 0.99):7.0f}")
@@ -189,7 +194,7 @@ def main() -> None:
         )
         print(
             "  events over 200 ms, by second of the run: "
-            + ", ".join(f"{slow[i]:.0f}s: {slow[i + 1]:.0f}" for i in range(0, len(slow), 2))
+            + ", ".join(f"{second}s: {count}" for second, count in sorted(slow.items()))
         )
 
 
@@ -199,10 +204,11 @@ def breakdown(
     sent: dict[str, float],
     seen: dict[str, float],
     warm_up_ms: float,
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], Counter[int]]:
     """Per probe, when each stage wrote it: the raw event (API), the clean event (agents), its
     group's first metric record (flow), its first live-log entry (Redis sink), and the SSE
-    receipt; the differences are the hops."""
+    receipt; the differences are the hops. Also how many events of the load took the agents
+    over 200 ms, by second of the run."""
     registry = SchemaRegistry(log)
     stamps: dict[str, dict[str, float]] = {page: {"post": at} for page, at in sent.items()}
     every: dict[str, dict[str, float]] = {"raw": {}, "clean": {}}  # event id -> timestamp
@@ -266,12 +272,7 @@ def breakdown(
         if e in every["clean"] and at - first >= warm_up_ms
     ]
     hops["raw -> clean, every event after warm-up"] = [delay for delay, _ in pairs]
-    slow_seconds: dict[int, int] = {}
-    for delay, at_s in pairs:
-        if delay > 200:
-            slow_seconds[int(at_s)] = slow_seconds.get(int(at_s), 0) + 1
-    hops["slow by second"] = [float(v) for pair in sorted(slow_seconds.items()) for v in pair]
-    return hops
+    return hops, Counter(int(at_s) for delay, at_s in pairs if delay > 200)
 
 
 def _entries_added(client: redis.Redis) -> int:

@@ -18,7 +18,6 @@ Two marks, because they answer different questions:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass
@@ -41,7 +40,7 @@ class Watermark:
     late_floor: int | None = None
 
     def event_mark(self) -> int | None:
-        """Progress by the data alone: a window ending at or before it takes no more events."""
+        """Progress by the data alone (None while unknown); see :meth:`late_mark`."""
         if self.max_event_time is None:
             return None
         if self.source_watermarks:
@@ -132,11 +131,6 @@ class RecentlyClosed:
     def remember(self, now_ms: int, keys: set[int]) -> None:
         if self.horizon_ms > 0 and keys:
             self.chunks.append((now_ms, frozenset(keys)))
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> RecentlyClosed:
-        """Snapshots share the (immutable) key sets: copying them every epoch would cost as
-        much as the events of two minutes."""
-        return RecentlyClosed(self.horizon_ms, list(self.chunks))
 
     def prune(self, now_ms: int) -> None:
         while self.chunks and self.chunks[0][0] < now_ms - self.horizon_ms:

@@ -141,10 +141,6 @@ class Metric:
     lateness_ms: int
     fields: tuple[str, ...] = ()  # of the stream's clean schema, which the filter may read
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> Metric:
-        """Immutable: a snapshot of window state shares it instead of copying it every epoch."""
-        return self
-
     # Cached: the flow asks these for every event, and a frozen dataclass still lets
     # cached_property store its value (it writes the instance dict directly).
     @cached_property

@@ -166,13 +166,12 @@ def test_session_boundaries_do_not_depend_on_arrival_order() -> None:
 
 
 def test_a_restored_session_state_still_retracts_windows_emitted_after_its_snapshot() -> None:
-    import copy
-
     from streams.metrics.steps import MetricLogic
+    from streams.snapshots import freeze
 
     w = windows({"type": "session", "gap": "5s"})
     w.add(20_000, {}, {}, now_ms=0, event_key=1)
-    snapshot = copy.deepcopy(w)  # taken before the window was first emitted
+    snapshot = freeze(w)  # taken before the window was first emitted
     assert [u["window_start"] for u in w.flush(0)] == [20_000]
     logic = MetricLogic(snapshot, lambda name, generation: True, 1000, 0)  # after a crash
     assert logic.state is not None

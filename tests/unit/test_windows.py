@@ -392,14 +392,16 @@ def test_a_redelivered_copy_arriving_after_its_window_closed_is_ignored_not_late
     assert not s.add(600, {}, now_ms=10, event_key=9)  # a new event: late
 
 
+def backlog_group(group: str) -> WindowState:
+    """A group's state with source watermarks, 5 s windows and 2 s of lateness."""
+    return WindowState("s", group, 5_000, 2_000, idle_grace_ms=30_000, source_watermarks=True)
+
+
 def test_a_group_never_calls_late_an_event_the_stream_wide_group_counts() -> None:
     """Event time lags wall time (a backlog); one group goes quiet past the idle grace while
     others go on; then an event of the quiet group arrives."""
 
-    def state(group: str) -> WindowState:
-        return WindowState("s", group, 5_000, 2_000, idle_grace_ms=30_000, source_watermarks=True)
-
-    everyone, quiet = state("*"), state("/quiet")
+    everyone, quiet = backlog_group("*"), backlog_group("/quiet")
     assert everyone.add(0, {}, now_ms=0, event_key=1, source_mark=0)
     assert quiet.add(0, {}, now_ms=0, event_key=1, source_mark=0)
     assert everyone.add(1_000, {}, now_ms=10_000, event_key=2, source_mark=1_000)  # another group
@@ -417,10 +419,7 @@ def test_a_group_never_calls_late_an_event_the_stream_wide_group_counts() -> Non
 
 
 def test_an_event_late_by_the_data_is_late_in_every_group() -> None:
-    def state(group: str) -> WindowState:
-        return WindowState("s", group, 5_000, 2_000, idle_grace_ms=30_000, source_watermarks=True)
-
-    everyone, quiet = state("*"), state("/quiet")
+    everyone, quiet = backlog_group("*"), backlog_group("/quiet")
     for state_ in (everyone, quiet):
         assert state_.add(0, {}, now_ms=0, event_key=1, source_mark=0)
         assert state_.add(9_000, {}, now_ms=0, event_key=2, source_mark=9_000)
